@@ -6,6 +6,13 @@
 pub mod arn;
 pub mod config;
 pub mod credentials;
+pub mod error;
+pub mod flow;
 pub mod invoke;
+pub mod response;
+pub mod route;
 pub mod secret;
 pub mod sigv4;
+
+#[cfg(target_arch = "wasm32")]
+mod filter;

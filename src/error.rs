@@ -1,0 +1,278 @@
+//! Every way a request can fail, and the one place that maps each to a client status and
+//! JSON body. Bodies never carry secrets.
+
+use std::fmt;
+
+use serde_json::{json, Map, Value};
+
+use crate::config::ConfigError;
+use crate::sigv4::SigningError;
+
+/// A reply sent to the client instead of proxying the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl ClientReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// The request body is over Lambda's limit for the invocation type.
+    PayloadTooLarge { limit: u64 },
+    /// The route's metadata override does not validate.
+    RouteConfigInvalid(ConfigError),
+    /// The route has no cluster and the configuration names none.
+    NoCluster,
+    Signing(SigningError),
+    /// The host refused to dispatch the Invoke (e.g. unknown cluster).
+    DispatchFailed { cluster: String },
+    /// Lambda ran the function and it failed (`X-Amz-Function-Error`).
+    FunctionError {
+        status: u16,
+        kind: String,
+        message: Option<String>,
+    },
+    /// Lambda answered 429.
+    Throttled {
+        retry_after: Option<String>,
+        error_type: Option<String>,
+        reason: Option<String>,
+        message: Option<String>,
+    },
+    /// Lambda answered 413.
+    LambdaPayloadTooLarge {
+        error_type: Option<String>,
+        message: Option<String>,
+    },
+    /// Any other Lambda API error (4xx/5xx from the Lambda service).
+    LambdaApi {
+        status: u16,
+        error_type: String,
+        message: Option<String>,
+    },
+    /// No answer within the Invoke's timeout.
+    UpstreamTimeout,
+    /// Envoy could not reach the Lambda endpoint (connect failure, reset, overflow).
+    UpstreamUnavailable { status: u16 },
+}
+
+impl RequestError {
+    /// The error class: the `error` field of the JSON body and the log word.
+    pub fn class(&self) -> &'static str {
+        match self {
+            RequestError::PayloadTooLarge { .. } | RequestError::LambdaPayloadTooLarge { .. } => {
+                "payload_too_large"
+            }
+            RequestError::RouteConfigInvalid(_) => "route_config_invalid",
+            RequestError::NoCluster => "no_cluster",
+            RequestError::Signing(_) => "signing_failed",
+            RequestError::DispatchFailed { .. } => "dispatch_failed",
+            RequestError::FunctionError { .. } => "function_error",
+            RequestError::Throttled { .. } => "throttled",
+            RequestError::LambdaApi { .. } => "lambda_api_error",
+            RequestError::UpstreamTimeout => "upstream_timeout",
+            RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::PayloadTooLarge { .. } | RequestError::LambdaPayloadTooLarge { .. } => 413,
+            RequestError::RouteConfigInvalid(_)
+            | RequestError::NoCluster
+            | RequestError::Signing(_)
+            | RequestError::DispatchFailed { .. } => 500,
+            RequestError::FunctionError { status, .. } => *status,
+            RequestError::Throttled { .. } => 429,
+            RequestError::LambdaApi { .. } => 502,
+            RequestError::UpstreamTimeout => 504,
+            RequestError::UpstreamUnavailable { status } => *status,
+        }
+    }
+
+    fn details(&self, body: &mut Map<String, Value>) {
+        let mut put = |key: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                body.insert(key.to_string(), Value::String(value.to_string()));
+            }
+        };
+        match self {
+            RequestError::PayloadTooLarge { limit } => {
+                put(
+                    "message",
+                    Some(&format!(
+                        "request body is larger than Lambda's limit of {limit} bytes"
+                    )),
+                );
+            }
+            RequestError::RouteConfigInvalid(e) => {
+                put("message", Some(&format!("route override {e}")));
+            }
+            RequestError::NoCluster => put(
+                "message",
+                Some("the route has no cluster to send the Invoke to"),
+            ),
+            RequestError::Signing(e) => put("message", Some(&e.to_string())),
+            RequestError::DispatchFailed { cluster } => put(
+                "message",
+                Some(&format!("could not dispatch the Invoke to cluster '{cluster}'")),
+            ),
+            RequestError::FunctionError { kind, message, .. } => {
+                put("type", Some(kind));
+                put("message", message.as_deref());
+            }
+            RequestError::Throttled {
+                error_type,
+                reason,
+                message,
+                ..
+            } => {
+                put("type", error_type.as_deref());
+                put("reason", reason.as_deref());
+                put("message", message.as_deref());
+            }
+            RequestError::LambdaPayloadTooLarge {
+                error_type,
+                message,
+            } => {
+                put("type", error_type.as_deref());
+                put("message", message.as_deref());
+            }
+            RequestError::LambdaApi {
+                status,
+                error_type,
+                message,
+            } => {
+                put("type", Some(error_type));
+                put("message", message.as_deref());
+                body.insert("lambda_status".into(), json!(status));
+            }
+            RequestError::UpstreamTimeout => put(
+                "message",
+                Some("the Lambda Invoke did not answer within the timeout"),
+            ),
+            RequestError::UpstreamUnavailable { .. } => {
+                put("message", Some("the Lambda endpoint could not be reached"))
+            }
+        }
+    }
+
+    /// The client reply for this error. `request_id` is the request's x-request-id.
+    pub fn to_reply(&self, request_id: Option<&str>) -> ClientReply {
+        let mut body = Map::new();
+        body.insert("error".into(), Value::String(self.class().into()));
+        self.details(&mut body);
+        if let Some(id) = request_id {
+            body.insert("request_id".into(), Value::String(id.to_string()));
+        }
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let RequestError::Throttled {
+            retry_after: Some(retry_after),
+            ..
+        } = self
+        {
+            headers.push(("retry-after".to_string(), retry_after.clone()));
+        }
+        ClientReply {
+            status: self.status(),
+            headers,
+            body: Value::Object(body).to_string().into_bytes(),
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut details = Map::new();
+        self.details(&mut details);
+        write!(f, "{} ({})", self.class(), Value::Object(details))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(reply: &ClientReply) -> Value {
+        serde_json::from_slice(&reply.body).unwrap()
+    }
+
+    #[test]
+    fn function_error_body() {
+        let reply = RequestError::FunctionError {
+            status: 502,
+            kind: "Unhandled".into(),
+            message: Some("boom".into()),
+        }
+        .to_reply(Some("req-1"));
+        assert_eq!(reply.status, 502);
+        assert_eq!(reply.header("content-type"), Some("application/json"));
+        assert_eq!(
+            body(&reply),
+            json!({"error":"function_error","type":"Unhandled","message":"boom","request_id":"req-1"})
+        );
+    }
+
+    #[test]
+    fn throttled_keeps_retry_after() {
+        let reply = RequestError::Throttled {
+            retry_after: Some("7".into()),
+            error_type: Some("TooManyRequestsException".into()),
+            reason: Some("ConcurrentInvocationLimitExceeded".into()),
+            message: None,
+        }
+        .to_reply(None);
+        assert_eq!(reply.status, 429);
+        assert_eq!(reply.header("retry-after"), Some("7"));
+        assert_eq!(body(&reply)["error"], "throttled");
+        assert_eq!(body(&reply)["reason"], "ConcurrentInvocationLimitExceeded");
+    }
+
+    #[test]
+    fn statuses_by_class() {
+        let cases: Vec<(RequestError, u16, &str)> = vec![
+            (RequestError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
+            (
+                RequestError::RouteConfigInvalid(ConfigError::new("payload", "bad")),
+                500,
+                "route_config_invalid",
+            ),
+            (RequestError::NoCluster, 500, "no_cluster"),
+            (
+                RequestError::DispatchFailed { cluster: "x".into() },
+                500,
+                "dispatch_failed",
+            ),
+            (
+                RequestError::LambdaApi {
+                    status: 403,
+                    error_type: "AccessDeniedException".into(),
+                    message: None,
+                },
+                502,
+                "lambda_api_error",
+            ),
+            (RequestError::UpstreamTimeout, 504, "upstream_timeout"),
+            (
+                RequestError::UpstreamUnavailable { status: 503 },
+                503,
+                "upstream_unavailable",
+            ),
+        ];
+        for (error, status, class) in cases {
+            let reply = error.to_reply(None);
+            assert_eq!(reply.status, status, "{error}");
+            assert_eq!(body(&reply)["error"], class);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! The proxy-wasm shell: the only code that talks to the host. It turns host callbacks into
+//! calls on the plain-Rust modules and carries out what they decide.
+
+mod http;
+mod logger;
+mod root;
+
+use proxy_wasm::traits::RootContext;
+
+proxy_wasm::main! {{
+    logger::install();
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::LambdaRoot::default()) });
+}}

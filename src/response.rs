@@ -1,0 +1,317 @@
+//! Decodes the Lambda Invoke answer into the client's response.
+
+use serde_json::Value;
+
+use crate::config::{InvocationType, InvokeTarget};
+use crate::error::{ClientReply, RequestError};
+
+/// Longest function error message copied into the client's error body.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// What the Lambda cluster answered. `status` is `None` when the host had no response at
+/// all (reset, or timeout reported without headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvokeAnswer {
+    pub status: Option<u16>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl InvokeAnswer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `timed_out` tells whether the Invoke's timeout had passed when the answer came.
+pub fn decode_invoke_answer(
+    target: &InvokeTarget,
+    answer: InvokeAnswer,
+    timed_out: bool,
+) -> Result<ClientReply, RequestError> {
+    let Some(status) = answer.status else {
+        return Err(if timed_out {
+            RequestError::UpstreamTimeout
+        } else {
+            RequestError::UpstreamUnavailable { status: 503 }
+        });
+    };
+    // Envoy's own local replies (connect failure, timeout, overflow) carry no Lambda request id.
+    let from_lambda =
+        answer.header("x-amzn-requestid").is_some() || answer.header("x-amzn-errortype").is_some();
+    if !from_lambda && (status == 503 || status == 504) {
+        return Err(if status == 504 || timed_out {
+            RequestError::UpstreamTimeout
+        } else {
+            RequestError::UpstreamUnavailable { status }
+        });
+    }
+    if let Some(kind) = answer.header("x-amz-function-error") {
+        let message = json_string(&answer.body, &["errorMessage"]);
+        return Err(RequestError::FunctionError {
+            status: target.function_error_status,
+            kind: kind.to_string(),
+            message,
+        });
+    }
+    match status {
+        200..=299 => Ok(success(target.invocation_type, answer.body)),
+        429 => Err(RequestError::Throttled {
+            retry_after: answer.header("retry-after").map(str::to_string),
+            error_type: error_type(&answer),
+            reason: json_string(&answer.body, &["Reason", "reason"]),
+            message: json_string(&answer.body, &["message", "Message"]),
+        }),
+        413 => Err(RequestError::LambdaPayloadTooLarge {
+            error_type: error_type(&answer),
+            message: json_string(&answer.body, &["message", "Message"]),
+        }),
+        _ => Err(RequestError::LambdaApi {
+            status,
+            error_type: error_type(&answer).unwrap_or_else(|| "UnknownError".to_string()),
+            message: json_string(&answer.body, &["message", "Message"]),
+        }),
+    }
+}
+
+fn success(invocation_type: InvocationType, payload: Vec<u8>) -> ClientReply {
+    match invocation_type {
+        InvocationType::RequestResponse => ClientReply {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: payload,
+        },
+        InvocationType::Event => ClientReply {
+            status: 202,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+        InvocationType::DryRun => ClientReply {
+            status: 204,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+    }
+}
+
+/// The AWS error type: `x-amzn-errortype` (without its `:namespace` suffix), else the JSON
+/// `__type` (without its `namespace#` prefix), else a JSON `code`.
+fn error_type(answer: &InvokeAnswer) -> Option<String> {
+    if let Some(header) = answer.header("x-amzn-errortype") {
+        let name = header.split(':').next().unwrap_or(header).trim();
+        if !name.is_empty() {
+            return Some(name.to_string());
+        }
+    }
+    let from_body = json_string(&answer.body, &["__type", "code", "Code"])?;
+    let name = from_body.rsplit('#').next().unwrap_or(&from_body);
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+fn json_string(body: &[u8], keys: &[&str]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    let object = value.as_object()?;
+    keys.iter().find_map(|key| {
+        object
+            .get(*key)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(MAX_MESSAGE_CHARS).collect())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FilterConfig;
+
+    fn target(extra: &str) -> InvokeTarget {
+        let json = format!(
+            r#"{{"function":"f","region":"us-east-1"{extra},"credentials":{{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x"}}}}"#
+        );
+        FilterConfig::load(json.as_bytes(), &|_| None).unwrap().target
+    }
+
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> InvokeAnswer {
+        InvokeAnswer {
+            status: Some(status),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    const LAMBDA_HEADERS: [(&str, &str); 4] = [
+        ("content-type", "application/json"),
+        ("x-amzn-requestid", "abc"),
+        ("x-amz-executed-version", "$LATEST"),
+        ("x-amzn-trace-id", "root=1"),
+    ];
+
+    #[test]
+    fn success_returns_payload_and_drops_lambda_headers() {
+        let reply =
+            decode_invoke_answer(&target(""), answer(200, &LAMBDA_HEADERS, r#"{"ok":1}"#), false)
+                .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, br#"{"ok":1}"#);
+        assert_eq!(
+            reply.headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+    }
+
+    #[test]
+    fn event_is_202_and_dry_run_is_204_with_empty_bodies() {
+        let event = decode_invoke_answer(
+            &target(r#","invocation_type":"Event""#),
+            answer(202, &LAMBDA_HEADERS, ""),
+            false,
+        )
+        .unwrap();
+        assert_eq!((event.status, event.body.len()), (202, 0));
+        let dry = decode_invoke_answer(
+            &target(r#","invocation_type":"DryRun""#),
+            answer(204, &LAMBDA_HEADERS, ""),
+            false,
+        )
+        .unwrap();
+        assert_eq!((dry.status, dry.body.len()), (204, 0));
+    }
+
+    #[test]
+    fn function_error_uses_configured_status_and_error_message() {
+        let err = decode_invoke_answer(
+            &target(r#","function_error_status":500"#),
+            answer(
+                200,
+                &[("X-Amz-Function-Error", "Handled"), ("x-amzn-requestid", "r")],
+                r#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":[]}"#,
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            RequestError::FunctionError {
+                status: 500,
+                kind: "Handled".into(),
+                message: Some("boom".into())
+            }
+        );
+    }
+
+    #[test]
+    fn function_error_with_non_json_payload_has_no_message() {
+        let err = decode_invoke_answer(
+            &target(""),
+            answer(200, &[("x-amz-function-error", "Unhandled")], "not json"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 502);
+        assert!(matches!(err, RequestError::FunctionError { message: None, .. }));
+    }
+
+    #[test]
+    fn throttling_keeps_retry_after_and_reason() {
+        let err = decode_invoke_answer(
+            &target(""),
+            answer(
+                429,
+                &[
+                    ("x-amzn-requestid", "r"),
+                    ("x-amzn-errortype", "TooManyRequestsException:http://internal.amazon.com/"),
+                    ("Retry-After", "7"),
+                ],
+                r#"{"Type":"User","message":"Rate exceeded","Reason":"ConcurrentInvocationLimitExceeded"}"#,
+            ),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            RequestError::Throttled {
+                retry_after: Some("7".into()),
+                error_type: Some("TooManyRequestsException".into()),
+                reason: Some("ConcurrentInvocationLimitExceeded".into()),
+                message: Some("Rate exceeded".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn lambda_413_is_413() {
+        let err = decode_invoke_answer(
+            &target(""),
+            answer(413, &[("x-amzn-errortype", "RequestTooLargeException")], "{}"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.status(), 413);
+    }
+
+    #[test]
+    fn api_errors_are_502_with_the_aws_type() {
+        let cases = [
+            (
+                answer(404, &[("x-amzn-errortype", "ResourceNotFoundException")], r#"{"Type":"User","message":"Function not found"}"#),
+                "ResourceNotFoundException",
+            ),
+            (
+                answer(403, &[("x-amzn-requestid", "r")], r#"{"__type":"com.amazon.coral.service#InvalidSignatureException","message":"sig"}"#),
+                "InvalidSignatureException",
+            ),
+            (
+                answer(403, &[("x-amzn-requestid", "r")], r#"{"code":"AccessDeniedException"}"#),
+                "AccessDeniedException",
+            ),
+            (answer(500, &[("x-amzn-requestid", "r")], "<html>"), "UnknownError"),
+            (answer(503, &[("x-amzn-errortype", "ServiceException")], "{}"), "ServiceException"),
+        ];
+        for (answer, expected) in cases {
+            let err = decode_invoke_answer(&target(""), answer.clone(), false).unwrap_err();
+            assert_eq!(err.status(), 502, "{answer:?}");
+            match err {
+                RequestError::LambdaApi { error_type, .. } => assert_eq!(error_type, expected),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn envoy_local_replies_keep_their_status() {
+        let timeout = decode_invoke_answer(
+            &target(""),
+            answer(504, &[("content-type", "text/plain")], "upstream request timeout"),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(timeout, RequestError::UpstreamTimeout);
+        assert_eq!(timeout.status(), 504);
+        let unavailable = decode_invoke_answer(
+            &target(""),
+            answer(503, &[], "upstream connect error or disconnect/reset before headers"),
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(unavailable, RequestError::UpstreamUnavailable { status: 503 });
+    }
+
+    #[test]
+    fn no_answer_is_timeout_or_unavailable() {
+        let none = InvokeAnswer::default();
+        assert_eq!(
+            decode_invoke_answer(&target(""), none.clone(), true).unwrap_err(),
+            RequestError::UpstreamTimeout
+        );
+        assert_eq!(
+            decode_invoke_answer(&target(""), none, false).unwrap_err(),
+            RequestError::UpstreamUnavailable { status: 503 }
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Per-route overrides from route metadata (`filter_metadata.proxy_wasm_lambda`), decoded
+//! from the host's property encoding, and the cache of resolved route targets.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, TargetSettings};
+
+/// The `filter_metadata` namespace routes use.
+pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
+
+/// Keys read from route metadata.
+pub const ROUTE_KEYS: [&str; 10] = [
+    "function",
+    "qualifier",
+    "region",
+    "endpoint",
+    "invocation_type",
+    "payload",
+    "function_error_status",
+    "timeout_ms",
+    "cluster",
+    "disabled",
+];
+
+/// Routes resolved at most once each; bounded so that a config with many routes (or
+/// changing metadata across xDS updates) cannot grow it without limit.
+const MAX_CACHED_ROUTES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteTarget {
+    /// The route opted out (`disabled: true`): the request passes through untouched.
+    Disabled,
+    Invoke(Rc<InvokeTarget>),
+}
+
+/// Envoy serialises a `google.protobuf.Value` property as: string → its bytes, number →
+/// 8-byte little-endian f64, bool → 1 byte. Values written as strings in YAML are accepted
+/// for numbers and bools too.
+fn decode_string(key: &str, bytes: &[u8]) -> Result<String, ConfigError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| ConfigError::new(key, "must be a string"))
+}
+
+fn decode_integer(key: &str, bytes: &[u8]) -> Result<u64, ConfigError> {
+    if bytes.len() == 8 {
+        let mut raw = [0u8; 8];
+        raw.copy_from_slice(bytes);
+        let number = f64::from_le_bytes(raw);
+        if number.is_finite() && number >= 0.0 && number.fract() == 0.0 && number < 1e15 {
+            return Ok(number as u64);
+        }
+    }
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .ok_or_else(|| ConfigError::new(key, "must be a non-negative integer"))
+}
+
+fn decode_bool(key: &str, bytes: &[u8]) -> Result<bool, ConfigError> {
+    match bytes {
+        [0] | b"false" => Ok(false),
+        [1] | b"true" => Ok(true),
+        _ => Err(ConfigError::new(key, "must be true or false")),
+    }
+}
+
+/// Builds a route's overrides from `lookup(key)`, which returns the raw property bytes of
+/// `filter_metadata.proxy_wasm_lambda.<key>` when the route has it.
+pub fn decode_route_override(
+    lookup: impl Fn(&str) -> Option<Vec<u8>>,
+) -> Result<RouteOverride, ConfigError> {
+    let string = |key: &str| lookup(key).map(|b| decode_string(key, &b)).transpose();
+    let integer = |key: &str| lookup(key).map(|b| decode_integer(key, &b)).transpose();
+    let status = integer("function_error_status")?
+        .map(|s| {
+            u16::try_from(s).map_err(|_| {
+                ConfigError::new("function_error_status", "must be an HTTP status")
+            })
+        })
+        .transpose()?;
+    Ok(RouteOverride {
+        settings: TargetSettings {
+            function: string("function")?,
+            qualifier: string("qualifier")?,
+            region: string("region")?,
+            endpoint: string("endpoint")?,
+            invocation_type: string("invocation_type")?,
+            payload: string("payload")?,
+            function_error_status: status,
+            timeout_ms: integer("timeout_ms")?,
+            cluster: string("cluster")?,
+        },
+        disabled: lookup("disabled")
+            .map(|b| decode_bool("disabled", &b))
+            .transpose()?
+            .unwrap_or(false),
+    })
+}
+
+/// Resolved targets keyed by the route's raw metadata bytes, so that every route with the
+/// same overrides shares one validated target and no request validates config again.
+#[derive(Default)]
+pub struct RouteCache {
+    entries: HashMap<Vec<u8>, Result<RouteTarget, ConfigError>>,
+}
+
+impl RouteCache {
+    pub fn resolve(
+        &mut self,
+        config: &FilterConfig,
+        metadata_key: &[u8],
+        read_override: impl FnOnce() -> Result<RouteOverride, ConfigError>,
+    ) -> Result<RouteTarget, ConfigError> {
+        if let Some(found) = self.entries.get(metadata_key) {
+            return found.clone();
+        }
+        let resolved = read_override().and_then(|route| {
+            if route.disabled {
+                Ok(RouteTarget::Disabled)
+            } else {
+                config
+                    .resolve_route(&route)
+                    .map(|target| RouteTarget::Invoke(Rc::new(target)))
+            }
+        });
+        if self.entries.len() >= MAX_CACHED_ROUTES {
+            self.entries.clear();
+        }
+        self.entries.insert(metadata_key.to_vec(), resolved.clone());
+        resolved
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    fn lookup_from(pairs: &[(&str, Vec<u8>)]) -> impl Fn(&str) -> Option<Vec<u8>> {
+        let pairs: Vec<(String, Vec<u8>)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn decodes_strings_numbers_and_bools() {
+        let route = decode_route_override(lookup_from(&[
+            ("function", b"other-fn".to_vec()),
+            ("timeout_ms", 1000f64.to_le_bytes().to_vec()),
+            ("function_error_status", b"500".to_vec()),
+            ("disabled", vec![0]),
+        ]))
+        .unwrap();
+        assert_eq!(route.settings.function.as_deref(), Some("other-fn"));
+        assert_eq!(route.settings.timeout_ms, Some(1000));
+        assert_eq!(route.settings.function_error_status, Some(500));
+        assert!(!route.disabled);
+    }
+
+    #[test]
+    fn eight_character_strings_are_not_mistaken_for_numbers() {
+        let route = decode_route_override(lookup_from(&[("timeout_ms", b"00001500".to_vec())]))
+            .unwrap();
+        assert_eq!(route.settings.timeout_ms, Some(1500));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = decode_route_override(lookup_from(&[("timeout_ms", b"soon".to_vec())]))
+            .unwrap_err();
+        assert_eq!(err.field, "timeout_ms");
+        let err = decode_route_override(lookup_from(&[("timeout_ms", (-5f64).to_le_bytes().to_vec())]))
+            .unwrap_err();
+        assert_eq!(err.field, "timeout_ms");
+        let err =
+            decode_route_override(lookup_from(&[("disabled", b"maybe".to_vec())])).unwrap_err();
+        assert_eq!(err.field, "disabled");
+        let err = decode_route_override(lookup_from(&[("function", vec![0xff, 0xfe])])).unwrap_err();
+        assert_eq!(err.field, "function");
+        let err = decode_route_override(lookup_from(&[(
+            "function_error_status",
+            70000f64.to_le_bytes().to_vec(),
+        )]))
+        .unwrap_err();
+        assert_eq!(err.field, "function_error_status");
+    }
+
+    fn config() -> FilterConfig {
+        FilterConfig::load(
+            br#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x"}}"#,
+            &|_| None,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn cache_resolves_each_route_once() {
+        let config = config();
+        let mut cache = RouteCache::default();
+        let reads = Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            Ok(RouteOverride {
+                settings: TargetSettings {
+                    function: Some("g".into()),
+                    ..Default::default()
+                },
+                disabled: false,
+            })
+        };
+        let first = cache.resolve(&config, b"route-a", read).unwrap();
+        let second = cache.resolve(&config, b"route-a", read).unwrap();
+        assert_eq!(reads.get(), 1);
+        assert_eq!(first, second);
+        match first {
+            RouteTarget::Invoke(t) => {
+                assert_eq!(t.invoke_path, "/2015-03-31/functions/g/invocations")
+            }
+            RouteTarget::Disabled => panic!("expected a target"),
+        }
+    }
+
+    #[test]
+    fn cache_keeps_invalid_routes_invalid_and_disabled_routes_disabled() {
+        let config = config();
+        let mut cache = RouteCache::default();
+        let bad = cache.resolve(&config, b"bad", || {
+            Ok(RouteOverride {
+                settings: TargetSettings {
+                    invocation_type: Some("Bogus".into()),
+                    ..Default::default()
+                },
+                disabled: false,
+            })
+        });
+        assert_eq!(bad.unwrap_err().field, "invocation_type");
+        let off = cache.resolve(&config, b"off", || {
+            Ok(RouteOverride {
+                disabled: true,
+                ..Default::default()
+            })
+        });
+        assert_eq!(off.unwrap(), RouteTarget::Disabled);
+        assert_eq!(cache.len(), 2);
+    }
+}

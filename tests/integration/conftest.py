@@ -1,0 +1,141 @@
+"""Fixtures for the proxy_wasm_lambda end-to-end tests.
+
+Session scope: ``moto`` (moto_server with IAM auth, bootstrapped users/functions),
+``standin_session`` (SigV4-verifying Lambda stand-in) and ``wasm_path`` (the built
+filter; the session FAILS if it is missing: run ``make wasm`` first).
+Function scope: ``standin`` (the session stand-in, reset), ``standin_factory`` (extra
+stand-ins) and ``envoy_factory`` (starts Envoy instances, stops them on teardown and
+prints their log tail when the test failed).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import envoy_harness as eh  # noqa: E402
+import lambda_standin as ls  # noqa: E402
+import moto_aws  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "proxy_wasm_lambda.wasm"
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture(scope="session")
+def wasm_path() -> str:
+    path = Path(os.environ.get("LAMBDA_WASM") or DEFAULT_WASM)
+    if not path.is_file():
+        pytest.fail(
+            f"filter wasm not found at {path}: run `make wasm` first (or set LAMBDA_WASM)",
+            pytrace=False,
+        )
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def moto():
+    m = moto_aws.start_moto()
+    yield m
+    m.stop()
+
+
+@pytest.fixture(scope="session")
+def standin_session():
+    s = ls.StandIn().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def standin(standin_session):
+    standin_session.reset()
+    yield standin_session
+    standin_session.reset()
+
+
+@pytest.fixture
+def standin_factory():
+    made: list[ls.StandIn] = []
+
+    def make(**kw: Any) -> ls.StandIn:
+        s = ls.StandIn(**kw).start()
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
+    """envoy_factory(plugin_config, routes=..., clusters=..., env_vars=..., log_level=..., expect_failure=...)
+
+    routes: list of eh.Route or (prefix, cluster[, timeout_s[, metadata]]) tuples
+            (default: [("/", "lambda")]).
+    clusters: {name: (host, port)} or {name: port} (host 127.0.0.1).
+    Returns a started eh.Envoy (with .failed set when expect_failure=True).
+    """
+    started: list[eh.Envoy] = []
+
+    def make(
+        plugin_config: dict | str | None,
+        *,
+        routes: list | None = None,
+        clusters: dict[str, Any],
+        env_vars: dict[str, str] | None = None,
+        log_level: str = "info",
+        expect_failure: bool = False,
+        cluster_type: str = "STATIC",
+        timeout: float = 20.0,
+    ) -> eh.Envoy:
+        rs: list[eh.Route] = []
+        for r in routes or [("/", "lambda")]:
+            rs.append(r if isinstance(r, eh.Route) else eh.Route(*r))
+        cl = {k: (v if isinstance(v, tuple) else ("127.0.0.1", int(v))) for k, v in clusters.items()}
+        cfg = eh.EnvoyConfig(
+            plugin_config=plugin_config,
+            routes=rs,
+            clusters=cl,
+            wasm_path=wasm_path,
+            env_vars=env_vars or {},
+            cluster_type=cluster_type,
+        )
+        e = eh.Envoy(cfg, log_level=log_level)
+        started.append(e)
+        return e.start(timeout=timeout, expect_failure=expect_failure)
+
+    yield make
+
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for e in started:
+        e.stop()
+        if failed:
+            sys.stderr.write(
+                f"\n===== envoy log ({e.log_path}) tail =====\n{e.log()[-6000:]}\n===== end envoy log =====\n"
+            )
+
+
+@pytest.fixture
+def moto_clean(moto):
+    """The session moto, with any canned lambda-simple results left by this test drained."""
+    yield moto
+    lam = moto.client("lambda")
+    for _ in range(20):
+        sentinel = f'{{"drain":"{uuid.uuid4()}"}}'
+        got = lam.invoke(FunctionName="echo-fn", Payload=sentinel.encode())["Payload"].read().decode()
+        if got == sentinel:
+            break
