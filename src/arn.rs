@@ -64,7 +64,9 @@ pub fn is_valid_region(region: &str) -> bool {
     parts.len() >= 3
         && region.len() <= 32
         && parts.iter().all(|p| {
-            !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         })
         && parts
             .last()
@@ -190,9 +192,12 @@ mod tests {
 
     #[test]
     fn full_arn_carries_region_and_qualifier() {
-        let f = FunctionId::parse("arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST")
-            .unwrap();
-        assert_eq!(f.identifier, "arn:aws:lambda:eu-west-1:123456789012:function:f");
+        let f =
+            FunctionId::parse("arn:aws:lambda:eu-west-1:123456789012:function:f:$LATEST").unwrap();
+        assert_eq!(
+            f.identifier,
+            "arn:aws:lambda:eu-west-1:123456789012:function:f"
+        );
         assert_eq!(f.name, "f");
         assert_eq!(f.qualifier.as_deref(), Some("$LATEST"));
         assert_eq!(f.region.as_deref(), Some("eu-west-1"));
@@ -201,7 +206,10 @@ mod tests {
 
     #[test]
     fn govcloud_and_china_arns() {
-        assert!(FunctionId::parse("arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f").is_ok());
+        assert!(
+            FunctionId::parse("arn:aws-us-gov:lambda:us-gov-west-1:123456789012:function:f")
+                .is_ok()
+        );
         let cn = FunctionId::parse("arn:aws-cn:lambda:cn-north-1:123456789012:function:f").unwrap();
         assert_eq!(cn.partition.as_deref(), Some("aws-cn"));
     }
@@ -234,7 +242,10 @@ mod tests {
             "../etc",
             "f?x=1",
         ] {
-            assert!(FunctionId::parse(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                FunctionId::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert_eq!(FunctionId::parse(&"a".repeat(65)), Err(ArnError::BadName));
         assert_eq!(FunctionId::parse(&"a".repeat(300)), Err(ArnError::TooLong));
@@ -242,10 +253,22 @@ mod tests {
 
     #[test]
     fn regions() {
-        for good in ["us-east-1", "us-gov-west-1", "cn-northwest-1", "eusc-de-east-1"] {
+        for good in [
+            "us-east-1",
+            "us-gov-west-1",
+            "cn-northwest-1",
+            "eusc-de-east-1",
+        ] {
             assert!(is_valid_region(good), "{good}");
         }
-        for bad in ["", "us-east", "US-EAST-1", "us_east_1", "us-east-1a", "us--1"] {
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "us_east_1",
+            "us-east-1a",
+            "us--1",
+        ] {
             assert!(!is_valid_region(bad), "{bad}");
         }
     }

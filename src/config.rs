@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
-use crate::credentials::{Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN};
+use crate::credentials::{
+    Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN,
+};
 use crate::secret::Secret;
 
 /// Lambda's synchronous request payload limit (6 MB).
@@ -176,14 +178,21 @@ impl FilterConfig {
             json
         };
         let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
-            ConfigError::new("configuration", format!("is not JSON: {}", without_position(&e.to_string())))
+            ConfigError::new(
+                "configuration",
+                format!("is not JSON: {}", without_position(&e.to_string())),
+            )
         })?;
         if !value.is_object() {
             return Err(ConfigError::new("configuration", "must be a JSON object"));
         }
         let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
-            let field = if path == "." { "configuration".into() } else { path };
+            let field = if path == "." {
+                "configuration".into()
+            } else {
+                path
+            };
             ConfigError::new(&field, without_position(&e.inner().to_string()))
         })?;
         let settings = TargetSettings {
@@ -387,7 +396,9 @@ fn validate_endpoint(endpoint: &str) -> Result<String, ConfigError> {
     };
     if let Some(port) = port {
         if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(bad("has a bad port; give a host name like lambda.us-east-1.amazonaws.com"));
+            return Err(bad(
+                "has a bad port; give a host name like lambda.us-east-1.amazonaws.com",
+            ));
         }
     }
     let label_ok = |label: &str| {
@@ -430,11 +441,7 @@ fn load_credentials(
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
     let from_config = raw.is_some();
     let (access_key_id, secret_access_key, session_token) = match raw {
-        Some(raw) => (
-            raw.access_key_id,
-            raw.secret_access_key,
-            raw.session_token,
-        ),
+        Some(raw) => (raw.access_key_id, raw.secret_access_key, raw.session_token),
         None => (
             non_empty(env(ENV_ACCESS_KEY_ID)),
             non_empty(env(ENV_SECRET_ACCESS_KEY)).map(Secret::new),
@@ -555,7 +562,10 @@ mod tests {
     #[test]
     fn each_error_names_its_field() {
         let cases = [
-            (r#""function":"f","region":"us-east-1","colour":"red""#, "colour"),
+            (
+                r#""function":"f","region":"us-east-1","colour":"red""#,
+                "colour",
+            ),
             (r#""region":"us-east-1""#, "function"),
             (r#""function":"arn:aws:lambda:bad""#, "function"),
             (r#""function":"f""#, "region"),
@@ -568,17 +578,50 @@ mod tests {
                 r#""function":"arn:aws:lambda:eu-west-1:123456789012:function:f:v1","qualifier":"v2""#,
                 "qualifier",
             ),
-            (r#""function":"f","region":"us-east-1","qualifier":"a/b""#, "qualifier"),
-            (r#""function":"f","region":"us-east-1","invocation_type":"Sync""#, "invocation_type"),
-            (r#""function":"f","region":"us-east-1","payload":"xml""#, "payload"),
-            (r#""function":"f","region":"us-east-1","function_error_status":99"#, "function_error_status"),
-            (r#""function":"f","region":"us-east-1","function_error_status":"x""#, "function_error_status"),
-            (r#""function":"f","region":"us-east-1","timeout_ms":0"#, "timeout_ms"),
-            (r#""function":"f","region":"us-east-1","timeout_ms":-5"#, "timeout_ms"),
-            (r#""function":"f","region":"us-east-1","timeout_ms":900001"#, "timeout_ms"),
-            (r#""function":"f","region":"us-east-1","endpoint":"https://x.com/""#, "endpoint"),
-            (r#""function":"f","region":"us-east-1","endpoint":"host:0""#, "endpoint"),
-            (r#""function":"f","region":"us-east-1","cluster":"""#, "cluster"),
+            (
+                r#""function":"f","region":"us-east-1","qualifier":"a/b""#,
+                "qualifier",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","invocation_type":"Sync""#,
+                "invocation_type",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","payload":"xml""#,
+                "payload",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","function_error_status":99"#,
+                "function_error_status",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","function_error_status":"x""#,
+                "function_error_status",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","timeout_ms":0"#,
+                "timeout_ms",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","timeout_ms":-5"#,
+                "timeout_ms",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","timeout_ms":900001"#,
+                "timeout_ms",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","endpoint":"https://x.com/""#,
+                "endpoint",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","endpoint":"host:0""#,
+                "endpoint",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","cluster":"""#,
+                "cluster",
+            ),
         ];
         for (json, field) in cases {
             assert_eq!(field_of(json), field, "{json}");
@@ -634,12 +677,15 @@ mod tests {
             "AWS_SESSION_TOKEN" => Some("envtoken".to_string()),
             _ => None,
         };
-        let config =
-            FilterConfig::load(br#"{"function":"f","region":"us-east-1"}"#, &env).unwrap();
+        let config = FilterConfig::load(br#"{"function":"f","region":"us-east-1"}"#, &env).unwrap();
         assert_eq!(config.credentials.access_key_id, "AKIDFROMENVIRON1");
         assert_eq!(config.credentials.secret_access_key.expose(), "envsecret");
         assert_eq!(
-            config.credentials.session_token.as_ref().map(|t| t.expose()),
+            config
+                .credentials
+                .session_token
+                .as_ref()
+                .map(|t| t.expose()),
             Some("envtoken")
         );
     }
@@ -661,7 +707,10 @@ mod tests {
                 ..Default::default()
             }))
             .unwrap();
-        assert_eq!(target.invoke_path, "/2015-03-31/functions/other/invocations");
+        assert_eq!(
+            target.invoke_path,
+            "/2015-03-31/functions/other/invocations"
+        );
         assert_eq!(target.region, "us-east-1");
     }
 

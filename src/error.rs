@@ -28,14 +28,18 @@ impl ClientReply {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
     /// The request body is over Lambda's limit for the invocation type.
-    PayloadTooLarge { limit: u64 },
+    PayloadTooLarge {
+        limit: u64,
+    },
     /// The route's metadata override does not validate.
     RouteConfigInvalid(ConfigError),
     /// The route has no cluster and the configuration names none.
     NoCluster,
     Signing(SigningError),
     /// The host refused to dispatch the Invoke (e.g. unknown cluster).
-    DispatchFailed { cluster: String },
+    DispatchFailed {
+        cluster: String,
+    },
     /// Lambda ran the function and it failed (`X-Amz-Function-Error`).
     FunctionError {
         status: u16,
@@ -63,7 +67,9 @@ pub enum RequestError {
     /// No answer within the Invoke's timeout.
     UpstreamTimeout,
     /// Envoy could not reach the Lambda endpoint (connect failure, reset, overflow).
-    UpstreamUnavailable { status: u16 },
+    UpstreamUnavailable {
+        status: u16,
+    },
 }
 
 impl RequestError {
@@ -87,7 +93,9 @@ impl RequestError {
 
     pub fn status(&self) -> u16 {
         match self {
-            RequestError::PayloadTooLarge { .. } | RequestError::LambdaPayloadTooLarge { .. } => 413,
+            RequestError::PayloadTooLarge { .. } | RequestError::LambdaPayloadTooLarge { .. } => {
+                413
+            }
             RequestError::RouteConfigInvalid(_)
             | RequestError::NoCluster
             | RequestError::Signing(_)
@@ -125,7 +133,9 @@ impl RequestError {
             RequestError::Signing(e) => put("message", Some(&e.to_string())),
             RequestError::DispatchFailed { cluster } => put(
                 "message",
-                Some(&format!("could not dispatch the Invoke to cluster '{cluster}'")),
+                Some(&format!(
+                    "could not dispatch the Invoke to cluster '{cluster}'"
+                )),
             ),
             RequestError::FunctionError { kind, message, .. } => {
                 put("type", Some(kind));
@@ -241,7 +251,11 @@ mod tests {
     #[test]
     fn statuses_by_class() {
         let cases: Vec<(RequestError, u16, &str)> = vec![
-            (RequestError::PayloadTooLarge { limit: 10 }, 413, "payload_too_large"),
+            (
+                RequestError::PayloadTooLarge { limit: 10 },
+                413,
+                "payload_too_large",
+            ),
             (
                 RequestError::RouteConfigInvalid(ConfigError::new("payload", "bad")),
                 500,
@@ -249,7 +263,9 @@ mod tests {
             ),
             (RequestError::NoCluster, 500, "no_cluster"),
             (
-                RequestError::DispatchFailed { cluster: "x".into() },
+                RequestError::DispatchFailed {
+                    cluster: "x".into(),
+                },
                 500,
                 "dispatch_failed",
             ),

@@ -263,7 +263,11 @@ mod tests {
         let config = config("");
         let mut flow = dispatched(&config);
         let step = flow
-            .on_invoke_answer(7, lambda_answer(200, &[("x-amzn-requestid", "r")], "[1]"), t(30))
+            .on_invoke_answer(
+                7,
+                lambda_answer(200, &[("x-amzn-requestid", "r")], "[1]"),
+                t(30),
+            )
             .unwrap();
         match step {
             Step::Reply(reply) => assert_eq!((reply.status, reply.body), (200, b"[1]".to_vec())),
@@ -283,7 +287,10 @@ mod tests {
                 t(30),
             )
             .unwrap();
-        assert!(matches!(step, Step::Fail(RequestError::LambdaApi { status: 403, .. })));
+        assert!(matches!(
+            step,
+            Step::Fail(RequestError::LambdaApi { status: 403, .. })
+        ));
         assert_eq!(flow.phase(), &Phase::Finished);
     }
 
@@ -305,7 +312,10 @@ mod tests {
         let step = flow
             .on_invoke_answer(7, InvokeAnswer::default(), t(100))
             .unwrap();
-        assert_eq!(step, Step::Fail(RequestError::UpstreamUnavailable { status: 503 }));
+        assert_eq!(
+            step,
+            Step::Fail(RequestError::UpstreamUnavailable { status: 503 })
+        );
     }
 
     #[test]
@@ -333,11 +343,17 @@ mod tests {
     fn unknown_or_late_tokens_are_ignored() {
         let config = config("");
         let mut flow = dispatched(&config);
-        assert_eq!(flow.on_invoke_answer(8, InvokeAnswer::default(), t(5)), None);
+        assert_eq!(
+            flow.on_invoke_answer(8, InvokeAnswer::default(), t(5)),
+            None
+        );
         assert!(flow
             .on_invoke_answer(7, lambda_answer(200, &[], "{}"), t(5))
             .is_some());
-        assert_eq!(flow.on_invoke_answer(7, InvokeAnswer::default(), t(6)), None);
+        assert_eq!(
+            flow.on_invoke_answer(7, InvokeAnswer::default(), t(6)),
+            None
+        );
     }
 
     #[test]
@@ -345,12 +361,17 @@ mod tests {
         let sync = config("");
         let mut flow = RequestFlow::default();
         let step = flow.on_request_headers(route(&sync), Some("c".into()), Some(7_000_000), false);
-        assert_eq!(step, Step::Fail(RequestError::PayloadTooLarge { limit: 6_291_456 }));
+        assert_eq!(
+            step,
+            Step::Fail(RequestError::PayloadTooLarge { limit: 6_291_456 })
+        );
         let event = config(r#","invocation_type":"Event""#);
         let mut flow = RequestFlow::default();
-        let step =
-            flow.on_request_headers(route(&event), Some("c".into()), Some(1_100_000), false);
-        assert_eq!(step, Step::Fail(RequestError::PayloadTooLarge { limit: 1_048_576 }));
+        let step = flow.on_request_headers(route(&event), Some("c".into()), Some(1_100_000), false);
+        assert_eq!(
+            step,
+            Step::Fail(RequestError::PayloadTooLarge { limit: 1_048_576 })
+        );
     }
 
     #[test]
@@ -383,7 +404,10 @@ mod tests {
             None,
             true,
         );
-        assert!(matches!(step, Step::Fail(RequestError::RouteConfigInvalid(_))));
+        assert!(matches!(
+            step,
+            Step::Fail(RequestError::RouteConfigInvalid(_))
+        ));
     }
 
     #[test]

@@ -47,6 +47,7 @@ pub fn build_invoke(
             path_and_query: &target.invoke_path,
             headers: &to_sign,
             body: &payload,
+            content_sha256_header: true,
         },
         credentials,
         &target.region,
@@ -82,7 +83,9 @@ mod tests {
         let json = format!(
             r#"{{"function":"my-fn","region":"us-east-1"{extra},"credentials":{{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x"}}}}"#
         );
-        FilterConfig::load(json.as_bytes(), &|_| None).unwrap().target
+        FilterConfig::load(json.as_bytes(), &|_| None)
+            .unwrap()
+            .target
     }
 
     fn credentials(token: Option<&str>) -> Credentials {
@@ -150,8 +153,8 @@ mod tests {
             request.header("authorization"),
             Some(
                 "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261123/us-east-1/lambda/aws4_request, \
-                 SignedHeaders=content-type;host;x-amz-date;x-amz-invocation-type;x-amz-security-token, \
-                 Signature=beab7e1881afcef3402311c6763b04ca98b65d44164d452cc860200d234d1e90"
+                 SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-invocation-type;x-amz-security-token, \
+                 Signature=60934ee0f955c8b07589a6efd94ba147c3c7a70fe9bfcc09180d954021b351ca"
             )
         );
     }

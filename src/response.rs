@@ -72,7 +72,8 @@ pub fn decode_invoke_answer(
         _ => Err(RequestError::LambdaApi {
             status,
             error_type: error_type(&answer).unwrap_or_else(|| "UnknownError".to_string()),
-            message: json_string(&answer.body, &["message", "Message"]),
+            message: json_string(&answer.body, &["message", "Message"])
+                .or_else(|| xml_element_text(&answer.body, "Message")),
         }),
     }
 }
@@ -98,7 +99,8 @@ fn success(invocation_type: InvocationType, payload: Vec<u8>) -> ClientReply {
 }
 
 /// The AWS error type: `x-amzn-errortype` (without its `:namespace` suffix), else the JSON
-/// `__type` (without its `namespace#` prefix), else a JSON `code`.
+/// `__type` (without its `namespace#` prefix) or `code`, else the `<Code>` of an XML error
+/// document (what AWS query-protocol front ends and some stand-ins answer).
 fn error_type(answer: &InvokeAnswer) -> Option<String> {
     if let Some(header) = answer.header("x-amzn-errortype") {
         let name = header.split(':').next().unwrap_or(header).trim();
@@ -106,9 +108,20 @@ fn error_type(answer: &InvokeAnswer) -> Option<String> {
             return Some(name.to_string());
         }
     }
-    let from_body = json_string(&answer.body, &["__type", "code", "Code"])?;
-    let name = from_body.rsplit('#').next().unwrap_or(&from_body);
+    let from_body = json_string(&answer.body, &["__type", "code", "Code"])
+        .or_else(|| xml_element_text(&answer.body, "Code"))?;
+    let name = from_body.rsplit('#').next().unwrap_or(&from_body).trim();
     (!name.is_empty()).then(|| name.to_string())
+}
+
+fn xml_element_text(body: &[u8], element: &str) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let document = roxmltree::Document::parse(text).ok()?;
+    let found = document
+        .descendants()
+        .find(|node| node.has_tag_name(element))?
+        .text()?;
+    Some(found.chars().take(MAX_MESSAGE_CHARS).collect())
 }
 
 fn json_string(body: &[u8], keys: &[&str]) -> Option<String> {
@@ -131,7 +144,9 @@ mod tests {
         let json = format!(
             r#"{{"function":"f","region":"us-east-1"{extra},"credentials":{{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x"}}}}"#
         );
-        FilterConfig::load(json.as_bytes(), &|_| None).unwrap().target
+        FilterConfig::load(json.as_bytes(), &|_| None)
+            .unwrap()
+            .target
     }
 
     fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> InvokeAnswer {
@@ -154,9 +169,12 @@ mod tests {
 
     #[test]
     fn success_returns_payload_and_drops_lambda_headers() {
-        let reply =
-            decode_invoke_answer(&target(""), answer(200, &LAMBDA_HEADERS, r#"{"ok":1}"#), false)
-                .unwrap();
+        let reply = decode_invoke_answer(
+            &target(""),
+            answer(200, &LAMBDA_HEADERS, r#"{"ok":1}"#),
+            false,
+        )
+        .unwrap();
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, br#"{"ok":1}"#);
         assert_eq!(
@@ -189,7 +207,10 @@ mod tests {
             &target(r#","function_error_status":500"#),
             answer(
                 200,
-                &[("X-Amz-Function-Error", "Handled"), ("x-amzn-requestid", "r")],
+                &[
+                    ("X-Amz-Function-Error", "Handled"),
+                    ("x-amzn-requestid", "r"),
+                ],
                 r#"{"errorMessage":"boom","errorType":"ValueError","stackTrace":[]}"#,
             ),
             false,
@@ -214,7 +235,10 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.status(), 502);
-        assert!(matches!(err, RequestError::FunctionError { message: None, .. }));
+        assert!(matches!(
+            err,
+            RequestError::FunctionError { message: None, .. }
+        ));
     }
 
     #[test]
@@ -248,7 +272,11 @@ mod tests {
     fn lambda_413_is_413() {
         let err = decode_invoke_answer(
             &target(""),
-            answer(413, &[("x-amzn-errortype", "RequestTooLargeException")], "{}"),
+            answer(
+                413,
+                &[("x-amzn-errortype", "RequestTooLargeException")],
+                "{}",
+            ),
             false,
         )
         .unwrap_err();
@@ -271,6 +299,10 @@ mod tests {
                 "AccessDeniedException",
             ),
             (answer(500, &[("x-amzn-requestid", "r")], "<html>"), "UnknownError"),
+            (
+                answer(403, &[], "<?xml version=\"1.0\"?><ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>m</Message></Error></Errors></ErrorResponse>"),
+                "SignatureDoesNotMatch",
+            ),
             (answer(503, &[("x-amzn-errortype", "ServiceException")], "{}"), "ServiceException"),
         ];
         for (answer, expected) in cases {
@@ -287,7 +319,11 @@ mod tests {
     fn envoy_local_replies_keep_their_status() {
         let timeout = decode_invoke_answer(
             &target(""),
-            answer(504, &[("content-type", "text/plain")], "upstream request timeout"),
+            answer(
+                504,
+                &[("content-type", "text/plain")],
+                "upstream request timeout",
+            ),
             true,
         )
         .unwrap_err();
@@ -295,11 +331,18 @@ mod tests {
         assert_eq!(timeout.status(), 504);
         let unavailable = decode_invoke_answer(
             &target(""),
-            answer(503, &[], "upstream connect error or disconnect/reset before headers"),
+            answer(
+                503,
+                &[],
+                "upstream connect error or disconnect/reset before headers",
+            ),
             false,
         )
         .unwrap_err();
-        assert_eq!(unavailable, RequestError::UpstreamUnavailable { status: 503 });
+        assert_eq!(
+            unavailable,
+            RequestError::UpstreamUnavailable { status: 503 }
+        );
     }
 
     #[test]

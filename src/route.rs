@@ -73,9 +73,8 @@ pub fn decode_route_override(
     let integer = |key: &str| lookup(key).map(|b| decode_integer(key, &b)).transpose();
     let status = integer("function_error_status")?
         .map(|s| {
-            u16::try_from(s).map_err(|_| {
-                ConfigError::new("function_error_status", "must be an HTTP status")
-            })
+            u16::try_from(s)
+                .map_err(|_| ConfigError::new("function_error_status", "must be an HTTP status"))
         })
         .transpose()?;
     Ok(RouteOverride {
@@ -145,8 +144,10 @@ mod tests {
     use std::cell::Cell;
 
     fn lookup_from(pairs: &[(&str, Vec<u8>)]) -> impl Fn(&str) -> Option<Vec<u8>> {
-        let pairs: Vec<(String, Vec<u8>)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let pairs: Vec<(String, Vec<u8>)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
     }
 
@@ -167,23 +168,27 @@ mod tests {
 
     #[test]
     fn eight_character_strings_are_not_mistaken_for_numbers() {
-        let route = decode_route_override(lookup_from(&[("timeout_ms", b"00001500".to_vec())]))
-            .unwrap();
+        let route =
+            decode_route_override(lookup_from(&[("timeout_ms", b"00001500".to_vec())])).unwrap();
         assert_eq!(route.settings.timeout_ms, Some(1500));
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let err = decode_route_override(lookup_from(&[("timeout_ms", b"soon".to_vec())]))
-            .unwrap_err();
+        let err =
+            decode_route_override(lookup_from(&[("timeout_ms", b"soon".to_vec())])).unwrap_err();
         assert_eq!(err.field, "timeout_ms");
-        let err = decode_route_override(lookup_from(&[("timeout_ms", (-5f64).to_le_bytes().to_vec())]))
-            .unwrap_err();
+        let err = decode_route_override(lookup_from(&[(
+            "timeout_ms",
+            (-5f64).to_le_bytes().to_vec(),
+        )]))
+        .unwrap_err();
         assert_eq!(err.field, "timeout_ms");
         let err =
             decode_route_override(lookup_from(&[("disabled", b"maybe".to_vec())])).unwrap_err();
         assert_eq!(err.field, "disabled");
-        let err = decode_route_override(lookup_from(&[("function", vec![0xff, 0xfe])])).unwrap_err();
+        let err =
+            decode_route_override(lookup_from(&[("function", vec![0xff, 0xfe])])).unwrap_err();
         assert_eq!(err.field, "function");
         let err = decode_route_override(lookup_from(&[(
             "function_error_status",

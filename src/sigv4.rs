@@ -4,7 +4,9 @@ use std::fmt;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials as AwsCredentials;
-use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+use aws_sigv4::http_request::{
+    sign, PayloadChecksumKind, SignableBody, SignableRequest, SigningSettings,
+};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 
@@ -28,10 +30,13 @@ pub struct RequestToSign<'a> {
     pub path_and_query: &'a str,
     pub headers: &'a [(&'a str, &'a str)],
     pub body: &'a [u8],
+    /// Send and sign `x-amz-content-sha256`, so the payload hash is explicit rather than
+    /// recomputed by the receiver (some AWS stand-ins hash an empty body wrongly).
+    pub content_sha256_header: bool,
 }
 
-/// Returns the headers to add: `authorization`, `x-amz-date` and, with a session token,
-/// `x-amz-security-token` (which is signed).
+/// Returns the headers to add: `authorization`, `x-amz-date`, `x-amz-content-sha256` and,
+/// with a session token, `x-amz-security-token` (all signed).
 pub fn sign_request(
     request: &RequestToSign<'_>,
     credentials: &Credentials,
@@ -50,12 +55,16 @@ pub fn sign_request(
         "proxy-wasm-lambda",
     )
     .into();
+    let mut settings = SigningSettings::default();
+    if request.content_sha256_header {
+        settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
+    }
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(region)
         .name(service)
         .time(now)
-        .settings(SigningSettings::default())
+        .settings(settings)
         .build()
         .map_err(|e| SigningError(e.to_string()))?
         .into();
@@ -117,6 +126,7 @@ mod tests {
                 path_and_query: "/",
                 headers: &[],
                 body: b"",
+                content_sha256_header: false,
             },
             &example_credentials(None),
             "us-east-1",

@@ -76,8 +76,7 @@ impl LambdaHttp {
                     };
                     let body = self.read_body();
                     let now = self.now();
-                    self.flow
-                        .on_body_complete(body, &config.credentials, now)
+                    self.flow.on_body_complete(body, &config.credentials, now)
                 }
                 Step::Dispatch(request) => {
                     let headers: Vec<(&str, &str)> = request
@@ -144,8 +143,7 @@ impl LambdaHttp {
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
         let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());
-        if let Err(status) = hostcalls::send_http_response(u32::from(reply.status), headers, body)
-        {
+        if let Err(status) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
             error!(
                 "#{} could not send the {} response: {:?}",
                 self.context_id, reply.status, status
@@ -230,9 +228,9 @@ impl HttpContext for LambdaHttp {
             });
         let content_length =
             Self::request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
-        let step = self
-            .flow
-            .on_request_headers(route, route_cluster, content_length, end_of_stream);
+        let step =
+            self.flow
+                .on_request_headers(route, route_cluster, content_length, end_of_stream);
         self.drive(step)
     }
 

@@ -1,6 +1,7 @@
 """The golden signature pinned in src/invoke.rs must be what botocore computes for the same
 request: an independent SigV4 implementation checks our pinned value."""
 import datetime
+import hashlib
 import pathlib
 import re
 from unittest import mock
@@ -18,11 +19,16 @@ def test_pinned_signature_matches_botocore():
     creds = Credentials(
         "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session-token-value"
     )
+    body = b'{"hello":"world"}'
     request = AWSRequest(
         method="POST",
         url="https://lambda.us-east-1.amazonaws.com/2015-03-31/functions/my-fn/invocations",
-        data=b'{"hello":"world"}',
-        headers={"content-type": "application/json", "x-amz-invocation-type": "RequestResponse"},
+        data=body,
+        headers={
+            "content-type": "application/json",
+            "x-amz-invocation-type": "RequestResponse",
+            "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+        },
     )
     fixed = datetime.datetime(2026, 11, 23, 10, 0, 0)
     with mock.patch("botocore.auth.get_current_datetime", return_value=fixed):
