@@ -5,6 +5,7 @@
 
 pub mod arn;
 pub mod config;
+pub mod credential_state;
 pub mod credentials;
 pub mod error;
 pub mod flow;
@@ -13,6 +14,7 @@ pub mod response;
 pub mod route;
 pub mod secret;
 pub mod sigv4;
+pub mod sts;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

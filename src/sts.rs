@@ -1,0 +1,1180 @@
+//! STS AssumeRole: the validated settings, the signed request, and the answer.
+//!
+//! The ExternalId is a [`Secret`]: it goes into the request body and nowhere else (no error,
+//! `Debug` or `Display` prints it).
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use aws_smithy_types::date_time::{DateTime, Format};
+use serde::Deserialize;
+
+use crate::arn::is_valid_region;
+use crate::config::ConfigError;
+use crate::credentials::Credentials;
+use crate::invoke::OutboundRequest;
+use crate::secret::Secret;
+use crate::sigv4::{sign_request, RequestToSign, SigningError};
+
+/// The XML namespace of STS answers.
+pub const STS_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+pub const STS_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
+pub const STS_API_VERSION: &str = "2011-06-15";
+pub const DEFAULT_SESSION_NAME: &str = "proxy-wasm-lambda";
+
+const DEFAULT_DURATION_SECONDS: u64 = 3600;
+const MIN_DURATION_SECONDS: u64 = 900;
+const MAX_DURATION_SECONDS: u64 = 43_200;
+const DEFAULT_TIMEOUT_MS: u64 = 2000;
+const DEFAULT_MAX_WAIT_MS: u64 = 3000;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+/// The global endpoint only accepts signatures for us-east-1.
+const GLOBAL_ENDPOINT: &str = "sts.amazonaws.com";
+const GLOBAL_SIGNING_REGION: &str = "us-east-1";
+/// AWS error messages are kept for logs, cut to this many characters.
+const MAX_MESSAGE_CHARS: usize = 512;
+
+/// `credentials.assume_role` as written in the plugin configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAssumeRole {
+    pub role_arn: Option<String>,
+    pub external_id: Option<Secret>,
+    /// The name of a VM environment variable that holds the ExternalId.
+    pub external_id_env: Option<String>,
+    pub session_name: Option<String>,
+    pub duration_seconds: Option<u64>,
+    pub sts_cluster: Option<String>,
+    pub sts_endpoint: Option<String>,
+    pub timeout_ms: Option<u64>,
+    /// How long a request may wait for credentials.
+    pub max_wait_ms: Option<u64>,
+}
+
+/// Validated AssumeRole settings. `Debug` redacts the ExternalId (it is a [`Secret`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumeRoleSettings {
+    pub role_arn: String,
+    pub external_id: Option<Secret>,
+    pub session_name: String,
+    pub duration_seconds: u32,
+    /// The region the AssumeRole request is signed for: the configured region, or us-east-1
+    /// for the global endpoint sts.amazonaws.com.
+    pub region: String,
+    pub sts_cluster: String,
+    /// The Host that is signed and sent.
+    pub sts_endpoint: String,
+    /// The AssumeRole call's timeout.
+    pub timeout: Duration,
+    /// How long a request may wait for credentials before it is answered 503.
+    pub max_wait: Duration,
+}
+
+impl AssumeRoleSettings {
+    /// The shared-data key for the credentials of these settings with this source identity.
+    /// Every setting that changes which credentials STS hands out is in it (but not the
+    /// ExternalId, which is secret), so a configuration change never reuses the
+    /// credentials of another role.
+    pub fn shared_data_key(&self, source: &Credentials) -> String {
+        format!(
+            "proxy-wasm-lambda/sts/v1/{}/{}/{}/{}/{}/{}",
+            self.region,
+            self.sts_endpoint,
+            source.access_key_id,
+            self.duration_seconds,
+            self.session_name,
+            self.role_arn
+        )
+    }
+}
+
+fn field(name: &str) -> String {
+    format!("credentials.assume_role.{name}")
+}
+
+fn error(name: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::new(&field(name), message)
+}
+
+/// Validates `credentials.assume_role`. `region` is the (validated) Lambda region, `env`
+/// reads the VM environment.
+pub fn validate_assume_role(
+    raw: RawAssumeRole,
+    region: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AssumeRoleSettings, ConfigError> {
+    if !is_valid_region(region) {
+        return Err(ConfigError::new(
+            "region",
+            format!("'{region}' is not an AWS region name (like us-east-1)"),
+        ));
+    }
+
+    let role_arn = raw
+        .role_arn
+        .ok_or_else(|| error("role_arn", "is required (arn:aws:iam::<account>:role/<name>)"))?;
+    if !is_valid_role_arn(&role_arn) {
+        let shown = if role_arn.len() <= 2048 {
+            format!("'{role_arn}'")
+        } else {
+            "the value".to_string()
+        };
+        return Err(error(
+            "role_arn",
+            format!(
+                "{shown} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<path/name>, 20-2048 characters)"
+            ),
+        ));
+    }
+
+    let session_name = raw
+        .session_name
+        .unwrap_or_else(|| DEFAULT_SESSION_NAME.to_string());
+    if !is_valid_session_name(&session_name) {
+        return Err(error(
+            "session_name",
+            format!("'{session_name}' must be 2-64 characters of [A-Za-z0-9_+=,.@-]"),
+        ));
+    }
+
+    let external_id = match (raw.external_id, raw.external_id_env) {
+        (Some(_), Some(_)) => {
+            return Err(error(
+                "external_id",
+                "conflicts with credentials.assume_role.external_id_env: give one or the other",
+            ))
+        }
+        (Some(id), None) => {
+            if !is_valid_external_id(id.expose()) {
+                return Err(error("external_id", EXTERNAL_ID_RULE));
+            }
+            Some(id)
+        }
+        (None, Some(name)) => {
+            if name.is_empty() {
+                return Err(error(
+                    "external_id_env",
+                    "must name a VM environment variable",
+                ));
+            }
+            let value = env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                error(
+                    "external_id_env",
+                    format!(
+                        "names the environment variable '{name}', which is not set or empty in vm_config.environment_variables"
+                    ),
+                )
+            })?;
+            if !is_valid_external_id(&value) {
+                return Err(error(
+                    "external_id_env",
+                    format!("the value of the environment variable '{name}' {EXTERNAL_ID_RULE}"),
+                ));
+            }
+            Some(Secret::new(value))
+        }
+        (None, None) => None,
+    };
+
+    let duration_seconds = raw.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
+    if !(MIN_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&duration_seconds) {
+        return Err(error(
+            "duration_seconds",
+            format!(
+                "{duration_seconds} must be between {MIN_DURATION_SECONDS} and {MAX_DURATION_SECONDS}"
+            ),
+        ));
+    }
+
+    let sts_cluster = raw.sts_cluster.ok_or_else(|| {
+        error(
+            "sts_cluster",
+            "is required: the Envoy cluster that reaches the STS endpoint",
+        )
+    })?;
+    if sts_cluster.is_empty() || sts_cluster.len() > 255 || sts_cluster.chars().any(char::is_control)
+    {
+        return Err(error("sts_cluster", "must be a non-empty Envoy cluster name"));
+    }
+
+    let sts_endpoint = match raw.sts_endpoint {
+        Some(endpoint) => validate_host(&endpoint, "sts_endpoint")?,
+        None => default_sts_endpoint(region),
+    };
+    let signing_region = if sts_endpoint == GLOBAL_ENDPOINT {
+        GLOBAL_SIGNING_REGION.to_string()
+    } else {
+        region.to_string()
+    };
+
+    let timeout_ms = bounded_ms(raw.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms")?;
+    let max_wait_ms = bounded_ms(raw.max_wait_ms, DEFAULT_MAX_WAIT_MS, "max_wait_ms")?;
+
+    Ok(AssumeRoleSettings {
+        role_arn,
+        external_id,
+        session_name,
+        // In range by the check above.
+        duration_seconds: u32::try_from(duration_seconds).unwrap_or(u32::MAX),
+        region: signing_region,
+        sts_cluster,
+        sts_endpoint,
+        timeout: Duration::from_millis(timeout_ms),
+        max_wait: Duration::from_millis(max_wait_ms),
+    })
+}
+
+const EXTERNAL_ID_RULE: &str = "must be 2-1224 characters of [A-Za-z0-9_+=,.@:/-]";
+
+fn bounded_ms(value: Option<u64>, default: u64, name: &str) -> Result<u64, ConfigError> {
+    let ms = value.unwrap_or(default);
+    if (1..=MAX_TIMEOUT_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(error(
+            name,
+            format!("{ms} must be between 1 and {MAX_TIMEOUT_MS}"),
+        ))
+    }
+}
+
+fn default_sts_endpoint(region: &str) -> String {
+    if region.starts_with("cn-") {
+        format!("sts.{region}.amazonaws.com.cn")
+    } else {
+        format!("sts.{region}.amazonaws.com")
+    }
+}
+
+/// `[A-Za-z0-9_]` plus `extra`: the character classes of IAM's `[\w...]` patterns.
+fn word_or(b: u8, extra: &[u8]) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || extra.contains(&b)
+}
+
+fn is_valid_session_name(name: &str) -> bool {
+    (2..=64).contains(&name.len()) && name.bytes().all(|b| word_or(b, b"+=,.@-"))
+}
+
+fn is_valid_external_id(id: &str) -> bool {
+    (2..=1224).contains(&id.len()) && id.bytes().all(|b| word_or(b, b"+=,.@:/-"))
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path/><name>`, 20-2048 characters.
+fn is_valid_role_arn(arn: &str) -> bool {
+    if !(20..=2048).contains(&arn.len()) {
+        return false;
+    }
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let partition_ok = partition.starts_with("aws")
+        && partition.len() <= 32
+        && partition
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !partition.ends_with('-');
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    let Some(path_and_name) = resource.strip_prefix("role/") else {
+        return false;
+    };
+    let (path, name) = path_and_name.rsplit_once('/').unwrap_or(("", path_and_name));
+    let name_ok = (1..=64).contains(&name.len()) && name.bytes().all(|b| word_or(b, b"+=,.@-"));
+    // IAM paths are `/` or `/segment/.../` of printable ASCII; the ARN drops the leading `/`.
+    let path_ok = path.len() <= 510
+        && (path.is_empty()
+            || path
+                .split('/')
+                .all(|s| !s.is_empty() && s.bytes().all(|b| (0x21..=0x7e).contains(&b))));
+    partition_ok && account_ok && name_ok && path_ok
+}
+
+/// A DNS name with an optional port: the Host header, not a URL.
+fn validate_host(endpoint: &str, name: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| error(name, format!("'{endpoint}' {why}"));
+    let (host, port) = match endpoint.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (endpoint, None),
+    };
+    if let Some(port) = port {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(bad(
+                "has a bad port; give a host name like sts.us-east-1.amazonaws.com",
+            ));
+        }
+    }
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+        return Err(bad(
+            "must be a host name like sts.us-east-1.amazonaws.com (no scheme or path)",
+        ));
+    }
+    Ok(endpoint.to_ascii_lowercase())
+}
+
+/// The form body, in the order and encoding of the AWS SDKs' query serializer
+/// (`:` becomes `%3A`, `/` becomes `%2F`).
+fn assume_role_body(settings: &AssumeRoleSettings) -> String {
+    let mut form = form_urlencoded::Serializer::new(String::new());
+    form.append_pair("Action", "AssumeRole")
+        .append_pair("Version", STS_API_VERSION)
+        .append_pair("RoleArn", &settings.role_arn)
+        .append_pair("RoleSessionName", &settings.session_name)
+        .append_pair("DurationSeconds", &settings.duration_seconds.to_string());
+    if let Some(external_id) = &settings.external_id {
+        form.append_pair("ExternalId", external_id.expose());
+    }
+    form.finish()
+}
+
+/// The signed `POST /` AssumeRole request, for the host to dispatch to `sts_cluster`.
+/// `source` are the credentials that call AssumeRole.
+pub fn build_assume_role_request(
+    settings: &AssumeRoleSettings,
+    source: &Credentials,
+    now: SystemTime,
+) -> Result<OutboundRequest, SigningError> {
+    let body = assume_role_body(settings).into_bytes();
+    let to_sign = [("content-type", STS_CONTENT_TYPE)];
+    let signature_headers = sign_request(
+        &RequestToSign {
+            method: "POST",
+            host: &settings.sts_endpoint,
+            path_and_query: "/",
+            headers: &to_sign,
+            body: &body,
+            content_sha256_header: true,
+        },
+        source,
+        &settings.region,
+        "sts",
+        now,
+    )?;
+    let mut headers = Vec::with_capacity(5 + signature_headers.len());
+    headers.push((":method".to_string(), "POST".to_string()));
+    headers.push((":path".to_string(), "/".to_string()));
+    headers.push((":authority".to_string(), settings.sts_endpoint.clone()));
+    for (name, value) in to_sign {
+        headers.push((name.to_string(), value.to_string()));
+    }
+    headers.push(("content-length".to_string(), body.len().to_string()));
+    for (name, value) in signature_headers {
+        headers.push((name.to_string(), value));
+    }
+    Ok(OutboundRequest {
+        cluster: settings.sts_cluster.clone(),
+        headers,
+        body,
+        timeout: settings.timeout,
+    })
+}
+
+/// Credentials from AssumeRole and when they expire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemporaryCredentials {
+    pub credentials: Credentials,
+    pub expiration: SystemTime,
+}
+
+/// Why AssumeRole gave no credentials. `Display` may carry the AWS message, never a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StsError {
+    /// The source identity may not assume the role (or the ExternalId is wrong).
+    AccessDenied { message: Option<String> },
+    /// The source credentials' session token has expired.
+    ExpiredToken { message: Option<String> },
+    /// STS is not activated in the region.
+    RegionDisabled { message: Option<String> },
+    /// Throttling, RequestLimitExceeded, or HTTP 429.
+    Throttled { message: Option<String> },
+    /// STS does not accept the source credentials (InvalidClientTokenId,
+    /// SignatureDoesNotMatch, IncompleteSignature).
+    InvalidCredentials {
+        code: String,
+        message: Option<String>,
+    },
+    /// Any other 4xx error code (e.g. MalformedPolicyDocument, ValidationError).
+    Rejected {
+        code: String,
+        message: Option<String>,
+    },
+    /// No answer (`status: None`), a 5xx, or an Envoy local reply.
+    Unavailable { status: Option<u16> },
+    /// An answer that is neither credentials nor an STS error.
+    BadResponse { reason: String },
+}
+
+impl StsError {
+    /// The error class, for logs and the 503 given to requests that waited in vain.
+    pub fn class(&self) -> &'static str {
+        match self {
+            StsError::AccessDenied { .. } => "sts_access_denied",
+            StsError::ExpiredToken { .. } => "sts_expired_token",
+            StsError::RegionDisabled { .. } => "sts_region_disabled",
+            StsError::Throttled { .. } => "sts_throttled",
+            StsError::InvalidCredentials { .. } => "sts_invalid_credentials",
+            StsError::Rejected { .. } => "sts_rejected",
+            StsError::Unavailable { .. } => "sts_unavailable",
+            StsError::BadResponse { .. } => "sts_bad_response",
+        }
+    }
+
+    /// Transient failures, which a retry soon may fix. The others need a change in IAM or
+    /// the configuration (retrying them with backoff is still harmless).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StsError::Throttled { .. } | StsError::Unavailable { .. } | StsError::BadResponse { .. }
+        )
+    }
+}
+
+impl fmt::Display for StsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let with_message = |f: &mut fmt::Formatter<'_>, what: &str, message: &Option<String>| {
+            match message {
+                Some(message) => write!(f, "{}: {what}: {message}", self.class()),
+                None => write!(f, "{}: {what}", self.class()),
+            }
+        };
+        match self {
+            StsError::AccessDenied { message } => {
+                with_message(f, "AssumeRole was denied", message)
+            }
+            StsError::ExpiredToken { message } => {
+                with_message(f, "the source session token has expired", message)
+            }
+            StsError::RegionDisabled { message } => {
+                with_message(f, "STS is not activated in the region", message)
+            }
+            StsError::Throttled { message } => with_message(f, "STS throttled AssumeRole", message),
+            StsError::InvalidCredentials { code, message } => with_message(
+                f,
+                &format!("STS does not accept the source credentials ({code})"),
+                message,
+            ),
+            StsError::Rejected { code, message } => {
+                with_message(f, &format!("STS rejected AssumeRole ({code})"), message)
+            }
+            StsError::Unavailable { status: Some(status) } => {
+                write!(f, "{}: STS answered HTTP {status}", self.class())
+            }
+            StsError::Unavailable { status: None } => {
+                write!(f, "{}: no answer from STS", self.class())
+            }
+            StsError::BadResponse { reason } => write!(f, "{}: {reason}", self.class()),
+        }
+    }
+}
+
+fn bad(reason: impl Into<String>) -> StsError {
+    StsError::BadResponse {
+        reason: reason.into(),
+    }
+}
+
+/// Element children of `node` named `name`, in the STS namespace or none.
+fn child<'a, 'input>(
+    node: roxmltree::Node<'a, 'input>,
+    name: &str,
+) -> Option<roxmltree::Node<'a, 'input>> {
+    node.children().find(|c| is_named(*c, name))
+}
+
+fn is_named(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
+    node.is_element()
+        && node.tag_name().name() == name
+        && matches!(node.tag_name().namespace(), None | Some(STS_NAMESPACE))
+}
+
+fn text_of<'a>(node: Option<roxmltree::Node<'a, '_>>) -> Option<&'a str> {
+    node.and_then(|n| n.text())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Decodes the host's answer to AssumeRole. `status` is the `:status` (None when there was
+/// no answer: timeout, reset, no cluster).
+pub fn parse_assume_role_answer(
+    status: Option<u16>,
+    body: &[u8],
+) -> Result<TemporaryCredentials, StsError> {
+    let Some(status) = status else {
+        return Err(StsError::Unavailable { status: None });
+    };
+    let document = std::str::from_utf8(body)
+        .ok()
+        .and_then(|text| roxmltree::Document::parse(text).ok());
+    let root = document.as_ref().map(|d| d.root_element());
+
+    if let Some(error) = root.and_then(|r| error_of(r, status)) {
+        return Err(error);
+    }
+    match status {
+        200..=299 => match root {
+            Some(root) if is_named(root, "AssumeRoleResponse") => credentials_of(root),
+            Some(_) => Err(bad(format!(
+                "HTTP {status} answer is not an AssumeRoleResponse"
+            ))),
+            None if body.is_empty() => Err(bad(format!("HTTP {status} answer is empty"))),
+            None => Err(bad(format!("HTTP {status} answer is not XML"))),
+        },
+        429 => Err(StsError::Throttled { message: None }),
+        500..=599 => Err(StsError::Unavailable {
+            status: Some(status),
+        }),
+        _ => Err(bad(format!(
+            "HTTP {status} answer without an STS error code"
+        ))),
+    }
+}
+
+/// The error of an `<ErrorResponse>`, or None when the document is not one (or has no code).
+fn error_of(root: roxmltree::Node<'_, '_>, status: u16) -> Option<StsError> {
+    if !is_named(root, "ErrorResponse") {
+        return None;
+    }
+    // AWS: ErrorResponse/Error; moto: ErrorResponse/Errors/Error.
+    let error = child(root, "Error").or_else(|| child(root, "Errors").and_then(|e| child(e, "Error")))?;
+    let code = text_of(child(error, "Code"))?.to_string();
+    let message = text_of(child(error, "Message")).map(clean_message);
+    Some(classify(status, code, message))
+}
+
+fn clean_message(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_MESSAGE_CHARS)
+        .collect()
+}
+
+fn classify(status: u16, code: String, message: Option<String>) -> StsError {
+    match code.as_str() {
+        "AccessDenied" | "AccessDeniedException" => StsError::AccessDenied { message },
+        "ExpiredToken" | "ExpiredTokenException" => StsError::ExpiredToken { message },
+        "RegionDisabledException" => StsError::RegionDisabled { message },
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
+            StsError::Throttled { message }
+        }
+        "InvalidClientTokenId" | "SignatureDoesNotMatch" | "IncompleteSignature" => {
+            StsError::InvalidCredentials { code, message }
+        }
+        _ if status == 429 => StsError::Throttled { message },
+        _ if (500..=599).contains(&status) => StsError::Unavailable {
+            status: Some(status),
+        },
+        _ => StsError::Rejected { code, message },
+    }
+}
+
+fn credentials_of(root: roxmltree::Node<'_, '_>) -> Result<TemporaryCredentials, StsError> {
+    let credentials = child(root, "AssumeRoleResult")
+        .and_then(|r| child(r, "Credentials"))
+        .ok_or_else(|| bad("AssumeRoleResponse has no AssumeRoleResult/Credentials"))?;
+    let field = |name: &'static str| {
+        text_of(child(credentials, name))
+            .ok_or_else(|| bad(format!("AssumeRole credentials have no {name}")))
+    };
+    let access_key_id = field("AccessKeyId")?.to_string();
+    let secret_access_key = Secret::new(field("SecretAccessKey")?);
+    let session_token = Secret::new(field("SessionToken")?);
+    let expiration_text = field("Expiration")?;
+    let expiration = DateTime::from_str(expiration_text, Format::DateTime)
+        .ok()
+        .and_then(|t| SystemTime::try_from(t).ok())
+        .ok_or_else(|| {
+            bad(format!(
+                "AssumeRole Expiration '{}' is not an RFC 3339 time",
+                clean_message(expiration_text)
+            ))
+        })?;
+    Ok(TemporaryCredentials {
+        credentials: Credentials {
+            access_key_id,
+            secret_access_key,
+            session_token: Some(session_token),
+        },
+        expiration,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/service/lambda-invoker";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn raw(role_arn: &str) -> RawAssumeRole {
+        RawAssumeRole {
+            role_arn: Some(role_arn.to_string()),
+            sts_cluster: Some("sts".to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn validate(raw: RawAssumeRole) -> Result<AssumeRoleSettings, ConfigError> {
+        validate_assume_role(raw, "us-east-1", &no_env)
+    }
+
+    fn from_json(json: &str) -> Result<AssumeRoleSettings, ConfigError> {
+        let raw: RawAssumeRole = serde_json::from_str(json).unwrap();
+        validate(raw)
+    }
+
+    #[test]
+    fn defaults() {
+        let s = validate(raw(ROLE)).unwrap();
+        assert_eq!(s.role_arn, ROLE);
+        assert_eq!(s.external_id, None);
+        assert_eq!(s.session_name, "proxy-wasm-lambda");
+        assert_eq!(s.duration_seconds, 3600);
+        assert_eq!(s.region, "us-east-1");
+        assert_eq!(s.sts_cluster, "sts");
+        assert_eq!(s.sts_endpoint, "sts.us-east-1.amazonaws.com");
+        assert_eq!(s.timeout, Duration::from_millis(2000));
+        assert_eq!(s.max_wait, Duration::from_millis(3000));
+    }
+
+    #[test]
+    fn all_fields_from_json() {
+        let s = from_json(
+            r#"{"role_arn":"arn:aws:iam::123456789012:role/r","external_id":"ext-1:a/b",
+                "session_name":"my.session@x","duration_seconds":900,"sts_cluster":"sts_c",
+                "sts_endpoint":"STS-FIPS.us-east-1.amazonaws.com:8443","timeout_ms":500,
+                "max_wait_ms":60000}"#,
+        )
+        .unwrap();
+        assert_eq!(s.external_id.as_ref().map(Secret::expose), Some("ext-1:a/b"));
+        assert_eq!(s.session_name, "my.session@x");
+        assert_eq!(s.duration_seconds, 900);
+        assert_eq!(s.sts_cluster, "sts_c");
+        assert_eq!(s.sts_endpoint, "sts-fips.us-east-1.amazonaws.com:8443");
+        assert_eq!(s.timeout, Duration::from_millis(500));
+        assert_eq!(s.max_wait, Duration::from_millis(60_000));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(serde_json::from_str::<RawAssumeRole>(r#"{"role":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn china_and_global_endpoints() {
+        let s = validate_assume_role(raw("arn:aws-cn:iam::123456789012:role/r"), "cn-north-1", &no_env)
+            .unwrap();
+        assert_eq!(s.sts_endpoint, "sts.cn-north-1.amazonaws.com.cn");
+        assert_eq!(s.region, "cn-north-1");
+        let s = validate_assume_role(
+            RawAssumeRole {
+                sts_endpoint: Some("sts.amazonaws.com".into()),
+                ..raw(ROLE)
+            },
+            "eu-west-1",
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(s.region, "us-east-1", "the global endpoint signs for us-east-1");
+    }
+
+    #[test]
+    fn role_arns() {
+        for good in [
+            "arn:aws:iam::123456789012:role/r",
+            "arn:aws-us-gov:iam::123456789012:role/a/b/c/name_with+=,.@-",
+            "arn:aws-iso-b:iam::123456789012:role/service-role/x",
+        ] {
+            assert!(validate(raw(good)).is_ok(), "{good}");
+        }
+        let long_name = format!("arn:aws:iam::123456789012:role/{}", "n".repeat(65));
+        let too_long = format!("arn:aws:iam::123456789012:role/{}/n", "p".repeat(2048));
+        for bad in [
+            "",
+            "role/r",
+            "arn:aws:iam::123456789012:user/r",
+            "arn:aws:iam::12345678901:role/r",
+            "arn:aws:iam::1234567890123:role/r",
+            "arn:aws:iam:us-east-1:123456789012:role/r",
+            "arn:aws:sts::123456789012:role/r",
+            "arn:gcp:iam::123456789012:role/r",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:iam::123456789012:role/a//r",
+            "arn:aws:iam::123456789012:role/a b",
+            "arn:aws:iam::123456789012:role/r:x",
+            long_name.as_str(),
+            too_long.as_str(),
+        ] {
+            let err = validate(raw(bad)).unwrap_err();
+            assert_eq!(err.field, "credentials.assume_role.role_arn", "{bad}");
+        }
+        let err = validate(RawAssumeRole {
+            role_arn: None,
+            ..raw(ROLE)
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.assume_role.role_arn");
+    }
+
+    #[test]
+    fn each_error_names_its_field() {
+        let cases = [
+            (r#""session_name":"x""#, "session_name"),
+            (r#""session_name":"has space""#, "session_name"),
+            (r#""session_name":"a/b""#, "session_name"),
+            (r#""duration_seconds":899"#, "duration_seconds"),
+            (r#""duration_seconds":43201"#, "duration_seconds"),
+            (r#""sts_endpoint":"https://sts.amazonaws.com/""#, "sts_endpoint"),
+            (r#""sts_endpoint":"sts.amazonaws.com:0""#, "sts_endpoint"),
+            (r#""sts_endpoint":"-bad.example""#, "sts_endpoint"),
+            (r#""timeout_ms":0"#, "timeout_ms"),
+            (r#""timeout_ms":60001"#, "timeout_ms"),
+            (r#""max_wait_ms":0"#, "max_wait_ms"),
+            (r#""max_wait_ms":60001"#, "max_wait_ms"),
+            (r#""sts_cluster":"""#, "sts_cluster"),
+            (r#""external_id":"x""#, "external_id"),
+            (r#""external_id_env":"""#, "external_id_env"),
+        ];
+        for (extra, name) in cases {
+            let json = format!(r#"{{"role_arn":"{ROLE}","sts_cluster":"sts",{extra}}}"#);
+            let json = json.replacen(r#""sts_cluster":"sts","sts_cluster""#, r#""sts_cluster""#, 1);
+            let err = from_json(&json).unwrap_err();
+            assert_eq!(err.field, field(name), "{json}");
+        }
+        let err = from_json(&format!(r#"{{"role_arn":"{ROLE}"}}"#)).unwrap_err();
+        assert_eq!(err.field, "credentials.assume_role.sts_cluster");
+        let err = validate_assume_role(raw(ROLE), "moon", &no_env).unwrap_err();
+        assert_eq!(err.field, "region");
+    }
+
+    #[test]
+    fn external_id_rules_never_print_the_value() {
+        for bad in ["s3cretValue with space", "s3cretValue#", &"s3cretValue".repeat(112)] {
+            let err = validate(RawAssumeRole {
+                external_id: Some(Secret::new(bad)),
+                ..raw(ROLE)
+            })
+            .unwrap_err();
+            assert_eq!(err.field, "credentials.assume_role.external_id");
+            assert!(!err.to_string().contains("s3cretValue"), "{err}");
+            assert!(!format!("{err:?}").contains("s3cretValue"));
+        }
+        let ok = "a".repeat(1224);
+        assert!(validate(RawAssumeRole {
+            external_id: Some(Secret::new(ok)),
+            ..raw(ROLE)
+        })
+        .is_ok());
+    }
+
+    #[test]
+    fn external_id_from_environment() {
+        let env = |name: &str| match name {
+            "EXT_ID" => Some("s3cret-ext:id".to_string()),
+            "BAD_EXT_ID" => Some("s3cret bad".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        let with_env = |name: &str| {
+            validate_assume_role(
+                RawAssumeRole {
+                    external_id_env: Some(name.to_string()),
+                    ..raw(ROLE)
+                },
+                "us-east-1",
+                &env,
+            )
+        };
+        let s = with_env("EXT_ID").unwrap();
+        assert_eq!(s.external_id.as_ref().map(Secret::expose), Some("s3cret-ext:id"));
+        assert!(!format!("{s:?}").contains("s3cret"), "Debug redacts the ExternalId");
+        for name in ["MISSING", "EMPTY", "BAD_EXT_ID"] {
+            let err = with_env(name).unwrap_err();
+            assert_eq!(err.field, "credentials.assume_role.external_id_env");
+            assert!(err.message.contains(name));
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn external_id_and_env_are_exclusive() {
+        let err = validate(RawAssumeRole {
+            external_id: Some(Secret::new("s3cret-ext")),
+            external_id_env: Some("EXT_ID".into()),
+            ..raw(ROLE)
+        })
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.assume_role.external_id");
+        assert!(!err.to_string().contains("s3cret"));
+    }
+
+    #[test]
+    fn shared_data_key_names_role_and_source() {
+        let s = validate(raw(ROLE)).unwrap();
+        let key = s.shared_data_key(&source(None));
+        assert!(key.contains(ROLE));
+        assert!(key.contains("AKIDEXAMPLE"));
+        let other = validate(raw("arn:aws:iam::123456789012:role/other")).unwrap();
+        assert_ne!(key, other.shared_data_key(&source(None)));
+    }
+
+    // ---- the request ----
+
+    fn source(token: Option<&str>) -> Credentials {
+        Credentials {
+            access_key_id: "AKIDEXAMPLE".into(),
+            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+            session_token: token.map(Secret::new),
+        }
+    }
+
+    fn fixed_time() -> SystemTime {
+        // 2026-11-23T10:00:00Z
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000)
+    }
+
+    fn golden_settings() -> AssumeRoleSettings {
+        validate(RawAssumeRole {
+            role_arn: Some("arn:aws:iam::123456789012:role/service/lambda-invoker".into()),
+            external_id: Some(Secret::new("ext:id/42")),
+            sts_cluster: Some("sts_cluster".into()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn request_shape_and_body_encoding() {
+        let request =
+            build_assume_role_request(&golden_settings(), &source(None), fixed_time()).unwrap();
+        let body = "Action=AssumeRole&Version=2011-06-15\
+            &RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fservice%2Flambda-invoker\
+            &RoleSessionName=proxy-wasm-lambda&DurationSeconds=3600&ExternalId=ext%3Aid%2F42";
+        assert_eq!(String::from_utf8(request.body.clone()).unwrap(), body);
+        assert_eq!(request.cluster, "sts_cluster");
+        assert_eq!(request.timeout, Duration::from_millis(2000));
+        assert_eq!(request.header(":method"), Some("POST"));
+        assert_eq!(request.header(":path"), Some("/"));
+        assert_eq!(request.header(":authority"), Some("sts.us-east-1.amazonaws.com"));
+        assert_eq!(
+            request.header("content-type"),
+            Some("application/x-www-form-urlencoded; charset=utf-8")
+        );
+        assert_eq!(
+            request.header("content-length"),
+            Some(body.len().to_string().as_str())
+        );
+        assert_eq!(request.header("x-amz-date"), Some("20261123T100000Z"));
+        assert!(request.header("x-amz-content-sha256").is_some());
+        assert_eq!(request.header("x-amz-security-token"), None);
+        // The ExternalId is in the body only.
+        assert!(request.headers.iter().all(|(_, v)| !v.contains("ext:id")));
+        assert!(!format!("{:?}", request.headers).contains("ext%3Aid"));
+    }
+
+    #[test]
+    fn request_without_external_id() {
+        let settings = validate(raw(ROLE)).unwrap();
+        let request = build_assume_role_request(&settings, &source(None), fixed_time()).unwrap();
+        let body = String::from_utf8(request.body).unwrap();
+        assert!(body.ends_with("&RoleSessionName=proxy-wasm-lambda&DurationSeconds=3600"));
+        assert!(!body.contains("ExternalId"));
+    }
+
+    /// Pinned signature at a fixed time, cross-checked with botocore's SigV4Auth over the
+    /// same request by tests/integration/test_sts_golden_signature.py (which reads the
+    /// value from here).
+    #[test]
+    fn golden_signature() {
+        let request = build_assume_role_request(
+            &golden_settings(),
+            &source(Some("source-session-token")),
+            fixed_time(),
+        )
+        .unwrap();
+        assert_eq!(
+            request.header("x-amz-security-token"),
+            Some("source-session-token")
+        );
+        assert_eq!(
+            request.header("authorization"),
+            Some(
+                "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261123/us-east-1/sts/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-security-token, \
+                 Signature=dac9698a71990554625a216d7d641a4c341c15601f387fcc27143d8d6eefea6b"
+            )
+        );
+    }
+
+    // ---- the answer ----
+
+    fn good_answer(expiration: &str) -> String {
+        format!(
+            r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <SourceIdentity>Alice</SourceIdentity>
+    <AssumedRoleUser>
+      <Arn>arn:aws:sts::123456789012:assumed-role/demo/TestAR</Arn>
+      <AssumedRoleId>ARO123EXAMPLE123:TestAR</AssumedRoleId>
+    </AssumedRoleUser>
+    <Credentials>
+      <AccessKeyId>ASIAIOSFODNN7EXAMPLE</AccessKeyId>
+      <SecretAccessKey>wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY</SecretAccessKey>
+      <SessionToken>AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI</SessionToken>
+      <Expiration>{expiration}</Expiration>
+    </Credentials>
+    <PackedPolicySize>6</PackedPolicySize>
+  </AssumeRoleResult>
+  <ResponseMetadata>
+    <RequestId>c6104cbe-af31-11e0-8154-cbc7ccf896c7</RequestId>
+  </ResponseMetadata>
+</AssumeRoleResponse>"#
+        )
+    }
+
+    fn error_answer(code: &str, message: &str) -> String {
+        format!(
+            r#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>{code}</Code>
+    <Message>{message}</Message>
+  </Error>
+  <RequestId>0f1e2d3c-aaaa-bbbb-cccc-111122223333</RequestId>
+</ErrorResponse>"#
+        )
+    }
+
+    fn moto_error_answer(code: &str, message: &str) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<ErrorResponse><Errors><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error></Errors><RequestId>7a62c49f-347e-4fc4-9331-6e8eEXAMPLE</RequestId></ErrorResponse>"#
+        )
+    }
+
+    #[test]
+    fn good_answer_is_parsed() {
+        let t = parse_assume_role_answer(Some(200), good_answer("2026-11-23T10:00:00Z").as_bytes())
+            .unwrap();
+        assert_eq!(t.credentials.access_key_id, "ASIAIOSFODNN7EXAMPLE");
+        assert_eq!(
+            t.credentials.secret_access_key.expose(),
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY"
+        );
+        assert!(t
+            .credentials
+            .session_token
+            .as_ref()
+            .is_some_and(|s| s.expose().starts_with("AQoDYXdzEPT//")));
+        assert_eq!(t.expiration, fixed_time());
+        let printed = format!("{t:?}");
+        assert!(!printed.contains("wJalr") && !printed.contains("AQoDYX"));
+    }
+
+    #[test]
+    fn fractional_seconds_and_no_namespace() {
+        let t = parse_assume_role_answer(
+            Some(200),
+            good_answer("2026-11-23T10:00:00.123Z").as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(t.expiration, fixed_time() + Duration::from_millis(123));
+        let bare = good_answer("2026-11-23T10:00:00Z").replace(
+            r#" xmlns="https://sts.amazonaws.com/doc/2011-06-15/""#,
+            "",
+        );
+        assert!(parse_assume_role_answer(Some(200), bare.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn wrong_namespace_is_bad() {
+        let other = good_answer("2026-11-23T10:00:00Z")
+            .replace("https://sts.amazonaws.com/doc/2011-06-15/", "urn:other");
+        let err = parse_assume_role_answer(Some(200), other.as_bytes()).unwrap_err();
+        assert_eq!(err.class(), "sts_bad_response");
+    }
+
+    #[test]
+    fn error_codes_map_to_classes() {
+        let cases = [
+            (403, "AccessDenied", "sts_access_denied", false),
+            (400, "ExpiredToken", "sts_expired_token", false),
+            (403, "RegionDisabledException", "sts_region_disabled", false),
+            (400, "Throttling", "sts_throttled", true),
+            (400, "RequestLimitExceeded", "sts_throttled", true),
+            (429, "SomethingElse", "sts_throttled", true),
+            (403, "InvalidClientTokenId", "sts_invalid_credentials", false),
+            (403, "SignatureDoesNotMatch", "sts_invalid_credentials", false),
+            (403, "IncompleteSignature", "sts_invalid_credentials", false),
+            (400, "MalformedPolicyDocument", "sts_rejected", false),
+            (400, "ValidationError", "sts_rejected", false),
+            (500, "InternalFailure", "sts_unavailable", true),
+            (503, "ServiceUnavailable", "sts_unavailable", true),
+        ];
+        for (status, code, class, retryable) in cases {
+            for body in [error_answer(code, "the message"), moto_error_answer(code, "the message")] {
+                let err = parse_assume_role_answer(Some(status), body.as_bytes()).unwrap_err();
+                assert_eq!(err.class(), class, "{status} {code}");
+                assert_eq!(err.is_retryable(), retryable, "{code}");
+            }
+        }
+    }
+
+    #[test]
+    fn error_details_are_kept() {
+        let body = error_answer(
+            "AccessDenied",
+            "User: arn:aws:iam::123456789012:user/u is not authorized to perform: sts:AssumeRole",
+        );
+        let err = parse_assume_role_answer(Some(403), body.as_bytes()).unwrap_err();
+        assert_eq!(
+            err,
+            StsError::AccessDenied {
+                message: Some(
+                    "User: arn:aws:iam::123456789012:user/u is not authorized to perform: sts:AssumeRole".into()
+                )
+            }
+        );
+        assert!(err.to_string().starts_with("sts_access_denied: AssumeRole was denied: User:"));
+        let err = parse_assume_role_answer(Some(403), moto_error_answer("SignatureDoesNotMatch", "").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StsError::InvalidCredentials {
+                code: "SignatureDoesNotMatch".into(),
+                message: None
+            }
+        );
+        let err = parse_assume_role_answer(Some(400), error_answer("ValidationError", "bad").as_bytes())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            StsError::Rejected {
+                code: "ValidationError".into(),
+                message: Some("bad".into())
+            }
+        );
+        assert!(err.to_string().contains("ValidationError"));
+    }
+
+    #[test]
+    fn long_messages_are_cut() {
+        let body = error_answer("AccessDenied", &"x".repeat(5000));
+        let err = parse_assume_role_answer(Some(403), body.as_bytes()).unwrap_err();
+        assert!(err.to_string().len() < 600);
+    }
+
+    #[test]
+    fn no_answer_and_envoy_local_replies() {
+        assert_eq!(
+            parse_assume_role_answer(None, b"").unwrap_err(),
+            StsError::Unavailable { status: None }
+        );
+        assert_eq!(
+            parse_assume_role_answer(None, good_answer("2026-11-23T10:00:00Z").as_bytes())
+                .unwrap_err(),
+            StsError::Unavailable { status: None }
+        );
+        for (status, body) in [
+            (503, "no healthy upstream"),
+            (504, "upstream request timeout"),
+            (503, "upstream connect error or disconnect/reset before headers"),
+            (502, ""),
+        ] {
+            assert_eq!(
+                parse_assume_role_answer(Some(status), body.as_bytes()).unwrap_err(),
+                StsError::Unavailable {
+                    status: Some(status)
+                }
+            );
+        }
+        assert_eq!(
+            parse_assume_role_answer(Some(429), b"slow down").unwrap_err().class(),
+            "sts_throttled"
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_bad_response() {
+        let good = good_answer("2026-11-23T10:00:00Z");
+        let truncated = &good[..good.len() / 2];
+        let html = "<!DOCTYPE html><html><body><h1>Welcome</h1></body></html>";
+        let cases: Vec<(u16, Vec<u8>)> = vec![
+            (200, b"".to_vec()),
+            (200, b"not xml at all".to_vec()),
+            (200, html.as_bytes().to_vec()),
+            (200, b"<html><body>hi</body></html>".to_vec()),
+            (200, truncated.as_bytes().to_vec()),
+            (200, vec![0xff, 0xfe, 0x00]),
+            (200, br#"{"Credentials":{}}"#.to_vec()),
+            (403, html.as_bytes().to_vec()),
+            (404, b"".to_vec()),
+            (302, b"".to_vec()),
+            (400, b"<ErrorResponse><Error><Code></Code></Error></ErrorResponse>".to_vec()),
+        ];
+        for (status, body) in cases {
+            let err = parse_assume_role_answer(Some(status), &body).unwrap_err();
+            assert_eq!(err.class(), "sts_bad_response", "{status} {body:?}");
+            assert!(err.is_retryable());
+        }
+    }
+
+    #[test]
+    fn missing_or_empty_fields_are_bad_responses() {
+        let good = good_answer("2026-11-23T10:00:00Z");
+        let without = |tag: &str| {
+            let start = good.find(&format!("<{tag}>")).unwrap();
+            let end_tag = format!("</{tag}>");
+            let end = good.find(&end_tag).unwrap() + end_tag.len();
+            format!("{}{}", &good[..start], &good[end..])
+        };
+        let emptied = |tag: &str| {
+            let start = good.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+            let end = good.find(&format!("</{tag}>")).unwrap();
+            format!("{}{}", &good[..start], &good[end..])
+        };
+        for tag in ["AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"] {
+            for body in [without(tag), emptied(tag)] {
+                let err = parse_assume_role_answer(Some(200), body.as_bytes()).unwrap_err();
+                assert_eq!(err.class(), "sts_bad_response", "{tag}");
+                assert!(err.to_string().contains(tag), "{err}");
+                assert!(!err.to_string().contains("wJalr"), "{err}");
+            }
+        }
+        let err = parse_assume_role_answer(Some(200), without("Credentials").as_bytes()).unwrap_err();
+        assert_eq!(err.class(), "sts_bad_response");
+        let err = parse_assume_role_answer(Some(200), without("AssumeRoleResult").as_bytes())
+            .unwrap_err();
+        assert_eq!(err.class(), "sts_bad_response");
+        for bad_time in ["tomorrow", "2026-11-23", "2026-13-23T10:00:00Z"] {
+            let err =
+                parse_assume_role_answer(Some(200), good_answer(bad_time).as_bytes()).unwrap_err();
+            assert_eq!(err.class(), "sts_bad_response", "{bad_time}");
+        }
+    }
+
+    #[test]
+    fn bad_response_never_prints_the_secret() {
+        let body = good_answer("never").replace("<Expiration>never", "<Expiration>");
+        let err = parse_assume_role_answer(Some(200), body.as_bytes()).unwrap_err();
+        let printed = format!("{err} {err:?}");
+        assert!(!printed.contains("wJalr") && !printed.contains("AQoDYX"), "{printed}");
+    }
+}
