@@ -11,6 +11,7 @@ use crate::credentials::{
     Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN,
 };
 use crate::secret::Secret;
+use crate::sts::{validate_assume_role, AssumeRoleSettings, RawAssumeRole};
 
 /// Lambda's synchronous request payload limit (6 MB).
 pub const SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
@@ -128,6 +129,19 @@ struct RawCredentials {
     access_key_id: Option<String>,
     secret_access_key: Option<Secret>,
     session_token: Option<Secret>,
+    assume_role: Option<RawAssumeRole>,
+}
+
+/// Where the Invoke's signing credentials come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// Long-lived (or externally rotated) keys from the configuration or the VM environment.
+    Static(Credentials),
+    /// Temporary credentials from STS AssumeRole, fetched with the `source` credentials.
+    AssumeRole {
+        source: Credentials,
+        settings: AssumeRoleSettings,
+    },
 }
 
 /// Everything needed to invoke one function, validated.
@@ -152,7 +166,7 @@ pub struct InvokeTarget {
 pub struct FilterConfig {
     pub settings: TargetSettings,
     pub target: InvokeTarget,
-    pub credentials: Credentials,
+    pub credentials: CredentialSource,
 }
 
 /// A route's overrides from its metadata, before validation.
@@ -207,7 +221,7 @@ impl FilterConfig {
             cluster: raw.cluster,
         };
         let target = validate_target(&settings)?;
-        let credentials = load_credentials(raw.credentials, env)?;
+        let credentials = load_credentials(raw.credentials, &target.region, env)?;
         Ok(FilterConfig {
             settings,
             target,
@@ -316,7 +330,7 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
     }
 
     let endpoint = match &settings.endpoint {
-        Some(endpoint) => validate_endpoint(endpoint)?,
+        Some(endpoint) => validate_host(endpoint, "endpoint", "lambda.us-east-1.amazonaws.com")?,
         None => default_endpoint(&region),
     };
 
@@ -387,18 +401,23 @@ fn default_endpoint(region: &str) -> String {
     }
 }
 
-/// A DNS name with an optional port: the Host header, not a URL.
-fn validate_endpoint(endpoint: &str) -> Result<String, ConfigError> {
-    let bad = |why: &str| ConfigError::new("endpoint", format!("'{endpoint}' {why}"));
+/// A DNS name with an optional port: the Host header, not a URL. `field` names the key in
+/// errors and `example` shows a good value.
+pub(crate) fn validate_host(
+    endpoint: &str,
+    field: &str,
+    example: &str,
+) -> Result<String, ConfigError> {
+    let bad = |why: String| ConfigError::new(field, format!("'{endpoint}' {why}"));
     let (host, port) = match endpoint.rsplit_once(':') {
         Some((host, port)) => (host, Some(port)),
         None => (endpoint, None),
     };
     if let Some(port) = port {
         if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(bad(
-                "has a bad port; give a host name like lambda.us-east-1.amazonaws.com",
-            ));
+            return Err(bad(format!(
+                "has a bad port; give a host name like {example}"
+            )));
         }
     }
     let label_ok = |label: &str| {
@@ -410,9 +429,9 @@ fn validate_endpoint(endpoint: &str) -> Result<String, ConfigError> {
             && !label.ends_with('-')
     };
     if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
-        return Err(bad(
-            "must be a host name like lambda.us-east-1.amazonaws.com (no scheme or path)",
-        ));
+        return Err(bad(format!(
+            "must be a host name like {example} (no scheme or path)"
+        )));
     }
     Ok(endpoint.to_ascii_lowercase())
 }
@@ -436,12 +455,41 @@ fn invoke_path(identifier: &str, qualifier: Option<&str>) -> String {
 
 fn load_credentials(
     raw: Option<RawCredentials>,
+    region: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<CredentialSource, ConfigError> {
+    let (keys, assume_role) = match raw {
+        Some(raw) => {
+            let inline = raw.access_key_id.is_some()
+                || raw.secret_access_key.is_some()
+                || raw.session_token.is_some();
+            let keys =
+                inline.then_some((raw.access_key_id, raw.secret_access_key, raw.session_token));
+            (keys, raw.assume_role)
+        }
+        None => (None, None),
+    };
+    let credentials = static_credentials(keys, env)?;
+    match assume_role {
+        None => Ok(CredentialSource::Static(credentials)),
+        Some(raw) => Ok(CredentialSource::AssumeRole {
+            settings: validate_assume_role(raw, region, env)?,
+            source: credentials,
+        }),
+    }
+}
+
+type InlineKeys = (Option<String>, Option<Secret>, Option<Secret>);
+
+/// Inline keys when given, else the VM environment.
+fn static_credentials(
+    inline: Option<InlineKeys>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials, ConfigError> {
     let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let from_config = raw.is_some();
-    let (access_key_id, secret_access_key, session_token) = match raw {
-        Some(raw) => (raw.access_key_id, raw.secret_access_key, raw.session_token),
+    let from_config = inline.is_some();
+    let (access_key_id, secret_access_key, session_token) = match inline {
+        Some(keys) => keys,
         None => (
             non_empty(env(ENV_ACCESS_KEY_ID)),
             non_empty(env(ENV_SECRET_ACCESS_KEY)).map(Secret::new),
@@ -678,16 +726,57 @@ mod tests {
             _ => None,
         };
         let config = FilterConfig::load(br#"{"function":"f","region":"us-east-1"}"#, &env).unwrap();
-        assert_eq!(config.credentials.access_key_id, "AKIDFROMENVIRON1");
-        assert_eq!(config.credentials.secret_access_key.expose(), "envsecret");
+        let CredentialSource::Static(credentials) = config.credentials else {
+            panic!("expected static credentials");
+        };
+        assert_eq!(credentials.access_key_id, "AKIDFROMENVIRON1");
+        assert_eq!(credentials.secret_access_key.expose(), "envsecret");
         assert_eq!(
-            config
-                .credentials
-                .session_token
-                .as_ref()
-                .map(|t| t.expose()),
+            credentials.session_token.as_ref().map(|t| t.expose()),
             Some("envtoken")
         );
+    }
+
+    #[test]
+    fn assume_role_with_source_keys_from_the_environment() {
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDFROMENVIRON1".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("envsecret".to_string()),
+            "LAMBDA_EXTERNAL_ID" => Some("ext-id-from-env".to_string()),
+            _ => None,
+        };
+        let config = FilterConfig::load(
+            br#"{"function":"f","region":"eu-west-1","credentials":{"assume_role":{
+                "role_arn":"arn:aws:iam::123456789012:role/invoker",
+                "external_id_env":"LAMBDA_EXTERNAL_ID","sts_cluster":"sts"}}}"#,
+            &env,
+        )
+        .unwrap();
+        let CredentialSource::AssumeRole { source, settings } = &config.credentials else {
+            panic!("expected assume_role");
+        };
+        assert_eq!(source.access_key_id, "AKIDFROMENVIRON1");
+        assert_eq!(settings.sts_endpoint, "sts.eu-west-1.amazonaws.com");
+        assert_eq!(
+            settings.external_id.as_ref().map(|e| e.expose()),
+            Some("ext-id-from-env")
+        );
+        assert!(!format!("{config:?}").contains("ext-id-from-env"));
+        assert!(!format!("{config:?}").contains("envsecret"));
+    }
+
+    #[test]
+    fn assume_role_errors_name_their_field() {
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x","assume_role":{"role_arn":"arn:aws:iam::123456789012:role/r"}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.assume_role.sts_cluster");
+        let err = load(
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x","assume_role":{"role_arn":"arn:aws:iam::123456789012:role/r","sts_cluster":"sts","duration":5}}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.assume_role.duration");
     }
 
     fn route(settings: TargetSettings) -> RouteOverride {

@@ -1,0 +1,786 @@
+//! The AssumeRole credentials, shared by every worker VM through one proxy-wasm shared-data
+//! record (a key → bytes store with compare-and-swap). This module decides; the shell does
+//! the host calls. Times are epoch milliseconds from the host clock.
+//!
+//! The shell's loop, per request that needs credentials:
+//! 1. `get_shared_data(key)` → `(bytes, cas)`; `record = SharedRecord::decode(bytes)`.
+//! 2. `usable_credentials(&record, now, &policy)`: `Some` → sign with them.
+//! 3. `should_fetch(&record, now, &policy, jitter)`: true → write
+//!    `take_lease(&record, owner, now, &policy).encode()` with that `cas`; only if the write
+//!    succeeds, dispatch `sts::build_assume_role_request` (on a CAS mismatch another VM won:
+//!    re-read and start over at 2).
+//! 4. No usable credentials → pause the request in [`Waiters`] until `now + max_wait`.
+//! 5. On the STS answer: `record_success` / `record_failure` applied to a fresh read and
+//!    CAS-written (re-read and re-apply on a mismatch), then resume or fail the waiters.
+//!
+//! Shared data lives in Envoy's process memory only; it is never persisted.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::credentials::Credentials;
+use crate::secret::Secret;
+use crate::sts::{AssumeRoleSettings, StsError, TemporaryCredentials};
+
+/// Added to the STS timeout to make the fetch lease: the lease outlives the call it guards.
+pub const LEASE_SLACK: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the Unix epoch (0 before it, saturating far after).
+pub fn epoch_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn expose<S: Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(secret.expose())
+}
+
+fn expose_optional<S: Serializer>(
+    secret: &Option<Secret>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match secret {
+        Some(secret) => serializer.serialize_some(secret.expose()),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// Temporary credentials as kept in the shared record. `Debug` redacts the secrets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredCredentials {
+    pub access_key_id: String,
+    #[serde(serialize_with = "expose")]
+    pub secret_access_key: Secret,
+    #[serde(serialize_with = "expose_optional", default)]
+    pub session_token: Option<Secret>,
+    pub expiration_ms: u64,
+    /// When they were stored: refreshing never starts before half their lifetime, so a
+    /// short lifetime (or a skewed clock) cannot turn into a refresh loop.
+    pub obtained_at_ms: u64,
+}
+
+impl StoredCredentials {
+    pub fn credentials(&self) -> Credentials {
+        Credentials {
+            access_key_id: self.access_key_id.clone(),
+            secret_access_key: self.secret_access_key.clone(),
+            session_token: self.session_token.clone(),
+        }
+    }
+}
+
+/// A VM's claim to be the one calling STS, until `until_ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until_ms: u64,
+}
+
+/// The shared-data record. A missing or corrupt record is the empty (default) record.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedRecord {
+    pub credentials: Option<StoredCredentials>,
+    pub lease: Option<Lease>,
+    /// Consecutive failed fetches.
+    pub failures: u32,
+    /// No fetch before this time (backoff after failures).
+    pub next_attempt_at_ms: u64,
+    /// The class of the last failure ([`StsError::class`]); cleared by a success.
+    pub last_error: Option<String>,
+}
+
+impl SharedRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing strings and integers cannot fail; an empty value decodes as empty.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Never fails: empty, corrupt or foreign bytes give the empty record.
+    pub fn decode(bytes: &[u8]) -> SharedRecord {
+        serde_json::from_slice(bytes).unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Refresh this long before the credentials expire …
+    pub refresh_before: Duration,
+    /// … plus up to this much more (times the caller's jitter fraction).
+    pub jitter: Duration,
+    /// Credentials with less than this left are never used.
+    pub min_validity: Duration,
+    /// How long a fetch lease is held: the STS timeout plus slack.
+    pub lease: Duration,
+    /// The wait after the first failure; doubled after each further one …
+    pub backoff_base: Duration,
+    /// … up to this.
+    pub backoff_max: Duration,
+}
+
+impl Default for RefreshPolicy {
+    fn default() -> Self {
+        RefreshPolicy {
+            refresh_before: Duration::from_secs(5 * 60),
+            jitter: Duration::from_secs(60),
+            min_validity: Duration::from_secs(30),
+            lease: Duration::from_millis(2000) + LEASE_SLACK,
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RefreshPolicy {
+    /// The default policy with the lease fitted to the settings' STS timeout.
+    pub fn for_settings(settings: &AssumeRoleSettings) -> Self {
+        RefreshPolicy {
+            lease: settings.timeout + LEASE_SLACK,
+            ..Default::default()
+        }
+    }
+}
+
+/// The credentials to sign with now: present and valid for at least `min_validity` more.
+pub fn usable_credentials(
+    record: &SharedRecord,
+    now_ms: u64,
+    policy: &RefreshPolicy,
+) -> Option<Credentials> {
+    record
+        .credentials
+        .as_ref()
+        .filter(|c| c.expiration_ms.saturating_sub(now_ms) >= ms(policy.min_validity))
+        .map(StoredCredentials::credentials)
+}
+
+/// When a refresh of `credentials` is due: `expiration − refresh_before − jitter·policy.jitter`,
+/// but not before half their lifetime and never later than `expiration − min_validity`.
+pub fn refresh_at_ms(credentials: &StoredCredentials, policy: &RefreshPolicy, jitter: f64) -> u64 {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let early = ms(policy.refresh_before).saturating_add(ms(policy.jitter.mul_f64(jitter)));
+    let by_policy = credentials.expiration_ms.saturating_sub(early);
+    let lifetime = credentials
+        .expiration_ms
+        .saturating_sub(credentials.obtained_at_ms);
+    let half_life = credentials.obtained_at_ms.saturating_add(lifetime / 2);
+    let latest = credentials
+        .expiration_ms
+        .saturating_sub(ms(policy.min_validity));
+    by_policy.max(half_life).min(latest)
+}
+
+/// Whether someone holds a fetch lease that has not run out.
+pub fn lease_is_live(record: &SharedRecord, now_ms: u64) -> bool {
+    record.lease.as_ref().is_some_and(|l| l.until_ms > now_ms)
+}
+
+/// Whether `owner` holds a live lease.
+pub fn holds_lease(record: &SharedRecord, owner: &str, now_ms: u64) -> bool {
+    lease_is_live(record, now_ms) && record.lease.as_ref().is_some_and(|l| l.owner == owner)
+}
+
+/// Whether this VM should try to take the lease and call STS: the credentials are missing,
+/// about to expire or in their refresh window, nobody holds a live lease, and the backoff
+/// has passed. `jitter` is a fraction in [0, 1) (random per VM or per call).
+pub fn should_fetch(
+    record: &SharedRecord,
+    now_ms: u64,
+    policy: &RefreshPolicy,
+    jitter: f64,
+) -> bool {
+    if now_ms < record.next_attempt_at_ms || lease_is_live(record, now_ms) {
+        return false;
+    }
+    match &record.credentials {
+        None => true,
+        Some(credentials) => now_ms >= refresh_at_ms(credentials, policy, jitter),
+    }
+}
+
+/// The record to CAS-write before dispatching AssumeRole.
+pub fn take_lease(
+    record: &SharedRecord,
+    owner: &str,
+    now_ms: u64,
+    policy: &RefreshPolicy,
+) -> SharedRecord {
+    SharedRecord {
+        lease: Some(Lease {
+            owner: owner.to_string(),
+            until_ms: now_ms.saturating_add(ms(policy.lease)),
+        }),
+        ..record.clone()
+    }
+}
+
+/// The record after a successful fetch: the new credentials (or the stored ones, should they
+/// outlive them), no lease, no failures.
+pub fn record_success(
+    record: &SharedRecord,
+    fetched: TemporaryCredentials,
+    now_ms: u64,
+) -> SharedRecord {
+    let new = StoredCredentials {
+        access_key_id: fetched.credentials.access_key_id,
+        secret_access_key: fetched.credentials.secret_access_key,
+        session_token: fetched.credentials.session_token,
+        expiration_ms: epoch_ms(fetched.expiration),
+        obtained_at_ms: now_ms,
+    };
+    let credentials = match &record.credentials {
+        Some(stored) if stored.expiration_ms > new.expiration_ms => stored.clone(),
+        _ => new,
+    };
+    SharedRecord {
+        credentials: Some(credentials),
+        ..SharedRecord::default()
+    }
+}
+
+/// The wait before the next fetch after `failures` consecutive failures (≥ 1):
+/// `min(backoff_base · 2^(failures−1), backoff_max)`.
+pub fn backoff(failures: u32, policy: &RefreshPolicy) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    policy
+        .backoff_base
+        .saturating_mul(1u32 << doublings)
+        .min(policy.backoff_max)
+}
+
+/// The record after a failed fetch: no lease, one more failure, the next attempt after the
+/// backoff, and the credentials kept while they have not expired.
+pub fn record_failure(
+    record: &SharedRecord,
+    error: &StsError,
+    now_ms: u64,
+    policy: &RefreshPolicy,
+) -> SharedRecord {
+    let failures = record.failures.saturating_add(1);
+    SharedRecord {
+        credentials: record
+            .credentials
+            .clone()
+            .filter(|c| c.expiration_ms > now_ms),
+        lease: None,
+        failures,
+        next_attempt_at_ms: now_ms.saturating_add(ms(backoff(failures, policy))),
+        last_error: Some(error.class().to_string()),
+    }
+}
+
+/// The class of the last failure, for the 503 given to requests that waited in vain.
+pub fn last_error(record: &SharedRecord) -> Option<String> {
+    record.last_error.clone()
+}
+
+/// This VM's requests paused until credentials arrive, with their deadlines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Waiters {
+    waiting: Vec<(u32, u64)>,
+}
+
+impl Waiters {
+    /// Adds a paused request (or moves its deadline if it is already waiting).
+    pub fn add(&mut self, context_id: u32, deadline_ms: u64) {
+        match self.waiting.iter_mut().find(|(id, _)| *id == context_id) {
+            Some(entry) => entry.1 = deadline_ms,
+            None => self.waiting.push((context_id, deadline_ms)),
+        }
+    }
+
+    /// Every waiting request, oldest first; the list is left empty.
+    pub fn take_all(&mut self) -> Vec<u32> {
+        self.waiting.drain(..).map(|(id, _)| id).collect()
+    }
+
+    /// The requests whose deadline is at or before `now_ms`, oldest first.
+    pub fn take_expired(&mut self, now_ms: u64) -> Vec<u32> {
+        let (expired, waiting) = self
+            .waiting
+            .drain(..)
+            .partition(|(_, deadline)| *deadline <= now_ms);
+        self.waiting = waiting;
+        expired.into_iter().map(|(id, _): (u32, u64)| id).collect()
+    }
+
+    /// Forgets a request (e.g. the client went away). True if it was waiting.
+    pub fn remove(&mut self, context_id: u32) -> bool {
+        let before = self.waiting.len();
+        self.waiting.retain(|(id, _)| *id != context_id);
+        self.waiting.len() != before
+    }
+
+    /// The earliest deadline, to time the next check.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.waiting.iter().map(|(_, deadline)| *deadline).min()
+    }
+
+    pub fn len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: u64 = 1000;
+    const MINUTE: u64 = 60 * SECOND;
+    /// 2026-11-23T10:00:00Z
+    const T0: u64 = 1_795_428_000_000;
+
+    fn policy() -> RefreshPolicy {
+        RefreshPolicy::default()
+    }
+
+    fn temporary(key: &str, expiration_ms: u64) -> TemporaryCredentials {
+        TemporaryCredentials {
+            credentials: Credentials {
+                access_key_id: key.to_string(),
+                secret_access_key: Secret::new("tmp-s3cret-key"),
+                session_token: Some(Secret::new("tmp-s3cret-token")),
+            },
+            expiration: UNIX_EPOCH + Duration::from_millis(expiration_ms),
+        }
+    }
+
+    /// A record holding credentials fetched at T0 for one hour.
+    fn fresh_record() -> SharedRecord {
+        record_success(
+            &SharedRecord::default(),
+            temporary("ASIAFIRST", T0 + 60 * MINUTE),
+            T0,
+        )
+    }
+
+    fn unavailable() -> StsError {
+        StsError::Unavailable { status: Some(503) }
+    }
+
+    #[test]
+    fn no_record_means_fetch() {
+        let record = SharedRecord::decode(b"");
+        assert_eq!(record, SharedRecord::default());
+        assert_eq!(usable_credentials(&record, T0, &policy()), None);
+        assert!(should_fetch(&record, T0, &policy(), 0.0));
+        assert_eq!(last_error(&record), None);
+    }
+
+    #[test]
+    fn fresh_credentials_are_used_without_fetching() {
+        let record = fresh_record();
+        let creds = usable_credentials(&record, T0 + MINUTE, &policy()).unwrap();
+        assert_eq!(creds.access_key_id, "ASIAFIRST");
+        assert_eq!(
+            creds.session_token.as_ref().map(Secret::expose),
+            Some("tmp-s3cret-token")
+        );
+        for jitter in [0.0, 0.5, 0.999] {
+            assert!(!should_fetch(&record, T0 + MINUTE, &policy(), jitter));
+            assert!(!should_fetch(&record, T0 + 53 * MINUTE, &policy(), jitter));
+        }
+    }
+
+    #[test]
+    fn refresh_window_uses_and_fetches() {
+        let record = fresh_record();
+        let expiry = T0 + 60 * MINUTE;
+        // Without jitter the window opens 5 minutes before expiry.
+        assert!(!should_fetch(
+            &record,
+            expiry - 5 * MINUTE - 1,
+            &policy(),
+            0.0
+        ));
+        assert!(should_fetch(&record, expiry - 5 * MINUTE, &policy(), 0.0));
+        assert!(usable_credentials(&record, expiry - 5 * MINUTE, &policy()).is_some());
+        // Jitter opens it up to a minute earlier.
+        assert!(should_fetch(
+            &record,
+            expiry - 5 * MINUTE - 30 * SECOND,
+            &policy(),
+            0.5
+        ));
+        assert!(!should_fetch(
+            &record,
+            expiry - 5 * MINUTE - 31 * SECOND,
+            &policy(),
+            0.5
+        ));
+        assert!(should_fetch(
+            &record,
+            expiry - 6 * MINUTE + 1,
+            &policy(),
+            0.99999
+        ));
+        // Out-of-range jitter is clamped.
+        assert!(!should_fetch(
+            &record,
+            expiry - 6 * MINUTE - 1,
+            &policy(),
+            7.0
+        ));
+        assert!(!should_fetch(
+            &record,
+            expiry - 5 * MINUTE - 1,
+            &policy(),
+            f64::NAN
+        ));
+    }
+
+    #[test]
+    fn expired_and_nearly_expired_credentials_are_not_used() {
+        let record = fresh_record();
+        let expiry = T0 + 60 * MINUTE;
+        assert!(usable_credentials(&record, expiry - 30 * SECOND, &policy()).is_some());
+        assert!(usable_credentials(&record, expiry - 30 * SECOND + 1, &policy()).is_none());
+        assert!(usable_credentials(&record, expiry, &policy()).is_none());
+        assert!(usable_credentials(&record, expiry + MINUTE, &policy()).is_none());
+        assert!(should_fetch(&record, expiry + MINUTE, &policy(), 0.0));
+    }
+
+    #[test]
+    fn window_never_opens_later_than_min_validity() {
+        let record = fresh_record();
+        let expiry = T0 + 60 * MINUTE;
+        let late = RefreshPolicy {
+            refresh_before: Duration::from_secs(10),
+            jitter: Duration::ZERO,
+            ..policy()
+        };
+        assert_eq!(
+            refresh_at_ms(record.credentials.as_ref().unwrap(), &late, 0.0),
+            expiry - 30 * SECOND
+        );
+        assert!(should_fetch(&record, expiry - 30 * SECOND, &late, 0.0));
+        assert!(!should_fetch(&record, expiry - 31 * SECOND, &late, 0.0));
+    }
+
+    #[test]
+    fn short_lived_credentials_do_not_refresh_in_a_loop() {
+        // Only 4 minutes left on arrival (short session or skewed clock): refresh at half-life.
+        let record = record_success(
+            &SharedRecord::default(),
+            temporary("ASIASHORT", T0 + 4 * MINUTE),
+            T0,
+        );
+        assert!(usable_credentials(&record, T0, &policy()).is_some());
+        assert!(!should_fetch(&record, T0, &policy(), 0.0));
+        assert!(!should_fetch(&record, T0 + 2 * MINUTE - 1, &policy(), 0.0));
+        assert!(should_fetch(&record, T0 + 2 * MINUTE, &policy(), 0.0));
+    }
+
+    #[test]
+    fn live_lease_blocks_others_and_stale_lease_does_not() {
+        let record = take_lease(&SharedRecord::default(), "vm-a", T0, &policy());
+        assert_eq!(
+            record.lease.as_ref().map(|l| l.until_ms),
+            Some(T0 + 3 * SECOND)
+        );
+        assert!(holds_lease(&record, "vm-a", T0 + SECOND));
+        assert!(!holds_lease(&record, "vm-b", T0 + SECOND));
+        assert!(!should_fetch(&record, T0 + SECOND, &policy(), 0.0));
+        assert!(!should_fetch(&record, T0 + 3 * SECOND - 1, &policy(), 0.0));
+        // vm-a never came back: the lease runs out and anyone may fetch.
+        assert!(!holds_lease(&record, "vm-a", T0 + 3 * SECOND));
+        assert!(should_fetch(&record, T0 + 3 * SECOND, &policy(), 0.0));
+        // A lease in the refresh window does not hide the still-usable credentials.
+        let expiry = T0 + 60 * MINUTE;
+        let refreshing = take_lease(&fresh_record(), "vm-a", expiry - 4 * MINUTE, &policy());
+        assert!(usable_credentials(&refreshing, expiry - 4 * MINUTE, &policy()).is_some());
+        assert!(!should_fetch(
+            &refreshing,
+            expiry - 4 * MINUTE,
+            &policy(),
+            0.0
+        ));
+    }
+
+    #[test]
+    fn lease_follows_sts_timeout() {
+        let settings = crate::sts::validate_assume_role(
+            crate::sts::RawAssumeRole {
+                role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
+                sts_cluster: Some("sts".into()),
+                timeout_ms: Some(5000),
+                ..Default::default()
+            },
+            "us-east-1",
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            RefreshPolicy::for_settings(&settings).lease,
+            Duration::from_secs(6)
+        );
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_the_cap() {
+        let mut record = take_lease(&SharedRecord::default(), "vm-a", T0, &policy());
+        let mut now = T0;
+        let mut waits = Vec::new();
+        for _ in 0..9 {
+            record = record_failure(&record, &unavailable(), now, &policy());
+            assert_eq!(record.lease, None);
+            assert!(!should_fetch(&record, now, &policy(), 0.0));
+            assert!(!should_fetch(
+                &record,
+                record.next_attempt_at_ms - 1,
+                &policy(),
+                0.0
+            ));
+            assert!(should_fetch(
+                &record,
+                record.next_attempt_at_ms,
+                &policy(),
+                0.0
+            ));
+            waits.push((record.next_attempt_at_ms - now) / SECOND);
+            now = record.next_attempt_at_ms;
+            record = take_lease(&record, "vm-a", now, &policy());
+        }
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(record.failures, 9);
+        assert_eq!(last_error(&record).as_deref(), Some("sts_unavailable"));
+        assert_eq!(backoff(u32::MAX, &policy()), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn failure_keeps_valid_credentials_and_drops_expired_ones() {
+        let expiry = T0 + 60 * MINUTE;
+        let denied = StsError::AccessDenied { message: None };
+        let record = record_failure(&fresh_record(), &denied, expiry - 4 * MINUTE, &policy());
+        assert!(record.credentials.is_some());
+        assert!(usable_credentials(&record, expiry - 4 * MINUTE, &policy()).is_some());
+        assert_eq!(last_error(&record).as_deref(), Some("sts_access_denied"));
+        let record = record_failure(&record, &denied, expiry, &policy());
+        assert_eq!(record.credentials, None);
+        assert_eq!(record.failures, 2);
+    }
+
+    #[test]
+    fn success_after_failures_resets() {
+        let mut record = SharedRecord::default();
+        for i in 0..3 {
+            record = record_failure(&record, &unavailable(), T0 + i * MINUTE, &policy());
+        }
+        assert_eq!(record.failures, 3);
+        let leased = take_lease(&record, "vm-b", T0 + 5 * MINUTE, &policy());
+        let record = record_success(
+            &leased,
+            temporary("ASIANEW", T0 + 65 * MINUTE),
+            T0 + 5 * MINUTE,
+        );
+        assert_eq!(record.failures, 0);
+        assert_eq!(record.next_attempt_at_ms, 0);
+        assert_eq!(record.lease, None);
+        assert_eq!(last_error(&record), None);
+        assert_eq!(
+            usable_credentials(&record, T0 + 5 * MINUTE, &policy()).map(|c| c.access_key_id),
+            Some("ASIANEW".to_string())
+        );
+    }
+
+    #[test]
+    fn success_never_replaces_longer_lived_credentials() {
+        let record = fresh_record();
+        let older = record_success(
+            &record,
+            temporary("ASIAOLDER", T0 + 30 * MINUTE),
+            T0 + MINUTE,
+        );
+        assert_eq!(
+            older.credentials.as_ref().map(|c| c.access_key_id.as_str()),
+            Some("ASIAFIRST")
+        );
+        let newer = record_success(
+            &record,
+            temporary("ASIANEWER", T0 + 90 * MINUTE),
+            T0 + MINUTE,
+        );
+        assert_eq!(
+            newer.credentials.as_ref().map(|c| c.access_key_id.as_str()),
+            Some("ASIANEWER")
+        );
+    }
+
+    #[test]
+    fn record_round_trips_and_corruption_is_empty() {
+        let record = record_failure(
+            &take_lease(&fresh_record(), "vm-a", T0 + 56 * MINUTE, &policy()),
+            &StsError::Throttled { message: None },
+            T0 + 56 * MINUTE,
+            &policy(),
+        );
+        let record = take_lease(&record, "vm-b", T0 + 57 * MINUTE, &policy());
+        assert_eq!(SharedRecord::decode(&record.encode()), record);
+        let bytes = record.encode();
+        for corrupt in [
+            &b"not json"[..],
+            &bytes[..bytes.len() / 2],
+            b"[]",
+            b"null",
+            br#"{"failures":"many"}"#,
+            br#"{"credentials":{"access_key_id":"A"}}"#,
+            &[0xff, 0x00, 0x12],
+        ] {
+            assert_eq!(
+                SharedRecord::decode(corrupt),
+                SharedRecord::default(),
+                "{corrupt:?}"
+            );
+        }
+        // Unknown keys (a newer writer) are ignored, not fatal.
+        let newer = br#"{"failures":2,"something_new":true}"#;
+        assert_eq!(SharedRecord::decode(newer).failures, 2);
+    }
+
+    #[test]
+    fn debug_redacts_but_encoding_keeps_the_secrets() {
+        let record = fresh_record();
+        let printed = format!("{record:?}");
+        assert!(printed.contains("ASIAFIRST"));
+        assert!(!printed.contains("s3cret"), "{printed}");
+        let encoded = String::from_utf8(record.encode()).unwrap();
+        assert!(encoded.contains("tmp-s3cret-key") && encoded.contains("tmp-s3cret-token"));
+    }
+
+    /// Envoy's shared data for one key: `get` gives (bytes, cas); `set` with a cas fails on
+    /// a mismatch, and without one (cas 0) always succeeds.
+    #[derive(Default)]
+    struct SharedData {
+        value: Option<(Vec<u8>, u32)>,
+        next_cas: u32,
+    }
+
+    impl SharedData {
+        fn get(&self) -> (Vec<u8>, Option<u32>) {
+            match &self.value {
+                Some((bytes, cas)) => (bytes.clone(), Some(*cas)),
+                None => (Vec::new(), None),
+            }
+        }
+
+        fn set(&mut self, bytes: Vec<u8>, cas: Option<u32>) -> Result<(), &'static str> {
+            if let (Some(cas), Some((_, current))) = (cas, &self.value) {
+                if cas != *current {
+                    return Err("CasMismatch");
+                }
+            }
+            self.next_cas += 1;
+            self.value = Some((bytes, self.next_cas));
+            Ok(())
+        }
+    }
+
+    /// One VM's attempt to become the fetcher: true if it won the lease.
+    fn try_to_fetch(store: &mut SharedData, owner: &str, now: u64) -> bool {
+        let (bytes, cas) = store.get();
+        let record = SharedRecord::decode(&bytes);
+        should_fetch(&record, now, &policy(), 0.0)
+            && store
+                .set(take_lease(&record, owner, now, &policy()).encode(), cas)
+                .is_ok()
+    }
+
+    #[test]
+    fn two_vms_race_and_only_one_wins_the_lease() {
+        let mut store = SharedData::default();
+        store.set(SharedRecord::default().encode(), None).unwrap();
+
+        // Both read the same version and both decide to fetch …
+        let (bytes_a, cas_a) = store.get();
+        let (bytes_b, cas_b) = store.get();
+        let record_a = SharedRecord::decode(&bytes_a);
+        let record_b = SharedRecord::decode(&bytes_b);
+        assert!(should_fetch(&record_a, T0, &policy(), 0.1));
+        assert!(should_fetch(&record_b, T0, &policy(), 0.7));
+        // … but only the first CAS write lands.
+        assert!(store
+            .set(take_lease(&record_a, "vm-a", T0, &policy()).encode(), cas_a)
+            .is_ok());
+        assert!(store
+            .set(take_lease(&record_b, "vm-b", T0, &policy()).encode(), cas_b)
+            .is_err());
+        // vm-b re-reads, sees vm-a's live lease, and waits.
+        assert!(!try_to_fetch(&mut store, "vm-b", T0 + 10));
+        let (bytes, _) = store.get();
+        assert!(holds_lease(&SharedRecord::decode(&bytes), "vm-a", T0 + 10));
+
+        // vm-a's answer arrives; it applies it to a fresh read and CAS-writes it.
+        let (bytes, cas) = store.get();
+        let done = record_success(
+            &SharedRecord::decode(&bytes),
+            temporary("ASIARACE", T0 + 60 * MINUTE),
+            T0 + 200,
+        );
+        store.set(done.encode(), cas).unwrap();
+
+        // vm-b's waiters find the credentials; nobody fetches again.
+        let (bytes, _) = store.get();
+        let record = SharedRecord::decode(&bytes);
+        assert_eq!(
+            usable_credentials(&record, T0 + 250, &policy()).map(|c| c.access_key_id),
+            Some("ASIARACE".to_string())
+        );
+        assert!(!try_to_fetch(&mut store, "vm-a", T0 + 250));
+        assert!(!try_to_fetch(&mut store, "vm-b", T0 + 250));
+    }
+
+    #[test]
+    fn a_vm_that_never_answers_is_replaced_after_its_lease() {
+        let mut store = SharedData::default();
+        store.set(SharedRecord::default().encode(), None).unwrap();
+        assert!(try_to_fetch(&mut store, "vm-a", T0));
+        assert!(!try_to_fetch(&mut store, "vm-b", T0 + 2999));
+        assert!(try_to_fetch(&mut store, "vm-b", T0 + 3000));
+        assert!(!try_to_fetch(&mut store, "vm-a", T0 + 3001));
+    }
+
+    #[test]
+    fn waiters_expire_and_drain() {
+        let mut waiters = Waiters::default();
+        assert!(waiters.is_empty());
+        assert_eq!(waiters.next_deadline(), None);
+        waiters.add(7, T0 + 3000);
+        waiters.add(3, T0 + 1000);
+        waiters.add(9, T0 + 2000);
+        assert_eq!(waiters.len(), 3);
+        assert_eq!(waiters.next_deadline(), Some(T0 + 1000));
+
+        assert_eq!(waiters.take_expired(T0 + 999), Vec::<u32>::new());
+        assert_eq!(waiters.take_expired(T0 + 2000), vec![3, 9]);
+        assert_eq!(waiters.len(), 1);
+        assert_eq!(waiters.next_deadline(), Some(T0 + 3000));
+
+        // Adding again moves the deadline instead of duplicating.
+        waiters.add(7, T0 + 5000);
+        waiters.add(8, T0 + 4000);
+        assert_eq!(waiters.len(), 2);
+        assert_eq!(waiters.next_deadline(), Some(T0 + 4000));
+
+        assert!(waiters.remove(8));
+        assert!(!waiters.remove(8));
+        waiters.add(1, T0 + 6000);
+        assert_eq!(waiters.take_all(), vec![7, 1]);
+        assert!(waiters.is_empty());
+        assert_eq!(waiters.take_all(), Vec::<u32>::new());
+        assert_eq!(waiters.take_expired(u64::MAX), Vec::<u32>::new());
+    }
+}

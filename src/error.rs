@@ -64,6 +64,12 @@ pub enum RequestError {
         error_type: String,
         message: Option<String>,
     },
+    /// No usable credentials within the wait bound; `class` names the last credential
+    /// failure (`sts_unavailable`, `sts_access_denied`, …).
+    CredentialsUnavailable {
+        class: String,
+        message: String,
+    },
     /// No answer within the Invoke's timeout.
     UpstreamTimeout,
     /// Envoy could not reach the Lambda endpoint (connect failure, reset, overflow).
@@ -74,7 +80,7 @@ pub enum RequestError {
 
 impl RequestError {
     /// The error class: the `error` field of the JSON body and the log word.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> &str {
         match self {
             RequestError::PayloadTooLarge { .. } | RequestError::LambdaPayloadTooLarge { .. } => {
                 "payload_too_large"
@@ -86,6 +92,7 @@ impl RequestError {
             RequestError::FunctionError { .. } => "function_error",
             RequestError::Throttled { .. } => "throttled",
             RequestError::LambdaApi { .. } => "lambda_api_error",
+            RequestError::CredentialsUnavailable { class, .. } => class.as_str(),
             RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
         }
@@ -103,6 +110,7 @@ impl RequestError {
             RequestError::FunctionError { status, .. } => *status,
             RequestError::Throttled { .. } => 429,
             RequestError::LambdaApi { .. } => 502,
+            RequestError::CredentialsUnavailable { .. } => 503,
             RequestError::UpstreamTimeout => 504,
             RequestError::UpstreamUnavailable { status } => *status,
         }
@@ -167,6 +175,7 @@ impl RequestError {
                 put("message", message.as_deref());
                 body.insert("lambda_status".into(), json!(status));
             }
+            RequestError::CredentialsUnavailable { message, .. } => put("message", Some(message)),
             RequestError::UpstreamTimeout => put(
                 "message",
                 Some("the Lambda Invoke did not answer within the timeout"),
@@ -279,6 +288,14 @@ mod tests {
                 "lambda_api_error",
             ),
             (RequestError::UpstreamTimeout, 504, "upstream_timeout"),
+            (
+                RequestError::CredentialsUnavailable {
+                    class: "sts_unavailable".into(),
+                    message: "no answer from STS".into(),
+                },
+                503,
+                "sts_unavailable",
+            ),
             (
                 RequestError::UpstreamUnavailable { status: 503 },
                 503,

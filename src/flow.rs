@@ -23,6 +23,13 @@ pub enum Phase {
         target: Rc<InvokeTarget>,
         cluster: String,
     },
+    /// The body is read; no usable credentials yet (STS fetch pending or failing).
+    AwaitingCredentials {
+        target: Rc<InvokeTarget>,
+        cluster: String,
+        body: Vec<u8>,
+        deadline: SystemTime,
+    },
     AwaitingInvoke {
         token: u32,
         target: Rc<InvokeTarget>,
@@ -40,6 +47,9 @@ pub enum Step {
     Pause,
     /// The body is complete: read it and call [`RequestFlow::on_body_complete`].
     ReadBody,
+    /// No usable credentials: park the request until [`RequestFlow::on_credentials_ready`]
+    /// or, at `deadline`, [`RequestFlow::on_credentials_timeout`].
+    WaitForCredentials { deadline: SystemTime },
     /// Dispatch this request and report the result with [`RequestFlow::on_dispatched`].
     Dispatch(OutboundRequest),
     /// Send this response to the client.
@@ -130,12 +140,14 @@ impl RequestFlow {
         }
     }
 
-    /// The whole body, read from the host: sign and build the Invoke.
+    /// The whole body, read from the host: sign and build the Invoke, or wait (at most
+    /// `max_wait`) when there are no usable credentials.
     pub fn on_body_complete(
         &mut self,
         body: Vec<u8>,
-        credentials: &Credentials,
+        credentials: Option<&Credentials>,
         now: SystemTime,
+        max_wait: Duration,
     ) -> Step {
         let Phase::ReceivingBody { target, cluster } = &self.phase else {
             return Step::Continue;
@@ -144,6 +156,48 @@ impl RequestFlow {
         if body.len() as u64 > limit {
             return self.fail(RequestError::PayloadTooLarge { limit });
         }
+        match credentials {
+            Some(credentials) => self.sign(body, credentials, now),
+            None => {
+                let deadline = now + max_wait;
+                self.phase = Phase::AwaitingCredentials {
+                    target: Rc::clone(target),
+                    cluster: cluster.clone(),
+                    body,
+                    deadline,
+                };
+                Step::WaitForCredentials { deadline }
+            }
+        }
+    }
+
+    /// Credentials arrived for a request waiting on them.
+    pub fn on_credentials_ready(&mut self, credentials: &Credentials, now: SystemTime) -> Step {
+        let Phase::AwaitingCredentials {
+            target,
+            cluster,
+            body,
+            ..
+        } = std::mem::replace(&mut self.phase, Phase::Finished)
+        else {
+            return Step::Continue;
+        };
+        self.phase = Phase::ReceivingBody { target, cluster };
+        self.sign(body, credentials, now)
+    }
+
+    /// The wait for credentials is over without any: `error` says why.
+    pub fn on_credentials_timeout(&mut self, error: RequestError) -> Step {
+        match self.phase {
+            Phase::AwaitingCredentials { .. } => self.fail(error),
+            _ => Step::Continue,
+        }
+    }
+
+    fn sign(&mut self, body: Vec<u8>, credentials: &Credentials, now: SystemTime) -> Step {
+        let Phase::ReceivingBody { target, cluster } = &self.phase else {
+            return Step::Continue;
+        };
         match build_invoke(target, cluster, credentials, body, now) {
             Ok(request) => Step::Dispatch(request),
             Err(e) => self.fail(RequestError::Signing(e)),
@@ -224,6 +278,8 @@ mod tests {
         }
     }
 
+    const WAIT: Duration = Duration::from_millis(3000);
+
     fn t(ms: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000) + Duration::from_millis(ms)
     }
@@ -236,7 +292,7 @@ mod tests {
             Step::Pause
         );
         assert_eq!(flow.on_request_body(2, true), Step::ReadBody);
-        match flow.on_body_complete(b"{}".to_vec(), &creds(), t(0)) {
+        match flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT) {
             Step::Dispatch(request) => {
                 assert_eq!(request.cluster, "lambda");
                 assert_eq!(request.body, b"{}");
@@ -327,7 +383,7 @@ mod tests {
             Step::ReadBody
         );
         assert!(matches!(
-            flow.on_body_complete(Vec::new(), &creds(), t(0)),
+            flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT),
             Step::Dispatch(_)
         ));
         assert_eq!(
@@ -424,7 +480,7 @@ mod tests {
             flow.on_request_headers(route(&with_cluster), None, None, true),
             Step::ReadBody
         );
-        match flow.on_body_complete(Vec::new(), &creds(), t(0)) {
+        match flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT) {
             Step::Dispatch(request) => assert_eq!(request.cluster, "lambda_api"),
             other => panic!("{other:?}"),
         }
@@ -437,5 +493,51 @@ mod tests {
         flow.on_request_headers(route(&config), Some("c".into()), None, false);
         assert_eq!(flow.on_request_body(3, false), Step::Pause);
         assert_eq!(flow.on_request_trailers(), Step::ReadBody);
+    }
+
+    fn waiting(config: &FilterConfig) -> RequestFlow {
+        let mut flow = RequestFlow::default();
+        flow.on_request_headers(route(config), Some("lambda".into()), Some(2), false);
+        flow.on_request_body(2, true);
+        assert_eq!(
+            flow.on_body_complete(b"{}".to_vec(), None, t(0), WAIT),
+            Step::WaitForCredentials { deadline: t(3000) }
+        );
+        flow
+    }
+
+    #[test]
+    fn waiting_for_credentials_then_they_arrive() {
+        let config = config("");
+        let mut flow = waiting(&config);
+        match flow.on_credentials_ready(&creds(), t(150)) {
+            Step::Dispatch(request) => {
+                assert_eq!(request.body, b"{}");
+                assert!(request.header("authorization").is_some());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(flow.on_dispatched(Ok(3), t(150)), Step::Pause);
+        assert!(flow
+            .on_invoke_answer(3, lambda_answer(200, &[], "{}"), t(200))
+            .is_some());
+    }
+
+    #[test]
+    fn waiting_for_credentials_times_out() {
+        let config = config("");
+        let mut flow = waiting(&config);
+        let error = RequestError::CredentialsUnavailable {
+            class: "sts_access_denied".into(),
+            message: "AssumeRole was denied".into(),
+        };
+        assert_eq!(
+            flow.on_credentials_timeout(error.clone()),
+            Step::Fail(error.clone())
+        );
+        assert_eq!(flow.phase(), &Phase::Finished);
+        // A late wake-up finds nothing to do.
+        assert_eq!(flow.on_credentials_ready(&creds(), t(5000)), Step::Continue);
+        assert_eq!(flow.on_credentials_timeout(error), Step::Continue);
     }
 }

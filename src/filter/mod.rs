@@ -1,6 +1,8 @@
 //! The proxy-wasm shell: the only code that talks to the host. It turns host callbacks into
 //! calls on the plain-Rust modules and carries out what they decide.
 
+mod credentials;
+mod driver;
 mod http;
 mod logger;
 mod root;
@@ -9,5 +11,7 @@ use proxy_wasm::traits::RootContext;
 
 proxy_wasm::main! {{
     logger::install();
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::LambdaRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(root::LambdaRoot::new(context_id))
+    });
 }}

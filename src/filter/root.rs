@@ -1,25 +1,122 @@
-//! Root context: validates the plugin configuration once and creates request contexts.
+//! Root context: validates the plugin configuration once, keeps the credentials fresh on a
+//! tick, and resumes (or fails) requests that waited for credentials.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::Duration;
 
-use log::{error, info};
+use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
+use super::credentials::{CredentialShell, Work};
+use super::driver::{now, read_call_answer, Actor, Vm};
 use super::http::LambdaHttp;
 use super::logger;
 use crate::config::FilterConfig;
 use crate::route::RouteCache;
 
-#[derive(Default)]
+/// How often the root polls the shared credentials (cross-VM wake-up latency for waiters).
+const CREDENTIALS_TICK: Duration = Duration::from_millis(100);
+
 pub struct LambdaRoot {
-    config: Option<Rc<FilterConfig>>,
-    routes: Rc<RefCell<RouteCache>>,
+    context_id: u32,
+    vm: Option<Rc<Vm>>,
 }
 
-impl Context for LambdaRoot {}
+impl LambdaRoot {
+    pub fn new(context_id: u32) -> Self {
+        LambdaRoot {
+            context_id,
+            vm: None,
+        }
+    }
+
+    fn carry_out(&self, vm: &Vm, work: Work) {
+        if let Some(request) = work.fetch {
+            let headers: Vec<(&str, &str)> = request
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            let result = hostcalls::dispatch_http_call(
+                &request.cluster,
+                headers,
+                Some(&request.body),
+                Vec::new(),
+                request.timeout,
+            );
+            let more = vm.credentials.borrow_mut().sts_dispatched(result, now());
+            self.carry_out(vm, more);
+        }
+        for context_id in work.wake {
+            self.wake(vm, context_id);
+        }
+        for (context_id, failure) in work.fail {
+            let Some(request) = vm.parked.borrow_mut().remove(&context_id) else {
+                continue;
+            };
+            if hostcalls::set_effective_context(context_id).is_ok() {
+                let step = request.borrow_mut().flow.on_credentials_timeout(failure);
+                vm.drive(&request, step, Actor::Root);
+            }
+            let _ = hostcalls::set_effective_context(self.context_id);
+        }
+    }
+
+    /// Resumes a parked request: sign, dispatch its Invoke as the request's context.
+    fn wake(&self, vm: &Vm, context_id: u32) {
+        let Some(request) = vm.parked.borrow_mut().remove(&context_id) else {
+            return;
+        };
+        let now = now();
+        let credentials = vm.credentials.borrow_mut().usable(now);
+        if let Some(credentials) = credentials {
+            if hostcalls::set_effective_context(context_id).is_ok() {
+                let step = request
+                    .borrow_mut()
+                    .flow
+                    .on_credentials_ready(&credentials, now);
+                vm.drive(&request, step, Actor::Root);
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.context_id);
+    }
+}
+
+impl Context for LambdaRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(vm) = self.vm.clone() else {
+            return;
+        };
+        if vm.credentials.borrow().is_sts_token(token_id) {
+            let answer = read_call_answer(body_size);
+            let work = vm.credentials.borrow_mut().on_sts_answer(answer, now());
+            self.carry_out(&vm, work);
+            return;
+        }
+        let request = vm.root_invokes.borrow_mut().remove(&token_id);
+        match request {
+            Some(request) => {
+                // Envoy keeps the call's answer on the request's context.
+                let context_id = request.borrow().context_id;
+                if hostcalls::set_effective_context(context_id).is_ok() {
+                    vm.on_invoke_answer(&request, token_id, body_size);
+                }
+                let _ = hostcalls::set_effective_context(self.context_id);
+            }
+            None => warn!("proxy_wasm_lambda: answer for unknown call token {token_id} dropped"),
+        }
+    }
+}
 
 impl RootContext for LambdaRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -29,32 +126,46 @@ impl RootContext for LambdaRoot {
             .flatten()
             .unwrap_or_default();
         let env = |name: &str| std::env::var(name).ok();
-        match FilterConfig::load(&bytes, &env) {
-            Ok(config) => {
-                info!(
-                    "proxy_wasm_lambda: configured: function {} region {} endpoint {} invocation_type {}",
-                    config.target.function.identifier,
-                    config.target.region,
-                    config.target.endpoint,
-                    config.target.invocation_type.header_value()
-                );
-                self.config = Some(Rc::new(config));
-                self.routes = Rc::new(RefCell::new(RouteCache::default()));
-                true
-            }
+        let config = match FilterConfig::load(&bytes, &env) {
+            Ok(config) => config,
             Err(e) => {
                 error!("proxy_wasm_lambda: invalid configuration: {e}");
-                false
+                return false;
             }
+        };
+        info!(
+            "proxy_wasm_lambda: configured: function {} region {} endpoint {} invocation_type {}",
+            config.target.function.identifier,
+            config.target.region,
+            config.target.endpoint,
+            config.target.invocation_type.header_value()
+        );
+        let mut credentials = CredentialShell::new(&config.credentials);
+        credentials.init_shared();
+        let needs_ticks = credentials.needs_ticks();
+        self.vm = Some(Rc::new(Vm {
+            config: Rc::new(config),
+            routes: RefCell::new(RouteCache::default()),
+            credentials: RefCell::new(credentials),
+            parked: RefCell::new(HashMap::new()),
+            root_invokes: RefCell::new(HashMap::new()),
+        }));
+        if needs_ticks {
+            // The first tick fetches credentials, so the first request rarely waits.
+            let _ = hostcalls::set_tick_period(CREDENTIALS_TICK);
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(vm) = self.vm.clone() {
+            let work = vm.credentials.borrow_mut().tick(now());
+            self.carry_out(&vm, work);
         }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(LambdaHttp::new(
-            context_id,
-            self.config.clone(),
-            Rc::clone(&self.routes),
-        )))
+        Some(Box::new(LambdaHttp::new(context_id, self.vm.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {
