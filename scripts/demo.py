@@ -56,6 +56,31 @@ def show(method: str, url: str, **kwargs) -> None:
     print()
 
 
+EXTERNAL_ID = "demo-external-id-7f3a"
+ROLE = "demo-lambda-invoker"
+
+
+def create_role_setup(aws) -> dict:
+    """A proxy user that may only assume the role; the role requires the ExternalId and may invoke."""
+    iam = aws.client("iam")
+    iam.create_user(UserName="demo-proxy")
+    iam.put_user_policy(UserName="demo-proxy", PolicyName="assume", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}]}))
+    keys = iam.create_access_key(UserName="demo-proxy")["AccessKey"]
+    iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow",
+                       "Principal": {"AWS": f"arn:aws:iam::{aws.account_id}:user/demo-proxy"},
+                       "Action": "sts:AssumeRole",
+                       "Condition": {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}}]}))
+    iam.put_role_policy(RoleName=ROLE, PolicyName="invoke", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": ["lambda:Invoke", "lambda:InvokeFunction"],
+                       "Resource": "*"}]}))
+    return keys
+
+
 def main() -> int:
     listener, admin, lambda_port = port_or_free(10000), port_or_free(9901), port_or_free(5000)
     wasm = os.environ.get("LAMBDA_WASM", str(ROOT / "target/wasm32-wasip1/release/proxy_wasm_lambda.wasm"))
@@ -63,20 +88,22 @@ def main() -> int:
     aws = moto_aws.start_moto(port=lambda_port)
     envoy = None
     try:
-        invoker = aws.info()["invoker"]  # {"access_key_id": …, "secret_access_key": …}
-        print(f"{DIM}IAM user 'invoker' may call lambda:Invoke; functions echo-fn (returns its event), other-fn{RESET}")
+        proxy_keys = create_role_setup(aws)
+        print(f"{DIM}IAM: user 'demo-proxy' may only sts:AssumeRole; role 'demo-lambda-invoker' trusts it "
+              f"with ExternalId {EXTERNAL_ID!r} and may lambda:Invoke; function echo-fn returns its event{RESET}")
         config = (ROOT / "envoy/local.yaml").read_text()
         config = (
             config.replace("port_value: 10000", f"port_value: {listener}")
             .replace("port_value: 9901", f"port_value: {admin}")
             .replace("port_value: 5000", f"port_value: {lambda_port}")
+            .replace("role/demo-lambda-invoker", f"role/{ROLE}").replace("123456789012", aws.account_id)
             .replace("target/wasm32-wasip1/release/proxy_wasm_lambda.wasm", wasm)
         )
         workdir = Path(tempfile.mkdtemp(prefix="pwl-demo-"))
         (workdir / "envoy.yaml").write_text(config)
         log = open(workdir / "envoy.log", "w")
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=invoker["access_key_id"],
-                   AWS_SECRET_ACCESS_KEY=invoker["secret_access_key"])
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=proxy_keys["AccessKeyId"],
+                   AWS_SECRET_ACCESS_KEY=proxy_keys["SecretAccessKey"], LAMBDA_EXTERNAL_ID=EXTERNAL_ID)
         print(f"{DIM}starting Envoy 1.40 with envoy/local.yaml on 127.0.0.1:{listener} …{RESET}\n")
         envoy = subprocess.Popen(
             [envoy_binary(), "-c", str(workdir / "envoy.yaml"), "--disable-hot-restart",
@@ -107,9 +134,11 @@ def main() -> int:
         print(f"{BOLD}# Client credentials and x-amz-* headers never reach Lambda; the filter signs its own{RESET}")
         show("POST", f"{base}/orders", json={"order": 43},
              headers={"authorization": "Bearer client-token", "x-amz-invocation-type": "Event"})
-        stats = requests.get(f"http://127.0.0.1:{admin}/stats?filter=proxy_wasm_lambda", timeout=5).text
-        if stats.strip():
-            print(f"{BOLD}# Envoy stats{RESET}\n{stats}")
+        print(f"{BOLD}# The filter's log lines (no secret or ExternalId in them){RESET}")
+        for line in (workdir / "envoy.log").read_text().splitlines():
+            if "proxy_wasm_lambda:" in line and ("AssumeRole" in line or "request_id=" in line):
+                print("  " + line.split("proxy_wasm_lambda: ", 1)[-1])
+        print()
         return 0
     finally:
         if envoy is not None:
