@@ -76,6 +76,14 @@ impl RequestFlow {
         &self.phase
     }
 
+    /// When the Invoke in flight was dispatched.
+    pub fn invoke_sent_at(&self) -> Option<SystemTime> {
+        match &self.phase {
+            Phase::AwaitingInvoke { sent_at, .. } => Some(*sent_at),
+            _ => None,
+        }
+    }
+
     fn fail(&mut self, error: RequestError) -> Step {
         self.phase = Phase::Finished;
         Step::Fail(error)

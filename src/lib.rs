@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod error;
 pub mod flow;
 pub mod invoke;
+pub mod metrics;
 pub mod response;
 pub mod route;
 pub mod secret;

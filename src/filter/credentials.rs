@@ -61,6 +61,8 @@ pub struct Work {
     pub wake: Vec<u32>,
     /// Parked requests to fail.
     pub fail: Vec<(u32, RequestError)>,
+    /// An AssumeRole call ended: succeeded (true) or failed (false).
+    pub refreshed: Option<bool>,
 }
 
 impl CredentialShell {
@@ -179,7 +181,10 @@ impl CredentialShell {
                     |record, now_ms, policy| record_failure(record, &error, now_ms, policy),
                     epoch_ms(now),
                 );
-                let mut work = Work::default();
+                let mut work = Work {
+                    refreshed: Some(false),
+                    ..Work::default()
+                };
                 shell.settle_waiters(epoch_ms(now), &mut work);
                 work
             }
@@ -194,7 +199,9 @@ impl CredentialShell {
         shell.sts_token = None;
         let now_ms = epoch_ms(now);
         let mut work = Work::default();
-        match parse_assume_role_answer(answer.status, &answer.body) {
+        let outcome = parse_assume_role_answer(answer.status, &answer.body);
+        work.refreshed = Some(outcome.is_ok());
+        match outcome {
             Ok(fetched) => {
                 info!(
                     "proxy_wasm_lambda: AssumeRole {} succeeded; credentials valid for {} s",

@@ -12,9 +12,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::credentials::CredentialShell;
+use super::stats::Stats;
 use crate::config::FilterConfig;
 use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step};
+use crate::metrics::Metric;
 use crate::response::InvokeAnswer;
 use crate::route::RouteCache;
 
@@ -24,6 +26,8 @@ pub struct Request {
     pub flow: RequestFlow,
     pub request_id: Option<String>,
     pub body_size: usize,
+    /// When the request started waiting for credentials.
+    pub parked_at: Option<SystemTime>,
 }
 
 pub type SharedRequest = Rc<RefCell<Request>>;
@@ -38,6 +42,7 @@ pub struct Vm {
     /// Invokes the root dispatched for woken requests: the SDK routes their answers to the
     /// root, which hands them to the request.
     pub root_invokes: RefCell<HashMap<u32, SharedRequest>>,
+    pub stats: Stats,
 }
 
 pub fn now() -> SystemTime {
@@ -74,6 +79,8 @@ impl Vm {
                 Step::WaitForCredentials { deadline } => {
                     let context_id = request.borrow().context_id;
                     debug!("#{context_id} waiting for credentials");
+                    request.borrow_mut().parked_at = Some(now());
+                    self.stats.add(Metric::CredentialWaiting, 1);
                     self.parked
                         .borrow_mut()
                         .insert(context_id, Rc::clone(request));
@@ -96,6 +103,8 @@ impl Vm {
                     let context_id = request.borrow().context_id;
                     let result = match result {
                         Ok(token) => {
+                            self.stats
+                                .record(Metric::InvokePayloadBytes, outbound.body.len() as u64);
                             debug!(
                                 "#{context_id} invoke dispatched to cluster '{}' ({} bytes), token {token}",
                                 outbound.cluster,
@@ -119,11 +128,16 @@ impl Vm {
                     request.borrow_mut().flow.on_dispatched(result, now())
                 }
                 Step::Reply(reply) => {
+                    self.stats.increment(Metric::InvokeSuccess);
                     send(request.borrow().context_id, &reply);
                     return Action::Pause;
                 }
                 Step::Fail(failure) => {
                     let request = request.borrow();
+                    self.stats.increment(Metric::for_failure(&failure));
+                    if matches!(failure, RequestError::RouteConfigInvalid(_)) {
+                        self.stats.increment(Metric::RouteConfigErrors);
+                    }
                     log_failure(&request, &failure);
                     send(
                         request.context_id,
@@ -144,10 +158,16 @@ impl Vm {
             answer.status,
             answer.body.len()
         );
+        let now = now();
+        if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
+            let latency = now.duration_since(sent_at).unwrap_or_default();
+            self.stats
+                .record(Metric::InvokeLatencyMs, latency.as_millis() as u64);
+        }
         let step = request
             .borrow_mut()
             .flow
-            .on_invoke_answer(token, answer, now());
+            .on_invoke_answer(token, answer, now);
         match step {
             Some(step) => {
                 self.drive(request, step, Actor::RequestContext);
@@ -156,9 +176,21 @@ impl Vm {
         }
     }
 
+    /// Bookkeeping when a request stops waiting for credentials.
+    pub fn unparked(&self, request: &SharedRequest) {
+        self.stats.add(Metric::CredentialWaiting, -1);
+        if let Some(parked_at) = request.borrow_mut().parked_at.take() {
+            let waited = now().duration_since(parked_at).unwrap_or_default();
+            self.stats
+                .record(Metric::CredentialWaitMs, waited.as_millis() as u64);
+        }
+    }
+
     /// The request's context is going away: forget it wherever it waits.
     pub fn forget(&self, context_id: u32) {
-        self.parked.borrow_mut().remove(&context_id);
+        if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
+            self.unparked(&request);
+        }
         self.credentials.borrow_mut().unpark(context_id);
         self.root_invokes
             .borrow_mut()

@@ -25,6 +25,7 @@ impl LambdaHttp {
                 flow: RequestFlow::default(),
                 request_id: None,
                 body_size: 0,
+                parked_at: None,
             })),
         }
     }

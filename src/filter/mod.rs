@@ -6,6 +6,7 @@ mod driver;
 mod http;
 mod logger;
 mod root;
+mod stats;
 
 use proxy_wasm::traits::RootContext;
 

@@ -15,7 +15,9 @@ use super::credentials::{CredentialShell, Work};
 use super::driver::{now, read_call_answer, Actor, Vm};
 use super::http::LambdaHttp;
 use super::logger;
+use super::stats::Stats;
 use crate::config::FilterConfig;
+use crate::metrics::Metric;
 use crate::route::RouteCache;
 
 /// How often the root polls the shared credentials (cross-VM wake-up latency for waiters).
@@ -35,6 +37,11 @@ impl LambdaRoot {
     }
 
     fn carry_out(&self, vm: &Vm, work: Work) {
+        match work.refreshed {
+            Some(true) => vm.stats.increment(Metric::CredentialRefreshOk),
+            Some(false) => vm.stats.increment(Metric::CredentialRefreshFailed),
+            None => {}
+        }
         if let Some(request) = work.fetch {
             let headers: Vec<(&str, &str)> = request
                 .headers
@@ -58,6 +65,7 @@ impl LambdaRoot {
             let Some(request) = vm.parked.borrow_mut().remove(&context_id) else {
                 continue;
             };
+            vm.unparked(&request);
             if hostcalls::set_effective_context(context_id).is_ok() {
                 let step = request.borrow_mut().flow.on_credentials_timeout(failure);
                 vm.drive(&request, step, Actor::Root);
@@ -71,6 +79,7 @@ impl LambdaRoot {
         let Some(request) = vm.parked.borrow_mut().remove(&context_id) else {
             return;
         };
+        vm.unparked(&request);
         let now = now();
         let credentials = vm.credentials.borrow_mut().usable(now);
         if let Some(credentials) = credentials {
@@ -149,6 +158,7 @@ impl RootContext for LambdaRoot {
             credentials: RefCell::new(credentials),
             parked: RefCell::new(HashMap::new()),
             root_invokes: RefCell::new(HashMap::new()),
+            stats: Stats::define(),
         }));
         if needs_ticks {
             // The first tick fetches credentials, so the first request rarely waits.

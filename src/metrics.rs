@@ -1,0 +1,138 @@
+//! Metric names, defined once. Envoy shows them under `/stats` with its `wasmcustom.` prefix
+//! (e.g. `wasmcustom.proxy_wasm_lambda.invocations.success`); the README lists them all.
+
+use crate::error::RequestError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    InvokeSuccess,
+    InvokeFunctionError,
+    InvokeThrottled,
+    InvokeRejected,
+    InvokeUpstreamError,
+    InvokeCredentialsUnavailable,
+    InvokeLatencyMs,
+    InvokePayloadBytes,
+    CredentialRefreshOk,
+    CredentialRefreshFailed,
+    CredentialWaiting,
+    CredentialWaitMs,
+    RouteConfigErrors,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 13] = [
+        Metric::InvokeSuccess,
+        Metric::InvokeFunctionError,
+        Metric::InvokeThrottled,
+        Metric::InvokeRejected,
+        Metric::InvokeUpstreamError,
+        Metric::InvokeCredentialsUnavailable,
+        Metric::InvokeLatencyMs,
+        Metric::InvokePayloadBytes,
+        Metric::CredentialRefreshOk,
+        Metric::CredentialRefreshFailed,
+        Metric::CredentialWaiting,
+        Metric::CredentialWaitMs,
+        Metric::RouteConfigErrors,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::InvokeSuccess => "proxy_wasm_lambda.invocations.success",
+            Metric::InvokeFunctionError => "proxy_wasm_lambda.invocations.function_error",
+            Metric::InvokeThrottled => "proxy_wasm_lambda.invocations.throttled",
+            Metric::InvokeRejected => "proxy_wasm_lambda.invocations.rejected",
+            Metric::InvokeUpstreamError => "proxy_wasm_lambda.invocations.upstream_error",
+            Metric::InvokeCredentialsUnavailable => {
+                "proxy_wasm_lambda.invocations.credentials_unavailable"
+            }
+            Metric::InvokeLatencyMs => "proxy_wasm_lambda.invoke.latency_ms",
+            Metric::InvokePayloadBytes => "proxy_wasm_lambda.invoke.payload_bytes",
+            Metric::CredentialRefreshOk => "proxy_wasm_lambda.credentials.refresh_ok",
+            Metric::CredentialRefreshFailed => "proxy_wasm_lambda.credentials.refresh_failed",
+            Metric::CredentialWaiting => "proxy_wasm_lambda.credentials.waiting",
+            Metric::CredentialWaitMs => "proxy_wasm_lambda.credentials.wait_ms",
+            Metric::RouteConfigErrors => "proxy_wasm_lambda.route_config_errors",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Metric::InvokeLatencyMs | Metric::InvokePayloadBytes | Metric::CredentialWaitMs => {
+                Kind::Histogram
+            }
+            Metric::CredentialWaiting => Kind::Gauge,
+            _ => Kind::Counter,
+        }
+    }
+
+    /// The outcome counter a failed request moves.
+    pub fn for_failure(error: &RequestError) -> Metric {
+        match error {
+            RequestError::FunctionError { .. } => Metric::InvokeFunctionError,
+            RequestError::Throttled { .. } => Metric::InvokeThrottled,
+            RequestError::PayloadTooLarge { .. }
+            | RequestError::RouteConfigInvalid(_)
+            | RequestError::NoCluster => Metric::InvokeRejected,
+            RequestError::CredentialsUnavailable { .. } => Metric::InvokeCredentialsUnavailable,
+            RequestError::Signing(_)
+            | RequestError::DispatchFailed { .. }
+            | RequestError::LambdaPayloadTooLarge { .. }
+            | RequestError::LambdaApi { .. }
+            | RequestError::UpstreamTimeout
+            | RequestError::UpstreamUnavailable { .. } => Metric::InvokeUpstreamError,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_prefixed() {
+        let names: HashSet<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(names.len(), Metric::ALL.len());
+        assert!(names.iter().all(|n| n.starts_with("proxy_wasm_lambda.")));
+    }
+
+    #[test]
+    fn every_metric_is_documented_in_the_readme() {
+        let readme = include_str!("../README.md");
+        for metric in Metric::ALL {
+            assert!(
+                readme.contains(metric.name()),
+                "{} missing from README",
+                metric.name()
+            );
+        }
+    }
+
+    #[test]
+    fn failures_map_to_outcomes() {
+        assert_eq!(
+            Metric::for_failure(&RequestError::UpstreamTimeout),
+            Metric::InvokeUpstreamError
+        );
+        assert_eq!(
+            Metric::for_failure(&RequestError::PayloadTooLarge { limit: 1 }),
+            Metric::InvokeRejected
+        );
+        assert_eq!(
+            Metric::for_failure(&RequestError::CredentialsUnavailable {
+                class: "sts_unavailable".into(),
+                message: String::new()
+            }),
+            Metric::InvokeCredentialsUnavailable
+        );
+    }
+}
