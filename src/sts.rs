@@ -429,6 +429,15 @@ impl StsError {
     }
 }
 
+/// Whether a failure class (as stored in the shared record) is transient; see
+/// [`StsError::is_retryable`].
+pub fn class_is_retryable(class: &str) -> bool {
+    matches!(
+        class,
+        "sts_throttled" | "sts_unavailable" | "sts_bad_response"
+    )
+}
+
 impl fmt::Display for StsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let with_message =
@@ -1226,5 +1235,26 @@ mod tests {
             !printed.contains("wJalr") && !printed.contains("AQoDYX"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn class_retryability_matches_the_errors() {
+        let errors = [
+            StsError::AccessDenied { message: None },
+            StsError::Throttled { message: None },
+            StsError::Unavailable { status: None },
+            StsError::BadResponse { reason: "x".into() },
+            StsError::Rejected {
+                code: "ValidationError".into(),
+                message: None,
+            },
+        ];
+        for error in errors {
+            assert_eq!(
+                class_is_retryable(error.class()),
+                error.is_retryable(),
+                "{error}"
+            );
+        }
     }
 }

@@ -19,7 +19,9 @@ use crate::credentials::Credentials;
 use crate::error::RequestError;
 use crate::invoke::OutboundRequest;
 use crate::response::InvokeAnswer;
-use crate::sts::{build_assume_role_request, parse_assume_role_answer, AssumeRoleSettings};
+use crate::sts::{
+    build_assume_role_request, class_is_retryable, parse_assume_role_answer, AssumeRoleSettings,
+};
 
 /// Bounded retries of a compare-and-swap write lost to another VM.
 const CAS_ATTEMPTS: usize = 8;
@@ -227,24 +229,10 @@ impl CredentialShell {
                     |record, now_ms, policy| record_failure(record, &error, now_ms, policy),
                     now_ms,
                 );
-                if !error.is_retryable() {
-                    // Waiting longer will not help these requests.
-                    for context_id in shell.waiters.take_all() {
-                        work.fail
-                            .push((context_id, unavailable(error.class(), &error)));
-                    }
-                }
             }
         }
         shell.settle_waiters(now_ms, &mut work);
         work
-    }
-}
-
-fn unavailable(class: &str, why: &dyn std::fmt::Display) -> RequestError {
-    RequestError::CredentialsUnavailable {
-        class: class.to_string(),
-        message: format!("no AWS credentials to sign the Invoke: {why}"),
     }
 }
 
@@ -314,11 +302,30 @@ impl AssumeRoleShell {
             work.wake.extend(self.waiters.take_all());
             return;
         }
+        let last = last_error(&self.record).filter(|_| self.record.failures > 0);
+        if let Some(class) = last.as_ref().filter(|c| !class_is_retryable(c)) {
+            // Any VM's failure that waiting cannot fix (access denied, bad source keys):
+            // answer now rather than at the deadline.
+            let message = format!(
+                "no AWS credentials: the last AssumeRole failed with {class}, which needs a \
+                 change in IAM or the configuration"
+            );
+            for context_id in self.waiters.take_all() {
+                work.fail.push((
+                    context_id,
+                    RequestError::CredentialsUnavailable {
+                        class: class.clone(),
+                        message: message.clone(),
+                    },
+                ));
+            }
+            return;
+        }
         let expired = self.waiters.take_expired(now_ms);
         if expired.is_empty() {
             return;
         }
-        let class = last_error(&self.record).unwrap_or_else(|| "sts_unavailable".to_string());
+        let class = last.unwrap_or_else(|| "sts_unavailable".to_string());
         let message = format!(
             "no AWS credentials within {} ms (last AssumeRole failure: {class})",
             self.settings.max_wait.as_millis()

@@ -3,9 +3,12 @@
 Session scope: ``moto`` (moto_server with IAM auth, bootstrapped users/functions),
 ``standin_session`` (SigV4-verifying Lambda stand-in) and ``wasm_path`` (the built
 filter; the session FAILS if it is missing: run ``make wasm`` first).
+``assume_role_aws`` adds, once per session, the AssumeRole principals to moto (user
+``assumer`` and role ``lambda-invoker``, trusted with ExternalId ``ASSUME_ROLE_EXTERNAL_ID``).
 Function scope: ``standin`` (the session stand-in, reset), ``standin_factory`` (extra
-stand-ins) and ``envoy_factory`` (starts Envoy instances, stops them on teardown and
-prints their log tail when the test failed).
+stand-ins), ``envoy_factory`` (starts Envoy instances, stops them on teardown and
+prints their log tail when the test failed) and ``sts_proxy_factory`` (recording STS
+stand-ins forwarding to moto, whose calls are printed when the test failed).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import envoy_harness as eh  # noqa: E402
 import lambda_standin as ls  # noqa: E402
 import moto_aws  # noqa: E402
+import sts_proxy as sp  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "proxy_wasm_lambda.wasm"
@@ -82,7 +86,8 @@ def standin_factory():
 
 @pytest.fixture
 def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
-    """envoy_factory(plugin_config, routes=..., clusters=..., env_vars=..., log_level=..., expect_failure=...)
+    """envoy_factory(plugin_config, routes=..., clusters=..., env_vars=..., log_level=..., expect_failure=...,
+    host_env_keys=..., process_env=..., concurrency=...)
 
     routes: list of eh.Route or (prefix, cluster[, timeout_s[, metadata]]) tuples
             (default: [("/", "lambda")]).
@@ -101,6 +106,9 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         expect_failure: bool = False,
         cluster_type: str = "STATIC",
         timeout: float = 20.0,
+        host_env_keys: list[str] | None = None,
+        process_env: dict[str, str] | None = None,
+        concurrency: int = 1,
     ) -> eh.Envoy:
         rs: list[eh.Route] = []
         for r in routes or [("/", "lambda")]:
@@ -113,8 +121,10 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             wasm_path=wasm_path,
             env_vars=env_vars or {},
             cluster_type=cluster_type,
+            host_env_keys=list(host_env_keys or []),
+            concurrency=concurrency,
         )
-        e = eh.Envoy(cfg, log_level=log_level)
+        e = eh.Envoy(cfg, log_level=log_level, process_env=process_env)
         started.append(e)
         return e.start(timeout=timeout, expect_failure=expect_failure)
 
@@ -139,3 +149,29 @@ def moto_clean(moto):
         got = lam.invoke(FunctionName="echo-fn", Payload=sentinel.encode())["Payload"].read().decode()
         if got == sentinel:
             break
+
+
+ASSUME_ROLE_EXTERNAL_ID = "ext-id:proxy-wasm-lambda/4711"
+
+
+@pytest.fixture(scope="session")
+def assume_role_aws(moto) -> moto_aws.AssumeRoleSetup:
+    return moto_aws.create_assume_role_setup(moto, ASSUME_ROLE_EXTERNAL_ID)
+
+
+@pytest.fixture
+def sts_proxy_factory(request, moto) -> Callable[..., sp.StsProxy]:
+    """sts_proxy_factory(on_credentials=None) -> a started StsProxy forwarding to the session moto."""
+    made: list[sp.StsProxy] = []
+
+    def make(**kw: Any) -> sp.StsProxy:
+        p = sp.StsProxy(moto.port, **kw).start()
+        made.append(p)
+        return p
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for p in made:
+        if failed:
+            sys.stderr.write(f"\n===== STS proxy calls (port {p.port}) =====\n{p.describe()}\n=====\n")
+        p.stop()

@@ -11,7 +11,7 @@
         requests.post(envoy.url("/"), json={...})
         envoy.stats()["cluster.lambda.upstream_rq_total"]
 
-Envoy runs as ``envoy -c FILE --disable-hot-restart --concurrency 1 --base-id N
+Envoy runs as ``envoy -c FILE --disable-hot-restart --concurrency N (1) --base-id N
 -l LEVEL --log-path FILE``, with an admin listener on 127.0.0.1; startup waits for
 admin ``/ready`` == LIVE and the listener accepting connections.  With
 ``expect_failure=True`` start() instead waits for Envoy to exit (or its listener to be
@@ -74,6 +74,10 @@ class EnvoyConfig:
     clusters: dict[str, tuple[str, int]]
     wasm_path: str | None = None
     env_vars: dict[str, str] = field(default_factory=dict)  # vm_config.environment_variables.key_values
+    # vm_config.environment_variables.host_env_keys: names whose values the VM takes from
+    # Envoy's own environment (see Envoy(process_env=...)); they never appear in the config.
+    host_env_keys: list[str] = field(default_factory=list)
+    concurrency: int = 1  # envoy --concurrency (worker threads, one Wasm VM each)
     cluster_type: str = "STATIC"  # or STRICT_DNS
     listener_port: int = 0  # 0 = pick a free one
     admin_port: int = 0
@@ -102,8 +106,13 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
             "runtime": "envoy.wasm.runtime.v8",
             "code": {"local": {"filename": str(cfg.wasm_path)}},
         }
+        env_cfg: dict[str, Any] = {}
         if cfg.env_vars:
-            vm_config["environment_variables"] = {"key_values": dict(cfg.env_vars)}
+            env_cfg["key_values"] = dict(cfg.env_vars)
+        if cfg.host_env_keys:
+            env_cfg["host_env_keys"] = list(cfg.host_env_keys)
+        if env_cfg:
+            vm_config["environment_variables"] = env_cfg
         wasm_cfg: dict[str, Any] = {
             "name": WASM_FILTER_NAME,
             "root_id": WASM_FILTER_NAME,
@@ -203,8 +212,11 @@ class Envoy:
         workdir: str | None = None,
         envoy_bin: str | None = None,
         extra_args: list[str] | None = None,
+        process_env: dict[str, str] | None = None,
     ):
         self.cfg = cfg
+        # Added to (overriding) this process's environment for the Envoy process.
+        self.process_env = dict(process_env or {})
         self.log_level = log_level
         self.envoy_bin = envoy_bin or find_envoy()
         self.extra_args = extra_args or []
@@ -235,7 +247,7 @@ class Envoy:
             str(self.config_path),
             "--disable-hot-restart",
             "--concurrency",
-            "1",
+            str(self.cfg.concurrency),
             "--base-id",
             str(self.base_id),
             "-l",
@@ -262,6 +274,7 @@ class Envoy:
             stdin=subprocess.DEVNULL,
             cwd=str(self.workdir),
             start_new_session=True,
+            env={**os.environ, **self.process_env} if self.process_env else None,
         )
         deadline = time.monotonic() + timeout
         live_since: float | None = None

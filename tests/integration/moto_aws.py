@@ -251,6 +251,59 @@ def _verify_auth_enforced(endpoint: str, admin: Credentials) -> None:
         raise RuntimeError("moto IAM auth not enforced: wrongly signed ListUsers succeeded")
 
 
+ASSUMER_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "*"}],
+}
+INVOKER_ROLE_NAME = "lambda-invoker"
+ASSUMER_USER_NAME = "assumer"
+
+
+@dataclass
+class AssumeRoleSetup:
+    """A source user that may only call sts:AssumeRole, and a role it may assume (with the
+    right ExternalId) whose permissions allow lambda:Invoke."""
+
+    assumer: Credentials
+    role_arn: str
+    external_id: str
+
+
+def assume_role_trust_policy(principal_arn: str, external_id: str) -> dict:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": principal_arn},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+
+
+def create_assume_role_setup(moto: "MotoAWS", external_id: str) -> AssumeRoleSetup:
+    """Creates user 'assumer' (sts:AssumeRole only) and role 'lambda-invoker' (trusts the
+    assumer when sts:ExternalId equals `external_id`; allows lambda:Invoke on *).
+
+    moto checks the trust policy (principal and the sts:ExternalId condition) on AssumeRole
+    when IAM auth is on (moto/iam/access_control.py, _check_role_trust_relationship), and
+    answers AccessDenied (403) otherwise. Call once per moto (IAM names are unique)."""
+    iam = moto.client("iam")
+    assumer = _create_user(iam, ASSUMER_USER_NAME, ASSUMER_POLICY)
+    role_arn = iam.create_role(
+        RoleName=INVOKER_ROLE_NAME,
+        AssumeRolePolicyDocument=json.dumps(assume_role_trust_policy(assumer.user_arn, external_id)),
+    )["Role"]["Arn"]
+    iam.put_role_policy(
+        RoleName=INVOKER_ROLE_NAME,
+        PolicyName=f"{INVOKER_ROLE_NAME}-invoke",
+        PolicyDocument=json.dumps(INVOKER_POLICY),
+    )
+    return AssumeRoleSetup(assumer=assumer, role_arn=role_arn, external_id=external_id)
+
+
 def start_moto(port: int | None = None, log_path: str | None = None, verify: bool = True) -> MotoAWS:
     port = port or free_port()
     endpoint = f"http://127.0.0.1:{port}"
