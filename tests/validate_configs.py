@@ -21,7 +21,8 @@ def validate(config: Path) -> tuple[bool, str]:
         text = text.replace(f"filename: {path}", f"filename: {WASM}")
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(text)
-    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDVALIDATEONLY0001", AWS_SECRET_ACCESS_KEY="validate-only")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDVALIDATEONLY0001", AWS_SECRET_ACCESS_KEY="validate-only",
+               LAMBDA_EXTERNAL_ID="validate-only-external-id")
     result = subprocess.run(
         [ENVOY, "--mode", "validate", "-c", f.name, "--disable-hot-restart", "-l", "warn"],
         capture_output=True, text=True, env=env, timeout=120,
