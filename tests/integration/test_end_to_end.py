@@ -612,3 +612,18 @@ def test_secret_from_env_not_logged_at_debug(envoy_factory, standin):
     envoy.stop()
     leaks = [line for line in envoy.log().splitlines() if secret in line and not _envoy_config_dump_line(line)]
     assert not leaks, "secret access key found in the envoy log:\n" + "\n".join(leaks[:5])
+
+
+# --------------------------------------------------------------------------- Envoy's own 503 stays 503
+def test_unreachable_lambda_endpoint_is_503(envoy_factory, standin):
+    closed_port = eh.free_port()  # nothing listens there
+    envoy = envoy_factory(
+        plugin_config(standin.credentials()),
+        clusters={"lambda": closed_port},
+    )
+    t0 = time.monotonic()
+    r = requests.post(envoy.url("/"), json={"x": 1}, timeout=HTTP_TIMEOUT)
+    elapsed = time.monotonic() - t0
+    assert_error(r, 503, "upstream_unavailable")
+    assert elapsed < 3.0, f"connect failure took {elapsed:.2f}s"
+    assert standin.requests == []
