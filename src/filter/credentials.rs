@@ -49,6 +49,8 @@ pub struct AssumeRoleShell {
     owner: String,
     record: SharedRecord,
     cas: Option<u32>,
+    /// This VM's point in the refresh jitter window, drawn once so that VMs spread out.
+    jitter: f64,
     /// The AssumeRole call this VM has in flight.
     sts_token: Option<u32>,
     waiters: Waiters,
@@ -78,6 +80,7 @@ impl CredentialShell {
                     key: settings.shared_data_key(source),
                     settings: settings.clone(),
                     owner: format!("{:016x}", random_u64()),
+                    jitter: random_fraction(),
                     record: SharedRecord::default(),
                     cas: None,
                     sts_token: None,
@@ -151,7 +154,7 @@ impl CredentialShell {
         shell.read_shared();
         let mut work = Work::default();
         if shell.sts_token.is_none()
-            && should_fetch(&shell.record, now_ms, &shell.policy, random_fraction())
+            && should_fetch(&shell.record, now_ms, &shell.policy, shell.jitter)
             && shell.take_lease(now_ms)
         {
             match build_assume_role_request(&shell.settings, &shell.source, now) {
