@@ -1,0 +1,1323 @@
+//! Builds the Invoke payload from the client's request, in the event shapes Lambda functions
+//! and their frameworks already understand: API Gateway HTTP API payload 2.0 (also what
+//! Function URLs send), API Gateway REST API payload 1.0, ALB target groups, and the JSON of
+//! Envoy's native `aws_lambda` filter. Also merges custom parameters into a passthrough body.
+//!
+//! The events are written by serializing borrowed structs: no intermediate JSON tree.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::SystemTime;
+
+use base64::Engine;
+use percent_encoding::percent_decode_str;
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::credential_state::epoch_ms;
+
+/// Stage name sent when none is configured (HTTP API's default stage).
+pub const DEFAULT_STAGE: &str = "$default";
+/// `routeKey` of payload 2.0 events when none is configured.
+pub const DEFAULT_V2_ROUTE_KEY: &str = "$default";
+/// Route whose path gives the `resource` of payload 1.0 events when neither `resource` nor
+/// `route_key` is configured.
+pub const DEFAULT_V1_ROUTE_KEY: &str = "ANY /{proxy+}";
+
+const PROXY_SUFFIX: &str = "/{proxy+}";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventFormat {
+    /// API Gateway REST API, payload format 1.0.
+    ApigwV1,
+    /// API Gateway HTTP API payload format 2.0; also the shape of Function URL events.
+    ApigwV2,
+    /// ALB target group.
+    Alb,
+    /// Envoy's native `aws_lambda` filter (`payload_passthrough: false`).
+    Envoy,
+}
+
+impl EventFormat {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "apigw_v1" => Some(Self::ApigwV1),
+            "apigw_v2" => Some(Self::ApigwV2),
+            "alb" => Some(Self::Alb),
+            "envoy" => Some(Self::Envoy),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApigwV1 => "apigw_v1",
+            Self::ApigwV2 => "apigw_v2",
+            Self::Alb => "alb",
+            Self::Envoy => "envoy",
+        }
+    }
+}
+
+/// The client's request, as the filter read it.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestInfo<'a> {
+    pub method: &'a str,
+    /// The raw path, still percent-encoded, without the query.
+    pub path: &'a str,
+    /// The raw query, without the `?`.
+    pub raw_query: &'a str,
+    /// Headers as received: lower-case names, repeated names allowed, no pseudo-headers.
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+    pub source_ip: Option<&'a str>,
+    /// The request's `x-request-id`.
+    pub request_id: Option<&'a str>,
+    /// e.g. `HTTP/1.1`.
+    pub protocol: &'a str,
+    /// The request's authority (`:authority`, i.e. Host), port included if the client sent one.
+    pub host: Option<&'a str>,
+    pub now: SystemTime,
+}
+
+impl<'a> RequestInfo<'a> {
+    fn header_values(&self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn first_header(&self, name: &'a str) -> Option<&'a str> {
+        self.header_values(name).next()
+    }
+
+    /// Headers grouped by name (sorted), with `host` from the authority when the request has
+    /// no `host` header (Envoy turns HTTP/1 Host into `:authority`), and without `skip`.
+    fn grouped_headers(&self, skip: Option<&str>) -> BTreeMap<&'a str, Vec<&'a str>> {
+        let mut grouped: BTreeMap<&'a str, Vec<&'a str>> = BTreeMap::new();
+        for (name, value) in self.headers {
+            if Some(name.as_str()) != skip {
+                grouped
+                    .entry(name.as_str())
+                    .or_default()
+                    .push(value.as_str());
+            }
+        }
+        if let Some(host) = self.host {
+            grouped.entry("host").or_insert_with(|| vec![host]);
+        }
+        grouped
+    }
+}
+
+/// Per-route values of the API Gateway / ALB context that the request cannot supply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventSettings {
+    /// `requestContext.stage` (v1, v2). Default [`DEFAULT_STAGE`].
+    pub stage: String,
+    /// v2 `routeKey` (default [`DEFAULT_V2_ROUTE_KEY`]); for v1 its path is the `resource`
+    /// when `resource` is not set (default [`DEFAULT_V1_ROUTE_KEY`]). A route ending in
+    /// `/{proxy+}` fills `pathParameters.proxy`.
+    pub route_key: Option<String>,
+    /// `requestContext.apiId` (v1, v2).
+    pub api_id: String,
+    /// `requestContext.accountId` (v1, v2).
+    pub account_id: String,
+    /// v1 `resource` and `requestContext.resourcePath`.
+    pub resource: Option<String>,
+    /// `stageVariables` (v1, v2): where custom parameters go.
+    pub stage_variables: BTreeMap<String, String>,
+    /// ALB `requestContext.elb.targetGroupArn`.
+    pub target_group_arn: String,
+    /// ALB: send `multiValueHeaders`/`multiValueQueryStringParameters` instead of
+    /// `headers`/`queryStringParameters` (the target group's multi-value headers setting).
+    pub alb_multi_value_headers: bool,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        EventSettings {
+            stage: DEFAULT_STAGE.to_string(),
+            route_key: None,
+            api_id: String::new(),
+            account_id: String::new(),
+            resource: None,
+            stage_variables: BTreeMap::new(),
+            target_group_arn: String::new(),
+            alb_multi_value_headers: false,
+        }
+    }
+}
+
+/// The Invoke payload for `request` in `format`.
+pub fn build_event(
+    format: EventFormat,
+    settings: &EventSettings,
+    request: &RequestInfo,
+) -> Vec<u8> {
+    // Serializing these structs (string keys, no floats) cannot fail.
+    match format {
+        EventFormat::ApigwV2 => serde_json::to_vec(&v2_event(settings, request)),
+        EventFormat::ApigwV1 => serde_json::to_vec(&v1_event(settings, request)),
+        EventFormat::Alb => serde_json::to_vec(&alb_event(settings, request)),
+        EventFormat::Envoy => serde_json::to_vec(&envoy_event(request)),
+    }
+    .unwrap_or_default()
+}
+
+/// Whether a body of this content type is sent as text (when it is valid UTF-8) rather than
+/// base64: `text/*`, JSON, XML, JavaScript and form bodies, unless the charset is one other
+/// than UTF-8 (or its subset US-ASCII).
+pub fn is_textual_content_type(content_type: &str) -> bool {
+    let mut parts = content_type.split(';');
+    let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let textual = mime.starts_with("text/")
+        || mime.ends_with("+json")
+        || mime.ends_with("+xml")
+        || matches!(
+            mime.as_str(),
+            "application/json"
+                | "application/xml"
+                | "application/javascript"
+                | "application/ecmascript"
+                | "application/x-www-form-urlencoded"
+        );
+    let utf8_charset = parts.all(|param| match param.split_once('=') {
+        Some((key, value)) if key.trim().eq_ignore_ascii_case("charset") => {
+            let charset = value.trim().trim_matches('"');
+            ["utf-8", "utf8", "us-ascii"]
+                .iter()
+                .any(|c| charset.eq_ignore_ascii_case(c))
+        }
+        _ => true,
+    });
+    textual && utf8_charset
+}
+
+/// The body as the event carries it: the text when the content type is textual and the bytes
+/// are UTF-8, else base64 (`true`).
+fn encode_body<'a>(request: &RequestInfo<'a>) -> (Cow<'a, str>, bool) {
+    if request.body.is_empty() {
+        return (Cow::Borrowed(""), false);
+    }
+    if request
+        .first_header("content-type")
+        .is_some_and(is_textual_content_type)
+    {
+        if let Ok(text) = std::str::from_utf8(request.body) {
+            return (Cow::Borrowed(text), false);
+        }
+    }
+    (
+        Cow::Owned(base64::engine::general_purpose::STANDARD.encode(request.body)),
+        true,
+    )
+}
+
+fn join<'a>(values: &[&'a str], separator: &str) -> Cow<'a, str> {
+    match values {
+        [one] => Cow::Borrowed(one),
+        _ => Cow::Owned(values.join(separator)),
+    }
+}
+
+fn last<'a>(values: &[&'a str]) -> &'a str {
+    values.last().copied().unwrap_or("")
+}
+
+/// Query parameters percent-decoded (`+` is a space), grouped by name in order.
+fn decoded_query(raw: &str) -> BTreeMap<Cow<'_, str>, Vec<Cow<'_, str>>> {
+    let mut query: BTreeMap<Cow<str>, Vec<Cow<str>>> = BTreeMap::new();
+    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+        query.entry(key).or_default().push(value);
+    }
+    query
+}
+
+/// Query parameters exactly as sent (still percent-encoded), grouped by name in order.
+fn raw_query(raw: &str) -> BTreeMap<&str, Vec<&str>> {
+    let mut query: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        query.entry(key).or_default().push(value);
+    }
+    query
+}
+
+/// The path of a route key (`ANY /{proxy+}` → `/{proxy+}`).
+fn route_path(route_key: &str) -> &str {
+    route_key
+        .split_once(' ')
+        .map_or(route_key, |(_, path)| path)
+}
+
+/// `{"proxy": …}` when `template` ends with `/{proxy+}` and `path` lies under its prefix.
+fn proxy_path_parameters(template: &str, path: &str) -> Option<BTreeMap<&'static str, String>> {
+    let prefix = template.strip_suffix(PROXY_SUFFIX)?;
+    let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
+    if rest.is_empty() {
+        return None;
+    }
+    let proxy = percent_decode_str(rest).decode_utf8_lossy().into_owned();
+    Some(BTreeMap::from([("proxy", proxy)]))
+}
+
+/// The host without its port.
+fn domain_name(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+fn domain_prefix(domain: &str) -> &str {
+    domain.split('.').next().unwrap_or(domain)
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// API Gateway's request time: `23/Nov/2026:10:00:00 +0000`.
+fn request_time(now: SystemTime) -> String {
+    let secs = epoch_ms(now) / 1000;
+    let (year, month, day) = civil_from_days(secs / 86_400);
+    let seconds_of_day = secs % 86_400;
+    let month_name = month
+        .checked_sub(1)
+        .and_then(|index| MONTHS.get(index as usize))
+        .unwrap_or(&"Jan");
+    format!(
+        "{day:02}/{month_name}/{year}:{:02}:{:02}:{:02} +0000",
+        seconds_of_day / 3600,
+        seconds_of_day / 60 % 60,
+        seconds_of_day % 60
+    )
+}
+
+/// (year, month 1–12, day 1–31) of a count of days since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+// ---------------------------------------------------------------- payload 2.0
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Event<'a> {
+    version: &'static str,
+    route_key: &'a str,
+    raw_path: &'a str,
+    raw_query_string: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    cookies: Vec<&'a str>,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    query_string_parameters: BTreeMap<Cow<'a, str>, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_parameters: Option<BTreeMap<&'static str, String>>,
+    request_context: V2Context<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stage_variables: Option<&'a BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Context<'a> {
+    account_id: &'a str,
+    api_id: &'a str,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    http: V2Http<'a>,
+    request_id: Option<&'a str>,
+    route_key: &'a str,
+    stage: &'a str,
+    time: String,
+    time_epoch: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V2Http<'a> {
+    method: &'a str,
+    path: &'a str,
+    protocol: &'a str,
+    source_ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+}
+
+fn v2_event<'a>(settings: &'a EventSettings, request: &RequestInfo<'a>) -> V2Event<'a> {
+    let route_key = settings
+        .route_key
+        .as_deref()
+        .unwrap_or(DEFAULT_V2_ROUTE_KEY);
+    let cookies = request
+        .header_values("cookie")
+        .flat_map(|header| header.split(';'))
+        .map(str::trim)
+        .filter(|cookie| !cookie.is_empty())
+        .collect();
+    let headers = request
+        .grouped_headers(Some("cookie"))
+        .into_iter()
+        .map(|(name, values)| (name, join(&values, ",")))
+        .collect();
+    let query_string_parameters = decoded_query(request.raw_query)
+        .into_iter()
+        .map(|(key, values)| (key, values.join(",")))
+        .collect();
+    let (body, is_base64_encoded) = encode_body(request);
+    let domain = request.host.map(domain_name).unwrap_or("");
+    V2Event {
+        version: "2.0",
+        route_key,
+        raw_path: request.path,
+        raw_query_string: request.raw_query,
+        cookies,
+        headers,
+        query_string_parameters,
+        path_parameters: proxy_path_parameters(route_path(route_key), request.path),
+        request_context: V2Context {
+            account_id: &settings.account_id,
+            api_id: &settings.api_id,
+            domain_name: domain,
+            domain_prefix: domain_prefix(domain),
+            http: V2Http {
+                method: request.method,
+                path: request.path,
+                protocol: request.protocol,
+                source_ip: request.source_ip,
+                user_agent: request.first_header("user-agent"),
+            },
+            request_id: request.request_id,
+            route_key,
+            stage: &settings.stage,
+            time: request_time(request.now),
+            time_epoch: epoch_ms(request.now),
+        },
+        stage_variables: (!settings.stage_variables.is_empty())
+            .then_some(&settings.stage_variables),
+        body: (!request.body.is_empty()).then_some(body),
+        is_base64_encoded,
+    }
+}
+
+// ---------------------------------------------------------------- payload 1.0
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V1Event<'a> {
+    resource: &'a str,
+    path: &'a str,
+    http_method: &'a str,
+    headers: BTreeMap<&'a str, &'a str>,
+    multi_value_headers: BTreeMap<&'a str, Vec<&'a str>>,
+    query_string_parameters: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    multi_value_query_string_parameters: Option<BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>>,
+    path_parameters: Option<BTreeMap<&'static str, String>>,
+    stage_variables: Option<&'a BTreeMap<String, String>>,
+    request_context: V1Context<'a>,
+    body: Option<Cow<'a, str>>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V1Context<'a> {
+    account_id: &'a str,
+    api_id: &'a str,
+    domain_name: &'a str,
+    domain_prefix: &'a str,
+    http_method: &'a str,
+    identity: V1Identity<'a>,
+    path: &'a str,
+    protocol: &'a str,
+    request_id: Option<&'a str>,
+    request_time: String,
+    request_time_epoch: u64,
+    resource_id: &'a str,
+    resource_path: &'a str,
+    stage: &'a str,
+}
+
+/// API Gateway's caller identity: only the source IP and user agent are known here; the
+/// Cognito, IAM and API key fields are null as for an unauthenticated call.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct V1Identity<'a> {
+    access_key: Option<&'a str>,
+    account_id: Option<&'a str>,
+    api_key: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+    caller: Option<&'a str>,
+    client_cert: Option<&'a str>,
+    cognito_authentication_provider: Option<&'a str>,
+    cognito_authentication_type: Option<&'a str>,
+    cognito_identity_id: Option<&'a str>,
+    cognito_identity_pool_id: Option<&'a str>,
+    principal_org_id: Option<&'a str>,
+    source_ip: Option<&'a str>,
+    user: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    user_arn: Option<&'a str>,
+}
+
+fn v1_event<'a>(settings: &'a EventSettings, request: &RequestInfo<'a>) -> V1Event<'a> {
+    let resource = match (&settings.resource, &settings.route_key) {
+        (Some(resource), _) => resource.as_str(),
+        (None, Some(route_key)) => route_path(route_key),
+        (None, None) => route_path(DEFAULT_V1_ROUTE_KEY),
+    };
+    let multi_value_headers = request.grouped_headers(None);
+    let headers = multi_value_headers
+        .iter()
+        .map(|(name, values)| (*name, last(values)))
+        .collect();
+    let query = decoded_query(request.raw_query);
+    let (query_string_parameters, multi_value_query_string_parameters) = if query.is_empty() {
+        (None, None)
+    } else {
+        let single = query
+            .iter()
+            .filter_map(|(key, values)| Some((key.clone(), values.last()?.clone())))
+            .collect();
+        (Some(single), Some(query))
+    };
+    let (body, is_base64_encoded) = encode_body(request);
+    let domain = request.host.map(domain_name).unwrap_or("");
+    V1Event {
+        resource,
+        path: request.path,
+        http_method: request.method,
+        headers,
+        multi_value_headers,
+        query_string_parameters,
+        multi_value_query_string_parameters,
+        path_parameters: proxy_path_parameters(resource, request.path),
+        stage_variables: (!settings.stage_variables.is_empty())
+            .then_some(&settings.stage_variables),
+        request_context: V1Context {
+            account_id: &settings.account_id,
+            api_id: &settings.api_id,
+            domain_name: domain,
+            domain_prefix: domain_prefix(domain),
+            http_method: request.method,
+            identity: V1Identity {
+                access_key: None,
+                account_id: None,
+                api_key: None,
+                api_key_id: None,
+                caller: None,
+                client_cert: None,
+                cognito_authentication_provider: None,
+                cognito_authentication_type: None,
+                cognito_identity_id: None,
+                cognito_identity_pool_id: None,
+                principal_org_id: None,
+                source_ip: request.source_ip,
+                user: None,
+                user_agent: request.first_header("user-agent"),
+                user_arn: None,
+            },
+            path: request.path,
+            protocol: request.protocol,
+            request_id: request.request_id,
+            request_time: request_time(request.now),
+            request_time_epoch: epoch_ms(request.now),
+            resource_id: "",
+            resource_path: resource,
+            stage: &settings.stage,
+        },
+        body: (!request.body.is_empty()).then_some(body),
+        is_base64_encoded,
+    }
+}
+
+// ---------------------------------------------------------------- ALB
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlbEvent<'a> {
+    request_context: AlbContext<'a>,
+    http_method: &'a str,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_string_parameters: Option<BTreeMap<&'a str, &'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multi_value_query_string_parameters: Option<BTreeMap<&'a str, Vec<&'a str>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    headers: Option<BTreeMap<&'a str, &'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    multi_value_headers: Option<BTreeMap<&'a str, Vec<&'a str>>>,
+    body: Cow<'a, str>,
+    is_base64_encoded: bool,
+}
+
+#[derive(Serialize)]
+struct AlbContext<'a> {
+    elb: AlbElb<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlbElb<'a> {
+    target_group_arn: &'a str,
+}
+
+fn alb_event<'a>(settings: &'a EventSettings, request: &RequestInfo<'a>) -> AlbEvent<'a> {
+    let headers = request.grouped_headers(None);
+    let query = raw_query(request.raw_query);
+    let (body, is_base64_encoded) = encode_body(request);
+    let mut event = AlbEvent {
+        request_context: AlbContext {
+            elb: AlbElb {
+                target_group_arn: &settings.target_group_arn,
+            },
+        },
+        http_method: request.method,
+        path: request.path,
+        query_string_parameters: None,
+        multi_value_query_string_parameters: None,
+        headers: None,
+        multi_value_headers: None,
+        body,
+        is_base64_encoded,
+    };
+    if settings.alb_multi_value_headers {
+        event.multi_value_query_string_parameters = Some(query);
+        event.multi_value_headers = Some(headers);
+    } else {
+        event.query_string_parameters = Some(query.iter().map(|(k, v)| (*k, last(v))).collect());
+        event.headers = Some(headers.iter().map(|(k, v)| (*k, last(v))).collect());
+    }
+    event
+}
+
+// ---------------------------------------------------------------- Envoy
+
+#[derive(Serialize)]
+struct EnvoyEvent<'a> {
+    raw_path: Cow<'a, str>,
+    method: &'a str,
+    headers: BTreeMap<&'a str, Cow<'a, str>>,
+    query_string_parameters: BTreeMap<&'a str, &'a str>,
+    body: Cow<'a, str>,
+    is_base64_encoded: bool,
+}
+
+fn envoy_event<'a>(request: &RequestInfo<'a>) -> EnvoyEvent<'a> {
+    let raw_path = if request.raw_query.is_empty() {
+        Cow::Borrowed(request.path)
+    } else {
+        Cow::Owned(format!("{}?{}", request.path, request.raw_query))
+    };
+    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (name, value) in request.headers {
+        grouped
+            .entry(name.as_str())
+            .or_default()
+            .push(value.as_str());
+    }
+    let (body, is_base64_encoded) = encode_body(request);
+    EnvoyEvent {
+        raw_path,
+        method: request.method,
+        headers: grouped
+            .into_iter()
+            .map(|(name, values)| (name, join(&values, ",")))
+            .collect(),
+        query_string_parameters: raw_query(request.raw_query)
+            .iter()
+            .map(|(k, v)| (*k, last(v)))
+            .collect(),
+        body,
+        is_base64_encoded,
+    }
+}
+
+// ---------------------------------------------------------------- passthrough
+
+/// The members of a JSON object in order, values kept as their original text.
+struct ObjectMembers<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for ObjectMembers<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MembersVisitor;
+        impl<'de> Visitor<'de> for MembersVisitor {
+            type Value = ObjectMembers<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(ObjectMembers(members))
+            }
+        }
+        deserializer.deserialize_map(MembersVisitor)
+    }
+}
+
+/// For passthrough payloads: when `body` is a JSON object, the object with `params` as its
+/// top-level member `field` (replacing any member of that name; the other members keep their
+/// order and values). `None` when the body is not a JSON object: it is sent unchanged.
+pub fn merge_custom_parameters(
+    body: &[u8],
+    field: &str,
+    params: &BTreeMap<String, String>,
+) -> Option<Vec<u8>> {
+    let members: ObjectMembers = serde_json::from_slice(body).ok()?;
+    let mut out = Vec::with_capacity(body.len() + field.len() + 64);
+    out.push(b'{');
+    for (key, value) in members.0.iter().filter(|(key, _)| key != field) {
+        serde_json::to_writer(&mut out, key).ok()?;
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+        out.push(b',');
+    }
+    serde_json::to_writer(&mut out, field).ok()?;
+    out.push(b':');
+    serde_json::to_writer(&mut out, params).ok()?;
+    out.push(b'}');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::alb::AlbTargetGroupRequest;
+    use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
+    use serde_json::{json, Value};
+    use std::time::Duration;
+
+    /// 2026-11-23T10:00:00.123Z
+    fn now() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_428_000_123)
+    }
+
+    struct Req {
+        method: &'static str,
+        path: &'static str,
+        query: &'static str,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    fn req(method: &'static str, path: &'static str, query: &'static str) -> Req {
+        Req {
+            method,
+            path,
+            query,
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
+    impl Req {
+        fn header(mut self, name: &str, value: &str) -> Self {
+            self.headers.push((name.to_string(), value.to_string()));
+            self
+        }
+
+        fn body(mut self, body: &[u8]) -> Self {
+            self.body = body.to_vec();
+            self
+        }
+
+        fn info(&self) -> RequestInfo<'_> {
+            RequestInfo {
+                method: self.method,
+                path: self.path,
+                raw_query: self.query,
+                headers: &self.headers,
+                body: &self.body,
+                source_ip: Some("203.0.113.9"),
+                request_id: Some("req-1"),
+                protocol: "HTTP/1.1",
+                host: Some("api.example.com:8443"),
+                now: now(),
+            }
+        }
+
+        fn build(&self, format: EventFormat, settings: &EventSettings) -> Value {
+            serde_json::from_slice(&build_event(format, settings, &self.info())).unwrap()
+        }
+    }
+
+    fn settings() -> EventSettings {
+        EventSettings {
+            api_id: "api123".into(),
+            account_id: "123456789012".into(),
+            target_group_arn:
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/abc".into(),
+            ..EventSettings::default()
+        }
+    }
+
+    fn v2(request: &Req, settings: &EventSettings) -> (Value, ApiGatewayV2httpRequest) {
+        let bytes = build_event(EventFormat::ApigwV2, settings, &request.info());
+        (
+            serde_json::from_slice(&bytes).unwrap(),
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    fn v1(request: &Req, settings: &EventSettings) -> (Value, ApiGatewayProxyRequest) {
+        let bytes = build_event(EventFormat::ApigwV1, settings, &request.info());
+        (
+            serde_json::from_slice(&bytes).unwrap(),
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    fn alb(request: &Req, settings: &EventSettings) -> (Value, AlbTargetGroupRequest) {
+        let bytes = build_event(EventFormat::Alb, settings, &request.info());
+        (
+            serde_json::from_slice(&bytes).unwrap(),
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\xff";
+
+    #[test]
+    fn formats_parse() {
+        for format in [
+            EventFormat::ApigwV1,
+            EventFormat::ApigwV2,
+            EventFormat::Alb,
+            EventFormat::Envoy,
+        ] {
+            assert_eq!(EventFormat::parse(format.as_str()), Some(format));
+        }
+        assert_eq!(EventFormat::parse("passthrough"), None);
+        assert_eq!(EventFormat::parse("APIGW_V2"), None);
+    }
+
+    #[test]
+    fn textual_content_types() {
+        let cases = [
+            ("text/plain", true),
+            ("text/html; charset=utf-8", true),
+            ("application/json", true),
+            ("Application/JSON; charset=UTF-8", true),
+            ("application/json;charset=\"utf-8\"", true),
+            ("application/problem+json", true),
+            ("application/atom+xml", true),
+            ("application/xml", true),
+            ("application/javascript", true),
+            ("application/x-www-form-urlencoded", true),
+            ("text/plain; charset=us-ascii", true),
+            ("text/plain; charset=iso-8859-1", false),
+            ("application/octet-stream", false),
+            ("image/png", false),
+            ("multipart/form-data; boundary=x", false),
+            ("", false),
+        ];
+        for (content_type, expected) in cases {
+            assert_eq!(
+                is_textual_content_type(content_type),
+                expected,
+                "{content_type}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_time_format() {
+        assert_eq!(request_time(now()), "23/Nov/2026:10:00:00 +0000");
+        assert_eq!(
+            request_time(SystemTime::UNIX_EPOCH),
+            "01/Jan/1970:00:00:00 +0000"
+        );
+        // A leap day and the last second of a year.
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(1_709_210_096);
+        assert_eq!(request_time(leap), "29/Feb/2024:12:34:56 +0000");
+        let eoy = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_599);
+        assert_eq!(request_time(eoy), "31/Dec/2025:23:59:59 +0000");
+    }
+
+    #[test]
+    fn domain_names() {
+        for (host, name, prefix) in [
+            ("api.example.com:8443", "api.example.com", "api"),
+            ("api.example.com", "api.example.com", "api"),
+            ("localhost", "localhost", "localhost"),
+            ("[::1]:10000", "[::1]", "[::1]"),
+            ("10.0.0.1:80", "10.0.0.1", "10"),
+        ] {
+            assert_eq!(domain_name(host), name);
+            assert_eq!(domain_prefix(domain_name(host)), prefix);
+        }
+    }
+
+    // ------------------------------------------------------------ v2
+
+    #[test]
+    fn v2_get_with_query_cookies_and_repeated_headers() {
+        let request = req(
+            "GET",
+            "/items/a%20b",
+            "tag=x&tag=y&q=a%2Bb+c&flag&e=%E2%82%AC",
+        )
+        .header("accept", "text/html")
+        .header("accept", "application/json")
+        .header("cookie", "a=1; b=2")
+        .header("cookie", "c=3")
+        .header("user-agent", "curl/8")
+        .header("x-forwarded-for", "203.0.113.9");
+        let (json, event) = v2(&request, &settings());
+        assert_eq!(event.version.as_deref(), Some("2.0"));
+        assert_eq!(event.route_key.as_deref(), Some("$default"));
+        assert_eq!(event.raw_path.as_deref(), Some("/items/a%20b"));
+        assert_eq!(
+            event.raw_query_string.as_deref(),
+            Some("tag=x&tag=y&q=a%2Bb+c&flag&e=%E2%82%AC")
+        );
+        assert_eq!(
+            event.cookies,
+            Some(vec!["a=1".into(), "b=2".into(), "c=3".into()])
+        );
+        assert!(event.headers.get("cookie").is_none());
+        assert_eq!(json["headers"]["accept"], "text/html,application/json");
+        assert_eq!(json["headers"]["host"], "api.example.com:8443");
+        assert_eq!(event.headers["user-agent"], "curl/8");
+        // Repeated keys are comma-joined; aws_lambda_events splits them again.
+        assert_eq!(json["queryStringParameters"]["tag"], "x,y");
+        assert_eq!(
+            event.query_string_parameters.all("tag"),
+            Some(vec!["x", "y"])
+        );
+        assert_eq!(event.query_string_parameters.first("q"), Some("a+b c"));
+        assert_eq!(event.query_string_parameters.first("flag"), Some(""));
+        assert_eq!(event.query_string_parameters.first("e"), Some("€"));
+        assert!(json.get("body").is_none());
+        assert!(!event.is_base64_encoded);
+        assert!(json.get("pathParameters").is_none());
+        assert!(json.get("stageVariables").is_none());
+
+        let context = &event.request_context;
+        assert_eq!(context.account_id.as_deref(), Some("123456789012"));
+        assert_eq!(context.apiid.as_deref(), Some("api123"));
+        assert_eq!(context.domain_name.as_deref(), Some("api.example.com"));
+        assert_eq!(context.domain_prefix.as_deref(), Some("api"));
+        assert_eq!(context.request_id.as_deref(), Some("req-1"));
+        assert_eq!(context.route_key.as_deref(), Some("$default"));
+        assert_eq!(context.stage.as_deref(), Some("$default"));
+        assert_eq!(context.time.as_deref(), Some("23/Nov/2026:10:00:00 +0000"));
+        assert_eq!(context.time_epoch, 1_795_428_000_123);
+        assert_eq!(context.http.method, "GET");
+        assert_eq!(context.http.path.as_deref(), Some("/items/a%20b"));
+        assert_eq!(context.http.protocol.as_deref(), Some("HTTP/1.1"));
+        assert_eq!(context.http.source_ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(context.http.user_agent.as_deref(), Some("curl/8"));
+    }
+
+    #[test]
+    fn v2_bodies() {
+        let cases: Vec<(Req, Option<&str>, bool)> = vec![
+            (
+                req("POST", "/", "")
+                    .header("content-type", "application/json; charset=utf-8")
+                    .body(r#"{"a":"\u00e9 é"}"#.as_bytes()),
+                Some(r#"{"a":"\u00e9 é"}"#),
+                false,
+            ),
+            (
+                req("POST", "/", "")
+                    .header("content-type", "text/plain")
+                    .body("héllo".as_bytes()),
+                Some("héllo"),
+                false,
+            ),
+            (
+                req("POST", "/", "")
+                    .header("content-type", "image/png")
+                    .body(PNG),
+                Some("iVBORw0KGgoA/w=="),
+                true,
+            ),
+            // Textual type but not UTF-8: base64.
+            (
+                req("POST", "/", "")
+                    .header("content-type", "text/plain")
+                    .body(b"caf\xe9"),
+                Some("Y2Fm6Q=="),
+                true,
+            ),
+            // No content type: base64.
+            (req("PUT", "/", "").body(b"abc"), Some("YWJj"), true),
+            (
+                req("POST", "/", "")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(b"a=1&b=%20"),
+                Some("a=1&b=%20"),
+                false,
+            ),
+            (
+                req("POST", "/", "").header("content-type", "application/json"),
+                None,
+                false,
+            ),
+        ];
+        for (request, body, base64) in cases {
+            let (_, event) = v2(&request, &settings());
+            assert_eq!(event.body.as_deref(), body, "{:?}", request.headers);
+            assert_eq!(event.is_base64_encoded, base64, "{:?}", request.headers);
+        }
+    }
+
+    #[test]
+    fn v2_binary_body_round_trips() {
+        let request = req("POST", "/upload", "")
+            .header("content-type", "application/octet-stream")
+            .body(PNG);
+        let (_, event) = v2(&request, &settings());
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(event.body.unwrap())
+            .unwrap();
+        assert_eq!(decoded, PNG);
+    }
+
+    #[test]
+    fn v2_route_key_stage_and_stage_variables() {
+        let mut settings = settings();
+        settings.route_key = Some("ANY /api/{proxy+}".into());
+        settings.stage = "live".into();
+        settings
+            .stage_variables
+            .insert("tenant".into(), "acme".into());
+        let request = req("DELETE", "/api/users/a%2Fb", "");
+        let (json, event) = v2(&request, &settings);
+        assert_eq!(event.route_key.as_deref(), Some("ANY /api/{proxy+}"));
+        assert_eq!(event.request_context.stage.as_deref(), Some("live"));
+        assert_eq!(event.stage_variables["tenant"], "acme");
+        assert_eq!(event.path_parameters["proxy"], "users/a/b");
+        assert!(json.get("cookies").is_none());
+        assert!(json.get("queryStringParameters").is_none());
+        assert_eq!(event.raw_query_string.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn v2_without_host_source_or_request_id() {
+        let owned = req("GET", "/", "");
+        let mut info = owned.info();
+        info.host = None;
+        info.source_ip = None;
+        info.request_id = None;
+        let bytes = build_event(EventFormat::ApigwV2, &EventSettings::default(), &info);
+        let event: ApiGatewayV2httpRequest = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(event.request_context.domain_name.as_deref(), Some(""));
+        assert_eq!(event.request_context.http.source_ip, None);
+        assert_eq!(event.request_context.request_id, None);
+        assert!(event.headers.is_empty());
+    }
+
+    // ------------------------------------------------------------ v1
+
+    #[test]
+    fn v1_get_with_repeated_query_and_headers() {
+        let request = req("GET", "/users/42", "id=1&id=2&name=J%C3%B6rg+K")
+            .header("accept", "a")
+            .header("accept", "b")
+            .header("cookie", "a=1; b=2")
+            .header("user-agent", "curl/8");
+        let (json, event) = v1(&request, &settings());
+        assert_eq!(event.resource.as_deref(), Some("/{proxy+}"));
+        assert_eq!(event.path.as_deref(), Some("/users/42"));
+        assert_eq!(event.http_method, "GET");
+        assert_eq!(event.headers["accept"], "b");
+        assert_eq!(
+            event
+                .multi_value_headers
+                .get_all("accept")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(event.headers["cookie"], "a=1; b=2");
+        assert_eq!(json["headers"]["host"], "api.example.com:8443");
+        assert_eq!(
+            json["queryStringParameters"],
+            json!({"id":"2","name":"Jörg K"})
+        );
+        assert_eq!(
+            event.multi_value_query_string_parameters.all("id"),
+            Some(vec!["1", "2"])
+        );
+        assert_eq!(event.query_string_parameters.first("id"), Some("2"));
+        assert_eq!(event.path_parameters["proxy"], "users/42");
+        assert_eq!(json["stageVariables"], Value::Null);
+        assert_eq!(json["body"], Value::Null);
+        assert!(!event.is_base64_encoded);
+
+        let context = &event.request_context;
+        assert_eq!(context.account_id.as_deref(), Some("123456789012"));
+        assert_eq!(context.apiid.as_deref(), Some("api123"));
+        assert_eq!(context.domain_name.as_deref(), Some("api.example.com"));
+        assert_eq!(context.http_method, "GET");
+        assert_eq!(context.path.as_deref(), Some("/users/42"));
+        assert_eq!(context.protocol.as_deref(), Some("HTTP/1.1"));
+        assert_eq!(context.request_id.as_deref(), Some("req-1"));
+        assert_eq!(
+            context.request_time.as_deref(),
+            Some("23/Nov/2026:10:00:00 +0000")
+        );
+        assert_eq!(context.request_time_epoch, 1_795_428_000_123);
+        assert_eq!(context.resource_path.as_deref(), Some("/{proxy+}"));
+        assert_eq!(context.stage.as_deref(), Some("$default"));
+        assert_eq!(context.identity.source_ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(context.identity.user_agent.as_deref(), Some("curl/8"));
+        assert_eq!(context.identity.user_arn, None);
+        assert_eq!(
+            json["requestContext"]["identity"]["cognitoIdentityId"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn v1_nulls_when_nothing_to_send() {
+        let request = req("GET", "/", "");
+        let (json, event) = v1(&request, &settings());
+        for field in [
+            "queryStringParameters",
+            "multiValueQueryStringParameters",
+            "pathParameters",
+            "stageVariables",
+            "body",
+        ] {
+            assert_eq!(json[field], Value::Null, "{field}");
+            assert!(json.as_object().unwrap().contains_key(field), "{field}");
+        }
+        assert!(event.query_string_parameters.is_empty());
+        assert!(event.path_parameters.is_empty());
+        assert_eq!(json["isBase64Encoded"], false);
+    }
+
+    #[test]
+    fn v1_bodies_and_resources() {
+        let mut custom = settings();
+        custom.resource = Some("/orders/{id}".into());
+        let mut routed = settings();
+        routed.route_key = Some("POST /api/{proxy+}".into());
+        routed.stage_variables.insert("env".into(), "prod".into());
+        // (settings, request, resource, body, isBase64Encoded, pathParameters.proxy)
+        type Case<'a> = (
+            &'a EventSettings,
+            Req,
+            &'a str,
+            Option<&'a str>,
+            bool,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                &custom,
+                req("POST", "/orders/7", "")
+                    .header("content-type", "application/json")
+                    .body(b"{\"n\":1}"),
+                "/orders/{id}",
+                Some("{\"n\":1}"),
+                false,
+                None,
+            ),
+            (
+                &routed,
+                req("POST", "/api/v1/x", "")
+                    .header("content-type", "application/pdf")
+                    .body(PNG),
+                "/api/{proxy+}",
+                Some("iVBORw0KGgoA/w=="),
+                true,
+                Some("v1/x"),
+            ),
+            (
+                &routed,
+                req("POST", "/other", "")
+                    .header("content-type", "text/plain")
+                    .body(b"hi"),
+                "/api/{proxy+}",
+                Some("hi"),
+                false,
+                None,
+            ),
+        ];
+        for (settings, request, resource, body, base64, proxy) in cases {
+            let (_, event) = v1(&request, settings);
+            assert_eq!(event.resource.as_deref(), Some(resource));
+            assert_eq!(
+                event.request_context.resource_path.as_deref(),
+                Some(resource)
+            );
+            assert_eq!(event.body.as_deref(), body);
+            assert_eq!(event.is_base64_encoded, base64);
+            assert_eq!(
+                event.path_parameters.get("proxy").map(String::as_str),
+                proxy
+            );
+        }
+        let (_, event) = v1(&req("GET", "/api/a", ""), &routed);
+        assert_eq!(event.stage_variables["env"], "prod");
+    }
+
+    // ------------------------------------------------------------ ALB
+
+    #[test]
+    fn alb_single_value() {
+        let request = req("GET", "/lambda", "query=1234ABCD&a=%20x&a=y&plus=a+b")
+            .header("accept", "a")
+            .header("accept", "b")
+            .header("cookie", "s=1");
+        let (json, event) = alb(&request, &settings());
+        assert_eq!(
+            event.request_context.elb.target_group_arn.as_deref(),
+            Some("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/tg/abc")
+        );
+        assert_eq!(event.http_method, "GET");
+        assert_eq!(event.path.as_deref(), Some("/lambda"));
+        // ALB leaves the query percent-encoded and keeps the last of repeated values.
+        assert_eq!(
+            json["queryStringParameters"],
+            json!({"query":"1234ABCD","a":"y","plus":"a+b"})
+        );
+        assert_eq!(event.query_string_parameters.first("a"), Some("y"));
+        assert_eq!(event.headers["accept"], "b");
+        assert_eq!(event.headers["cookie"], "s=1");
+        assert_eq!(event.headers["host"], "api.example.com:8443");
+        assert!(json.get("multiValueHeaders").is_none());
+        assert!(json.get("multiValueQueryStringParameters").is_none());
+        assert_eq!(event.body.as_deref(), Some(""));
+        assert!(!event.is_base64_encoded);
+    }
+
+    #[test]
+    fn alb_multi_value() {
+        let mut settings = settings();
+        settings.alb_multi_value_headers = true;
+        let request = req("POST", "/lambda", "a=%20x&a=y")
+            .header("x-h", "1")
+            .header("x-h", "2")
+            .header("content-type", "application/octet-stream")
+            .body(PNG);
+        let (json, event) = alb(&request, &settings);
+        assert_eq!(
+            json["multiValueQueryStringParameters"],
+            json!({"a":["%20x","y"]})
+        );
+        assert_eq!(
+            event.multi_value_query_string_parameters.all("a"),
+            Some(vec!["%20x", "y"])
+        );
+        assert_eq!(json["multiValueHeaders"]["x-h"], json!(["1", "2"]));
+        assert!(json.get("headers").is_none());
+        assert!(json.get("queryStringParameters").is_none());
+        assert_eq!(event.body.as_deref(), Some("iVBORw0KGgoA/w=="));
+        assert!(event.is_base64_encoded);
+    }
+
+    #[test]
+    fn alb_without_query_sends_empty_map() {
+        for multi in [false, true] {
+            let mut settings = settings();
+            settings.alb_multi_value_headers = multi;
+            let (json, _) = alb(&req("GET", "/", ""), &settings);
+            let key = if multi {
+                "multiValueQueryStringParameters"
+            } else {
+                "queryStringParameters"
+            };
+            assert_eq!(json[key], json!({}));
+        }
+    }
+
+    // ------------------------------------------------------------ Envoy
+
+    #[test]
+    fn envoy_native_shape() {
+        let request = req("POST", "/p/a%20b", "x=1&x=2&y=%41")
+            .header("a", "1")
+            .header("a", "2")
+            .header("cookie", "c=1")
+            .header("content-type", "text/plain")
+            .body(b"hello");
+        let json = request.build(EventFormat::Envoy, &settings());
+        assert_eq!(
+            json,
+            json!({
+                "raw_path": "/p/a%20b?x=1&x=2&y=%41",
+                "method": "POST",
+                "headers": {"a": "1,2", "cookie": "c=1", "content-type": "text/plain"},
+                "query_string_parameters": {"x": "2", "y": "%41"},
+                "body": "hello",
+                "is_base64_encoded": false
+            })
+        );
+        let empty = req("GET", "/", "").build(EventFormat::Envoy, &settings());
+        assert_eq!(
+            empty,
+            json!({"raw_path": "/", "method": "GET", "headers": {},
+                   "query_string_parameters": {}, "body": "", "is_base64_encoded": false})
+        );
+        let binary = req("PUT", "/", "")
+            .header("content-type", "image/png")
+            .body(PNG)
+            .build(EventFormat::Envoy, &settings());
+        assert_eq!(binary["body"], "iVBORw0KGgoA/w==");
+        assert_eq!(binary["is_base64_encoded"], true);
+    }
+
+    // ------------------------------------------------------------ passthrough
+
+    #[test]
+    fn merge_custom_parameters_cases() {
+        let params = BTreeMap::from([
+            ("tenant".to_string(), "acme".to_string()),
+            ("quote".to_string(), "a\"b".to_string()),
+        ]);
+        let merged = |body: &str| {
+            merge_custom_parameters(body.as_bytes(), "custom_parameters", &params)
+                .map(|out| String::from_utf8(out).unwrap())
+        };
+        let expected_params = r#""custom_parameters":{"quote":"a\"b","tenant":"acme"}"#;
+        assert_eq!(
+            merged(r#" {"b": [1, 2], "a": {"x": 1.50}} "#),
+            Some(format!(
+                r#"{{"b":[1, 2],"a":{{"x": 1.50}},{expected_params}}}"#
+            ))
+        );
+        assert_eq!(merged("{}"), Some(format!("{{{expected_params}}}")));
+        assert_eq!(
+            merged(r#"{"custom_parameters": "client", "k\n": "v"}"#),
+            Some(format!(r#"{{"k\n":"v",{expected_params}}}"#))
+        );
+        for not_object in ["[1]", "\"s\"", "12", "null", "", "{", "not json", "{} {}"] {
+            assert_eq!(merged(not_object), None, "{not_object}");
+        }
+        let parsed: Value = serde_json::from_str(&merged(r#"{"z":1}"#).unwrap()).unwrap();
+        assert_eq!(parsed["custom_parameters"]["tenant"], "acme");
+        assert_eq!(parsed["z"], 1);
+    }
+}
