@@ -1,6 +1,7 @@
 //! Plugin configuration: parsed once at configure time into an immutable, validated
 //! [`FilterConfig`]; per-route overrides (route metadata) are validated by the same code.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
 use crate::credentials::{
     Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN,
 };
+use crate::event::{EventFormat, EventSettings};
 use crate::secret::Secret;
 use crate::sts::{validate_assume_role, AssumeRoleSettings, RawAssumeRole};
 
@@ -81,16 +83,23 @@ impl InvocationType {
 pub enum PayloadFormat {
     /// The request body is the Invoke payload, the function's answer is the response body.
     Passthrough,
+    /// The request becomes an API Gateway / ALB / Envoy-style event, and the function's answer
+    /// is decoded as that format's proxy-integration response.
+    Event(EventFormat),
 }
 
 impl PayloadFormat {
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "passthrough" => Some(Self::Passthrough),
-            _ => None,
+            other => EventFormat::parse(other).map(Self::Event),
         }
     }
 }
+
+/// The top-level field custom parameters are merged into, for JSON-object bodies in
+/// passthrough mode.
+pub const CUSTOM_PARAMETERS_FIELD: &str = "custom_parameters";
 
 /// The keys a route may override, all optional. Also the non-credential part of the
 /// plugin configuration.
@@ -106,6 +115,13 @@ pub struct TargetSettings {
     pub function_error_status: Option<u16>,
     pub timeout_ms: Option<u64>,
     pub cluster: Option<String>,
+    pub stage: Option<String>,
+    pub route_key: Option<String>,
+    pub api_id: Option<String>,
+    pub resource: Option<String>,
+    pub target_group_arn: Option<String>,
+    pub multi_value_headers: Option<bool>,
+    pub custom_parameters: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -120,6 +136,13 @@ struct RawConfig {
     function_error_status: Option<u16>,
     timeout_ms: Option<u64>,
     cluster: Option<String>,
+    stage: Option<String>,
+    route_key: Option<String>,
+    api_id: Option<String>,
+    resource: Option<String>,
+    target_group_arn: Option<String>,
+    multi_value_headers: Option<bool>,
+    custom_parameters: Option<BTreeMap<String, String>>,
     credentials: Option<RawCredentials>,
 }
 
@@ -160,6 +183,11 @@ pub struct InvokeTarget {
     pub cluster: Option<String>,
     /// `/2015-03-31/functions/{function}/invocations[?Qualifier=…]`, computed once.
     pub invoke_path: String,
+    /// Event fields (stage, route key, …; custom parameters as stage variables).
+    pub event: EventSettings,
+    /// Delivered to the function: stage variables in API Gateway events, a top-level
+    /// `custom_parameters` field of JSON-object bodies in passthrough mode.
+    pub custom_parameters: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,6 +247,13 @@ impl FilterConfig {
             function_error_status: raw.function_error_status,
             timeout_ms: raw.timeout_ms,
             cluster: raw.cluster,
+            stage: raw.stage,
+            route_key: raw.route_key,
+            api_id: raw.api_id,
+            resource: raw.resource,
+            target_group_arn: raw.target_group_arn,
+            multi_value_headers: raw.multi_value_headers,
+            custom_parameters: raw.custom_parameters,
         };
         let target = validate_target(&settings)?;
         let credentials = load_credentials(raw.credentials, &target.region, env)?;
@@ -267,7 +302,14 @@ fn merge(plugin: &TargetSettings, route: &TargetSettings) -> TargetSettings {
         payload,
         function_error_status,
         timeout_ms,
-        cluster
+        cluster,
+        stage,
+        route_key,
+        api_id,
+        resource,
+        target_group_arn,
+        multi_value_headers,
+        custom_parameters
     );
     merged
 }
@@ -347,7 +389,10 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
     let payload = match &settings.payload {
         None => PayloadFormat::Passthrough,
         Some(value) => PayloadFormat::parse(value).ok_or_else(|| {
-            ConfigError::new("payload", format!("'{value}' must be one of passthrough"))
+            ConfigError::new(
+                "payload",
+                format!("'{value}' must be one of passthrough, apigw_v2, apigw_v1, alb, envoy"),
+            )
         })?,
     };
 
@@ -379,6 +424,20 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
     }
 
     let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
+    let custom_parameters = settings.custom_parameters.clone().unwrap_or_default();
+    let event = EventSettings {
+        stage: settings
+            .stage
+            .clone()
+            .unwrap_or_else(|| crate::event::DEFAULT_STAGE.to_string()),
+        route_key: settings.route_key.clone(),
+        api_id: settings.api_id.clone().unwrap_or_default(),
+        account_id: function_account(&function.identifier),
+        resource: settings.resource.clone(),
+        stage_variables: custom_parameters.clone(),
+        target_group_arn: settings.target_group_arn.clone().unwrap_or_default(),
+        alb_multi_value_headers: settings.multi_value_headers.unwrap_or(false),
+    };
     Ok(InvokeTarget {
         function,
         qualifier,
@@ -390,7 +449,19 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
         timeout: Duration::from_millis(timeout_ms),
         cluster: settings.cluster.clone(),
         invoke_path,
+        event,
+        custom_parameters,
     })
+}
+
+/// The account id of a full or partial ARN; empty for a plain name.
+fn function_account(identifier: &str) -> String {
+    let parts: Vec<&str> = identifier.split(':').collect();
+    match parts.as_slice() {
+        ["arn", _, _, _, account, ..] => account.to_string(),
+        [account, "function", ..] => account.to_string(),
+        _ => String::new(),
+    }
 }
 
 fn default_endpoint(region: &str) -> String {

@@ -70,6 +70,10 @@ pub enum RequestError {
         class: String,
         message: String,
     },
+    /// The function's answer is not a valid proxy-integration response for the format.
+    BadResponse {
+        message: String,
+    },
     /// No answer within the Invoke's timeout.
     UpstreamTimeout,
     /// Envoy could not reach the Lambda endpoint (connect failure, reset, overflow).
@@ -93,6 +97,7 @@ impl RequestError {
             RequestError::Throttled { .. } => "throttled",
             RequestError::LambdaApi { .. } => "lambda_api_error",
             RequestError::CredentialsUnavailable { class, .. } => class.as_str(),
+            RequestError::BadResponse { .. } => "bad_response",
             RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
         }
@@ -111,6 +116,7 @@ impl RequestError {
             RequestError::Throttled { .. } => 429,
             RequestError::LambdaApi { .. } => 502,
             RequestError::CredentialsUnavailable { .. } => 503,
+            RequestError::BadResponse { .. } => 502,
             RequestError::UpstreamTimeout => 504,
             RequestError::UpstreamUnavailable { status } => *status,
         }
@@ -176,6 +182,7 @@ impl RequestError {
                 body.insert("lambda_status".into(), json!(status));
             }
             RequestError::CredentialsUnavailable { message, .. } => put("message", Some(message)),
+            RequestError::BadResponse { message } => put("message", Some(message)),
             RequestError::UpstreamTimeout => put(
                 "message",
                 Some("the Lambda Invoke did not answer within the timeout"),

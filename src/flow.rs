@@ -6,9 +6,10 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ConfigError, InvokeTarget};
+use crate::config::{ConfigError, InvokeTarget, PayloadFormat, CUSTOM_PARAMETERS_FIELD};
 use crate::credentials::Credentials;
 use crate::error::{ClientReply, RequestError};
+use crate::event::{build_event, merge_custom_parameters, RequestInfo};
 use crate::invoke::{build_invoke, OutboundRequest};
 use crate::response::{decode_invoke_answer, InvokeAnswer};
 use crate::route::RouteTarget;
@@ -58,15 +59,31 @@ pub enum Step {
     Fail(RequestError),
 }
 
+/// What an event payload needs to know about the client's request, captured with the
+/// headers (only for event formats).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    pub method: String,
+    pub path: String,
+    pub raw_query: String,
+    pub headers: Vec<(String, String)>,
+    pub source_ip: Option<String>,
+    pub request_id: Option<String>,
+    pub protocol: String,
+    pub host: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct RequestFlow {
     phase: Phase,
+    meta: Option<RequestMeta>,
 }
 
 impl Default for RequestFlow {
     fn default() -> Self {
         RequestFlow {
             phase: Phase::Start,
+            meta: None,
         }
     }
 }
@@ -74,6 +91,16 @@ impl Default for RequestFlow {
 impl RequestFlow {
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// Whether the payload format needs [`RequestMeta`] (set it with `set_request_meta`).
+    pub fn wants_request_meta(&self) -> bool {
+        matches!(&self.phase, Phase::ReceivingBody { target, .. }
+            if matches!(target.payload, PayloadFormat::Event(_)))
+    }
+
+    pub fn set_request_meta(&mut self, meta: RequestMeta) {
+        self.meta = Some(meta);
     }
 
     /// When the Invoke in flight was dispatched.
@@ -206,7 +233,37 @@ impl RequestFlow {
         let Phase::ReceivingBody { target, cluster } = &self.phase else {
             return Step::Continue;
         };
-        match build_invoke(target, cluster, credentials, body, now) {
+        let payload = match target.payload {
+            PayloadFormat::Passthrough if !target.custom_parameters.is_empty() => {
+                merge_custom_parameters(&body, CUSTOM_PARAMETERS_FIELD, &target.custom_parameters)
+                    .unwrap_or(body)
+            }
+            PayloadFormat::Passthrough => body,
+            PayloadFormat::Event(format) => {
+                let meta = self.meta.as_ref().cloned().unwrap_or_default();
+                build_event(
+                    format,
+                    &target.event,
+                    &RequestInfo {
+                        method: &meta.method,
+                        path: &meta.path,
+                        raw_query: &meta.raw_query,
+                        headers: &meta.headers,
+                        body: &body,
+                        source_ip: meta.source_ip.as_deref(),
+                        request_id: meta.request_id.as_deref(),
+                        protocol: &meta.protocol,
+                        host: meta.host.as_deref(),
+                        now,
+                    },
+                )
+            }
+        };
+        if payload.len() as u64 > target.invocation_type.payload_limit() {
+            let limit = target.invocation_type.payload_limit();
+            return self.fail(RequestError::PayloadTooLarge { limit });
+        }
+        match build_invoke(target, cluster, credentials, payload, now) {
             Ok(request) => Step::Dispatch(request),
             Err(e) => self.fail(RequestError::Signing(e)),
         }

@@ -18,6 +18,7 @@ pub enum Metric {
     InvokeRejected,
     InvokeUpstreamError,
     InvokeCredentialsUnavailable,
+    InvokeBadResponse,
     InvokeLatencyMs,
     InvokePayloadBytes,
     CredentialRefreshOk,
@@ -28,13 +29,14 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 14] = [
         Metric::InvokeSuccess,
         Metric::InvokeFunctionError,
         Metric::InvokeThrottled,
         Metric::InvokeRejected,
         Metric::InvokeUpstreamError,
         Metric::InvokeCredentialsUnavailable,
+        Metric::InvokeBadResponse,
         Metric::InvokeLatencyMs,
         Metric::InvokePayloadBytes,
         Metric::CredentialRefreshOk,
@@ -54,6 +56,7 @@ impl Metric {
             Metric::InvokeCredentialsUnavailable => {
                 "proxy_wasm_lambda.invocations.credentials_unavailable"
             }
+            Metric::InvokeBadResponse => "proxy_wasm_lambda.invocations.bad_response",
             Metric::InvokeLatencyMs => "proxy_wasm_lambda.invoke.latency_ms",
             Metric::InvokePayloadBytes => "proxy_wasm_lambda.invoke.payload_bytes",
             Metric::CredentialRefreshOk => "proxy_wasm_lambda.credentials.refresh_ok",
@@ -83,6 +86,7 @@ impl Metric {
             | RequestError::RouteConfigInvalid(_)
             | RequestError::NoCluster => Metric::InvokeRejected,
             RequestError::CredentialsUnavailable { .. } => Metric::InvokeCredentialsUnavailable,
+            RequestError::BadResponse { .. } => Metric::InvokeBadResponse,
             RequestError::Signing(_)
             | RequestError::DispatchFailed { .. }
             | RequestError::LambdaPayloadTooLarge { .. }

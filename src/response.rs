@@ -2,8 +2,9 @@
 
 use serde_json::Value;
 
-use crate::config::{InvocationType, InvokeTarget};
+use crate::config::{InvocationType, InvokeTarget, PayloadFormat};
 use crate::error::{ClientReply, RequestError};
+use crate::proxy_response::decode_proxy_response;
 
 /// Longest function error message copied into the client's error body.
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -58,7 +59,14 @@ pub fn decode_invoke_answer(
         });
     }
     match status {
-        200..=299 => Ok(success(target.invocation_type, answer.body)),
+        200..=299 => match (target.invocation_type, target.payload) {
+            (InvocationType::RequestResponse, PayloadFormat::Event(format)) => {
+                decode_proxy_response(format, &answer.body).map_err(|e| RequestError::BadResponse {
+                    message: e.message(),
+                })
+            }
+            (invocation_type, _) => Ok(success(invocation_type, answer.body)),
+        },
         429 => Err(RequestError::Throttled {
             retry_after: answer.header("retry-after").map(str::to_string),
             error_type: error_type(&answer),

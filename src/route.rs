@@ -10,7 +10,7 @@ use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, Targ
 pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
 
 /// Keys read from route metadata.
-pub const ROUTE_KEYS: [&str; 10] = [
+pub const ROUTE_KEYS: [&str; 16] = [
     "function",
     "qualifier",
     "region",
@@ -20,6 +20,12 @@ pub const ROUTE_KEYS: [&str; 10] = [
     "function_error_status",
     "timeout_ms",
     "cluster",
+    "stage",
+    "route_key",
+    "api_id",
+    "resource",
+    "target_group_arn",
+    "multi_value_headers",
     "disabled",
 ];
 
@@ -88,6 +94,16 @@ pub fn decode_route_override(
             function_error_status: status,
             timeout_ms: integer("timeout_ms")?,
             cluster: string("cluster")?,
+            stage: string("stage")?,
+            route_key: string("route_key")?,
+            api_id: string("api_id")?,
+            resource: string("resource")?,
+            target_group_arn: string("target_group_arn")?,
+            multi_value_headers: lookup("multi_value_headers")
+                .map(|b| decode_bool("multi_value_headers", &b))
+                .transpose()?,
+            // Maps are not readable key by key from route metadata; plugin-level only.
+            custom_parameters: None,
         },
         disabled: lookup("disabled")
             .map(|b| decode_bool("disabled", &b))

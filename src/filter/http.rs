@@ -8,7 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::driver::{Actor, Request, SharedRequest, Vm};
-use crate::flow::RequestFlow;
+use crate::flow::{RequestFlow, RequestMeta};
 use crate::route::{decode_route_override, METADATA_NAMESPACE};
 
 pub struct LambdaHttp {
@@ -39,6 +39,49 @@ fn request_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
         .ok()
         .flatten()
+}
+
+/// The client's request as an event needs it (one header-map read, only for event formats).
+fn request_meta(request_id: Option<String>) -> RequestMeta {
+    let mut meta = RequestMeta {
+        request_id,
+        protocol: property(vec!["request", "protocol"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_else(|| "HTTP/1.1".to_string()),
+        source_ip: property(vec!["source", "address"])
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|address| strip_port(&address)),
+        ..RequestMeta::default()
+    };
+    for (name, value) in hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default() {
+        match name.as_str() {
+            ":method" => meta.method = value,
+            ":path" => match value.split_once('?') {
+                Some((path, query)) => {
+                    meta.path = path.to_string();
+                    meta.raw_query = query.to_string();
+                }
+                None => meta.path = value,
+            },
+            ":authority" => meta.host = Some(value),
+            _ if name.starts_with(':') => {}
+            _ => meta.headers.push((name.to_ascii_lowercase(), value)),
+        }
+    }
+    meta
+}
+
+/// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:5678` → `::1`.
+fn strip_port(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_string();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.to_string()
+        }
+        _ => address.to_string(),
+    }
 }
 
 impl Context for LambdaHttp {
@@ -99,6 +142,10 @@ impl HttpContext for LambdaHttp {
             content_length,
             end_of_stream,
         );
+        if self.request.borrow().flow.wants_request_meta() {
+            let meta = request_meta(self.request.borrow().request_id.clone());
+            self.request.borrow_mut().flow.set_request_meta(meta);
+        }
         vm.drive(&self.request, step, Actor::RequestContext)
     }
 
