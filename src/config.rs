@@ -122,6 +122,9 @@ pub struct TargetSettings {
     pub target_group_arn: Option<String>,
     pub multi_value_headers: Option<bool>,
     pub custom_parameters: Option<BTreeMap<String, String>>,
+    pub log_type: Option<String>,
+    pub expose_log_result: Option<bool>,
+    pub client_context: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +146,9 @@ struct RawConfig {
     target_group_arn: Option<String>,
     multi_value_headers: Option<bool>,
     custom_parameters: Option<BTreeMap<String, String>>,
+    log_type: Option<String>,
+    expose_log_result: Option<bool>,
+    client_context: Option<serde_json::Value>,
     credentials: Option<RawCredentials>,
 }
 
@@ -188,7 +194,16 @@ pub struct InvokeTarget {
     /// Delivered to the function: stage variables in API Gateway events, a top-level
     /// `custom_parameters` field of JSON-object bodies in passthrough mode.
     pub custom_parameters: BTreeMap<String, String>,
+    /// Ask for the last 4 KB of the function's log (`X-Amz-Log-Type: Tail`).
+    pub log_tail: bool,
+    /// Pass Lambda's `x-amz-log-result` to the client (off by default: logs may be sensitive).
+    pub expose_log_result: bool,
+    /// `X-Amz-Client-Context`: the configured object as base64 JSON.
+    pub client_context: Option<String>,
 }
+
+/// Lambda's limit on the `X-Amz-Client-Context` header (base64 text).
+pub const CLIENT_CONTEXT_LIMIT: usize = 3583;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterConfig {
@@ -254,6 +269,9 @@ impl FilterConfig {
             target_group_arn: raw.target_group_arn,
             multi_value_headers: raw.multi_value_headers,
             custom_parameters: raw.custom_parameters,
+            log_type: raw.log_type,
+            expose_log_result: raw.expose_log_result,
+            client_context: raw.client_context,
         };
         let target = validate_target(&settings)?;
         let credentials = load_credentials(raw.credentials, &target.region, env)?;
@@ -309,7 +327,10 @@ fn merge(plugin: &TargetSettings, route: &TargetSettings) -> TargetSettings {
         resource,
         target_group_arn,
         multi_value_headers,
-        custom_parameters
+        custom_parameters,
+        log_type,
+        expose_log_result,
+        client_context
     );
     merged
 }
@@ -423,6 +444,37 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
         }
     }
 
+    let log_tail = match settings.log_type.as_deref() {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "log_type",
+                format!("'{other}' must be one of None, Tail"),
+            ))
+        }
+    };
+    let client_context = match &settings.client_context {
+        None => None,
+        Some(value) if value.is_object() => {
+            use base64::Engine as _;
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(value.to_string().as_bytes());
+            if encoded.len() > CLIENT_CONTEXT_LIMIT {
+                return Err(ConfigError::new(
+                    "client_context",
+                    format!(
+                        "is {} bytes as base64; Lambda accepts at most {CLIENT_CONTEXT_LIMIT}",
+                        encoded.len()
+                    ),
+                ));
+            }
+            Some(encoded)
+        }
+        Some(_) => {
+            return Err(ConfigError::new("client_context", "must be a JSON object"));
+        }
+    };
     let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
     let custom_parameters = settings.custom_parameters.clone().unwrap_or_default();
     let event = EventSettings {
@@ -451,6 +503,9 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
         invoke_path,
         event,
         custom_parameters,
+        log_tail,
+        expose_log_result: settings.expose_log_result.unwrap_or(false),
+        client_context,
     })
 }
 
@@ -909,5 +964,23 @@ mod tests {
             config.resolve_route(&RouteOverride::default()).unwrap(),
             config.target
         );
+    }
+
+    #[test]
+    fn client_context_is_base64_json_and_size_checked() {
+        let config = load_with_creds(
+            r#""function":"f","region":"us-east-1","log_type":"Tail","client_context":{"custom":{"app":"shop"}}"#,
+        )
+        .unwrap();
+        assert!(config.target.log_tail);
+        assert_eq!(
+            config.target.client_context.as_deref(),
+            Some("eyJjdXN0b20iOnsiYXBwIjoic2hvcCJ9fQ==")
+        );
+        let big = format!(
+            r#""function":"f","region":"us-east-1","client_context":{{"custom":{{"k":"{}"}}}}"#,
+            "x".repeat(3000)
+        );
+        assert_eq!(load_with_creds(&big).unwrap_err().field, "client_context");
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::config::InvokeTarget;
+use crate::config::{InvocationType, InvokeTarget};
 use crate::credentials::Credentials;
 use crate::sigv4::{sign_request, RequestToSign, SigningError};
 
@@ -36,10 +36,19 @@ pub fn build_invoke(
     now: SystemTime,
 ) -> Result<OutboundRequest, SigningError> {
     let invocation_type = target.invocation_type.header_value();
-    let to_sign = [
+    let mut to_sign = vec![
         ("content-type", INVOKE_CONTENT_TYPE),
         ("x-amz-invocation-type", invocation_type),
     ];
+    // Lambda takes log tail and client context for synchronous invocations only.
+    if target.invocation_type == InvocationType::RequestResponse {
+        if let Some(context) = &target.client_context {
+            to_sign.push(("x-amz-client-context", context));
+        }
+        if target.log_tail {
+            to_sign.push(("x-amz-log-type", "Tail"));
+        }
+    }
     let signature_headers = sign_request(
         &RequestToSign {
             method: "POST",
@@ -58,7 +67,7 @@ pub fn build_invoke(
     headers.push((":method".to_string(), "POST".to_string()));
     headers.push((":path".to_string(), target.invoke_path.clone()));
     headers.push((":authority".to_string(), target.endpoint.clone()));
-    for (name, value) in to_sign {
+    for (name, value) in &to_sign {
         headers.push((name.to_string(), value.to_string()));
     }
     headers.push(("content-length".to_string(), payload.len().to_string()));
@@ -157,5 +166,38 @@ mod tests {
                  Signature=60934ee0f955c8b07589a6efd94ba147c3c7a70fe9bfcc09180d954021b351ca"
             )
         );
+    }
+
+    #[test]
+    fn log_tail_and_client_context_are_sent_and_signed_for_sync_invokes() {
+        let sync = build_invoke(
+            &target(r#","log_type":"Tail","client_context":{"a":1}"#),
+            "c",
+            &credentials(None),
+            Vec::new(),
+            fixed_time(),
+        )
+        .unwrap();
+        assert_eq!(sync.header("x-amz-log-type"), Some("Tail"));
+        assert_eq!(sync.header("x-amz-client-context"), Some("eyJhIjoxfQ=="));
+        let authorization = sync.header("authorization").unwrap();
+        let signed: Vec<&str> = authorization
+            .split("SignedHeaders=")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .split(';')
+            .collect();
+        assert!(signed.contains(&"x-amz-client-context"), "{authorization}");
+        assert!(signed.contains(&"x-amz-log-type"), "{authorization}");
+        let event = build_invoke(
+            &target(r#","log_type":"Tail","invocation_type":"Event""#),
+            "c",
+            &credentials(None),
+            Vec::new(),
+            fixed_time(),
+        )
+        .unwrap();
+        assert_eq!(event.header("x-amz-log-type"), None);
     }
 }

@@ -59,14 +59,26 @@ pub fn decode_invoke_answer(
         });
     }
     match status {
-        200..=299 => match (target.invocation_type, target.payload) {
-            (InvocationType::RequestResponse, PayloadFormat::Event(format)) => {
-                decode_proxy_response(format, &answer.body).map_err(|e| RequestError::BadResponse {
-                    message: e.message(),
-                })
+        200..=299 => {
+            let log_result = answer
+                .header("x-amz-log-result")
+                .filter(|_| target.expose_log_result)
+                .map(str::to_string);
+            let mut reply = match (target.invocation_type, target.payload) {
+                (InvocationType::RequestResponse, PayloadFormat::Event(format)) => {
+                    decode_proxy_response(format, &answer.body).map_err(|e| {
+                        RequestError::BadResponse {
+                            message: e.message(),
+                        }
+                    })
+                }
+                (invocation_type, _) => Ok(success(invocation_type, answer.body)),
+            }?;
+            if let Some(log_result) = log_result {
+                reply.headers.push(("x-amz-log-result".into(), log_result));
             }
-            (invocation_type, _) => Ok(success(invocation_type, answer.body)),
-        },
+            Ok(reply)
+        }
         429 => Err(RequestError::Throttled {
             retry_after: answer.header("retry-after").map(str::to_string),
             error_type: error_type(&answer),
@@ -364,5 +376,24 @@ mod tests {
             decode_invoke_answer(&target(""), none, false).unwrap_err(),
             RequestError::UpstreamUnavailable { status: 503 }
         );
+    }
+
+    #[test]
+    fn log_result_reaches_the_client_only_when_exposed() {
+        let headers = [("x-amzn-requestid", "r"), ("x-amz-log-result", "U1RBUlQ=")];
+        let hidden = decode_invoke_answer(
+            &target(r#","log_type":"Tail""#),
+            answer(200, &headers, "{}"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(hidden.header("x-amz-log-result"), None);
+        let shown = decode_invoke_answer(
+            &target(r#","log_type":"Tail","expose_log_result":true"#),
+            answer(200, &headers, "{}"),
+            false,
+        )
+        .unwrap();
+        assert_eq!(shown.header("x-amz-log-result"), Some("U1RBUlQ="));
     }
 }

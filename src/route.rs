@@ -10,7 +10,7 @@ use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, Targ
 pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
 
 /// Keys read from route metadata.
-pub const ROUTE_KEYS: [&str; 16] = [
+pub const ROUTE_KEYS: [&str; 18] = [
     "function",
     "qualifier",
     "region",
@@ -26,6 +26,8 @@ pub const ROUTE_KEYS: [&str; 16] = [
     "resource",
     "target_group_arn",
     "multi_value_headers",
+    "log_type",
+    "expose_log_result",
     "disabled",
 ];
 
@@ -102,8 +104,13 @@ pub fn decode_route_override(
             multi_value_headers: lookup("multi_value_headers")
                 .map(|b| decode_bool("multi_value_headers", &b))
                 .transpose()?,
-            // Maps are not readable key by key from route metadata; plugin-level only.
+            log_type: string("log_type")?,
+            expose_log_result: lookup("expose_log_result")
+                .map(|b| decode_bool("expose_log_result", &b))
+                .transpose()?,
+            // Objects are not readable key by key from route metadata; plugin-level only.
             custom_parameters: None,
+            client_context: None,
         },
         disabled: lookup("disabled")
             .map(|b| decode_bool("disabled", &b))

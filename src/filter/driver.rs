@@ -158,6 +158,16 @@ impl Vm {
             answer.status,
             answer.body.len()
         );
+        if log::log_enabled!(log::Level::Debug) {
+            if let Some(tail) = answer.header("x-amz-log-result") {
+                use base64::Engine as _;
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(tail.trim())
+                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+                    .unwrap_or_else(|_| "(not base64)".to_string());
+                debug!("#{context_id} function log tail:\n{decoded}");
+            }
+        }
         let now = now();
         if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
             let latency = now.duration_since(sent_at).unwrap_or_default();
