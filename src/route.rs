@@ -10,7 +10,7 @@ use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, Targ
 pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
 
 /// Keys read from route metadata.
-pub const ROUTE_KEYS: [&str; 18] = [
+pub const ROUTE_KEYS: [&str; 20] = [
     "function",
     "qualifier",
     "region",
@@ -28,6 +28,8 @@ pub const ROUTE_KEYS: [&str; 18] = [
     "multi_value_headers",
     "log_type",
     "expose_log_result",
+    "custom_parameters",
+    "client_context",
     "disabled",
 ];
 
@@ -62,6 +64,16 @@ fn decode_integer(key: &str, bytes: &[u8]) -> Result<u64, ConfigError> {
         .ok()
         .and_then(|text| text.trim().parse::<u64>().ok())
         .ok_or_else(|| ConfigError::new(key, "must be a non-negative integer"))
+}
+
+fn decode_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ConfigError> {
+    serde_json::from_slice(bytes).map_err(|_| {
+        ConfigError::new(
+            key,
+            "must be given as a JSON object in a string in route metadata, \
+             e.g. '{\"action\": \"grant-access\"}'",
+        )
+    })
 }
 
 fn decode_bool(key: &str, bytes: &[u8]) -> Result<bool, ConfigError> {
@@ -108,9 +120,14 @@ pub fn decode_route_override(
             expose_log_result: lookup("expose_log_result")
                 .map(|b| decode_bool("expose_log_result", &b))
                 .transpose()?,
-            // Objects are not readable key by key from route metadata; plugin-level only.
-            custom_parameters: None,
-            client_context: None,
+            // Envoy's property ABI returns strings as text but objects as serialized protobuf,
+            // so objects come as JSON text in route metadata.
+            custom_parameters: lookup("custom_parameters")
+                .map(|b| decode_json("custom_parameters", &b))
+                .transpose()?,
+            client_context: lookup("client_context")
+                .map(|b| decode_json("client_context", &b))
+                .transpose()?,
         },
         disabled: lookup("disabled")
             .map(|b| decode_bool("disabled", &b))
@@ -278,5 +295,25 @@ mod tests {
         });
         assert_eq!(off.unwrap(), RouteTarget::Disabled);
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn objects_come_as_json_text() {
+        let route = decode_route_override(lookup_from(&[(
+            "custom_parameters",
+            br#"{"action":"grant-access"}"#.to_vec(),
+        )]))
+        .unwrap();
+        assert_eq!(
+            route.settings.custom_parameters.unwrap()["action"],
+            "grant-access"
+        );
+        // A protobuf-serialized Struct (what Envoy gives for a YAML map) is refused clearly.
+        let err = decode_route_override(lookup_from(&[(
+            "custom_parameters",
+            vec![0x0a, 0x10, 0x0a, 0x06],
+        )]))
+        .unwrap_err();
+        assert_eq!(err.field, "custom_parameters");
     }
 }

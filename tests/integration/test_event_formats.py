@@ -113,3 +113,21 @@ def test_passthrough_custom_parameters_merged_into_json_objects(envoy_factory, s
     assert r.status_code == 200, show(r)
     assert json.loads(only_request(standin).body) == {
         "user": "ana", "custom_parameters": {"action": "grant-access"}}
+
+
+def test_route_custom_parameters_as_json_text(envoy_factory, standin):
+    envoy = start_standin_envoy(
+        envoy_factory, standin,
+        routes=[
+            ("/grant", "lambda", None, {"custom_parameters": '{"action": "grant-access"}'}),
+            ("/struct", "lambda", None, {"custom_parameters": {"action": "revoke-access"}}),
+            ("/", "lambda"),
+        ],
+    )
+    r = requests.post(envoy.url("/grant"), json={"user": "ana"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, show(r)
+    assert json.loads(only_request(standin).body)["custom_parameters"] == {"action": "grant-access"}
+    # A YAML map reaches Wasm as serialized protobuf: refused with a message saying how to write it.
+    r = requests.post(envoy.url("/struct"), json={}, timeout=HTTP_TIMEOUT)
+    body = assert_error(r, 500, "route_config_invalid")
+    assert "custom_parameters" in body["message"] and "JSON" in body["message"], body
