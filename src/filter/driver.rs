@@ -9,13 +9,14 @@ use std::time::SystemTime;
 
 use log::{debug, error, warn};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, MapType};
+use proxy_wasm::types::{Action, BufferType, MapType, Status};
 
 use super::credentials::CredentialShell;
 use super::stats::Stats;
 use crate::config::FilterConfig;
 use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step};
+use crate::invoke::OutboundRequest;
 use crate::metrics::Metric;
 use crate::response::InvokeAnswer;
 use crate::route::RouteCache;
@@ -88,18 +89,7 @@ impl Vm {
                     return Action::Pause;
                 }
                 Step::Dispatch(outbound) => {
-                    let headers: Vec<(&str, &str)> = outbound
-                        .headers
-                        .iter()
-                        .map(|(n, v)| (n.as_str(), v.as_str()))
-                        .collect();
-                    let result = hostcalls::dispatch_http_call(
-                        &outbound.cluster,
-                        headers,
-                        Some(&outbound.body),
-                        Vec::new(),
-                        outbound.timeout,
-                    );
+                    let result = dispatch(&outbound);
                     let context_id = request.borrow().context_id;
                     let result = match result {
                         Ok(token) => {
@@ -206,6 +196,22 @@ impl Vm {
             .borrow_mut()
             .retain(|_, request| request.borrow().context_id != context_id);
     }
+}
+
+/// Sends a built request to its cluster; the answer comes to `on_http_call_response`.
+pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
+    let headers: Vec<(&str, &str)> = outbound
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    hostcalls::dispatch_http_call(
+        &outbound.cluster,
+        headers,
+        Some(&outbound.body),
+        Vec::new(),
+        outbound.timeout,
+    )
 }
 
 /// The answer to a dispatched call: `:status`, headers and body.

@@ -12,7 +12,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::credentials::{CredentialShell, Work};
-use super::driver::{now, read_call_answer, Actor, Vm};
+use super::driver::{dispatch, now, read_call_answer, Actor, Vm};
 use super::http::LambdaHttp;
 use super::logger;
 use super::stats::Stats;
@@ -43,18 +43,7 @@ impl LambdaRoot {
             None => {}
         }
         if let Some(request) = work.fetch {
-            let headers: Vec<(&str, &str)> = request
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.as_str()))
-                .collect();
-            let result = hostcalls::dispatch_http_call(
-                &request.cluster,
-                headers,
-                Some(&request.body),
-                Vec::new(),
-                request.timeout,
-            );
+            let result = dispatch(&request);
             let more = vm.credentials.borrow_mut().sts_dispatched(result, now());
             self.carry_out(vm, more);
         }
