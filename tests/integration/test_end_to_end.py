@@ -520,7 +520,7 @@ def test_timeout_gives_504(envoy_factory, standin_factory):
     r = requests.post(envoy.url("/slow"), json={}, timeout=HTTP_TIMEOUT)
     elapsed = time.monotonic() - t0
     assert r.status_code == 504, show(r)
-    assert 1.0 <= elapsed <= 2.5, f"504 after {elapsed:.2f}s, expected ~1s"
+    assert 0.9 <= elapsed <= 2.5, f"504 after {elapsed:.3f}s, expected ~1s"
 
 
 # --------------------------------------------------------------------------- m: invalid per-route override
