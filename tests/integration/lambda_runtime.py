@@ -148,7 +148,7 @@ class _Handler(ls._Handler):
     do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
 
-class LambdaRuntime:
+class LambdaRuntime(ls.LoopbackServer):
     """Threaded local Invoke endpoint.  Use start()/stop() or as a context manager."""
 
     def __init__(
@@ -175,29 +175,6 @@ class LambdaRuntime:
         self._server.runtime = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
-
-    # -------------------------------------------------------------- lifecycle
-    def start(self) -> "LambdaRuntime":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "LambdaRuntime":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # -------------------------------------------------------------- API
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def access_key_id(self) -> str:

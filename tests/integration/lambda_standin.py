@@ -294,7 +294,37 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class StandIn:
+class LoopbackServer:
+    """Lifecycle shared by the test servers: `self._server` is bound to 127.0.0.1 in __init__;
+    start()/stop() run it on a daemon thread, or use the object as a context manager."""
+
+    _server: ThreadingHTTPServer
+    _thread: threading.Thread | None = None
+    port: int
+
+    def start(self):
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+class StandIn(LoopbackServer):
     """Threaded Lambda Invoke stand-in.  Use start()/stop() or as a context manager."""
 
     def __init__(
@@ -315,29 +345,6 @@ class StandIn:
         self._server.standin = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
-
-    # -------------------------------------------------------------- lifecycle
-    def start(self) -> "StandIn":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "StandIn":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
-
-    # -------------------------------------------------------------- API
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def access_key_id(self) -> str:

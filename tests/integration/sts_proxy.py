@@ -48,6 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+from lambda_standin import LoopbackServer
+
 _EXPIRATION_RE = re.compile(rb"<Expiration>([^<]*)</Expiration>")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade"}
 
@@ -220,7 +222,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-class StsProxy:
+class StsProxy(LoopbackServer):
     """Threaded STS stand-in forwarding to moto at upstream_host:upstream_port."""
 
     def __init__(
@@ -248,24 +250,6 @@ class StsProxy:
         self._server.proxy = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------ lifecycle
-    def start(self) -> "StsProxy":
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "StsProxy":
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
     # ------------------------------------------------------------ control
     def set_mode(
@@ -325,10 +309,6 @@ class StsProxy:
 
     def describe(self) -> str:
         return "\n".join(json.dumps(c.summary()) for c in self.calls) or "(no STS calls)"
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     # ------------------------------------------------------------ internals
     def _record(self, call: StsCall) -> None:
