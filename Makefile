@@ -9,7 +9,7 @@ export ENVOY_BIN := $(abspath $(VENV)/bin/envoy)
 export MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
 export LAMBDA_WASM := $(abspath $(WASM))
 
-.PHONY: all toolchain venv wasm lint unit integration validate-configs test demo clean
+.PHONY: all toolchain tools venv wasm lint unit integration validate-configs test demo clean
 
 all: wasm
 
@@ -26,8 +26,20 @@ $(VENV)/.installed: tests/requirements.txt
 
 venv: $(VENV)/.installed
 
-wasm: toolchain
+# Debian packages the build and tests need: wasm-opt (binaryen) shrinks the .wasm.
+APT_PACKAGES := binaryen
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+
+tools:
+	@command -v wasm-opt >/dev/null || { $(SUDO) apt-get install -y -q $(APT_PACKAGES) || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(APT_PACKAGES); }; }
+
+# cargo's output, then wasm-opt -Oz in place (cargo keeps its own fingerprints, so this is
+# rerun after every build; it takes a few seconds).
+wasm: toolchain tools
 	cargo build --release --target wasm32-wasip1
+	wasm-opt -Oz $(WASM_FEATURES) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 lint: toolchain

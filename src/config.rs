@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
 use crate::credentials::{
@@ -13,7 +13,7 @@ use crate::credentials::{
 };
 use crate::event::{EventFormat, EventSettings};
 use crate::secret::Secret;
-use crate::sts::{validate_assume_role, AssumeRoleSettings, RawAssumeRole};
+use crate::sts::{validate_assume_role, AssumeRoleSettings, RawAssumeRole, ASSUME_ROLE_KEYS};
 
 /// Lambda's synchronous request payload limit (6 MB).
 pub const SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
@@ -103,8 +103,7 @@ pub const CUSTOM_PARAMETERS_FIELD: &str = "custom_parameters";
 
 /// The keys a route may override, all optional. Also the non-credential part of the
 /// plugin configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TargetSettings {
     pub function: Option<String>,
     pub qualifier: Option<String>,
@@ -124,41 +123,251 @@ pub struct TargetSettings {
     pub custom_parameters: Option<BTreeMap<String, String>>,
     pub log_type: Option<String>,
     pub expose_log_result: Option<bool>,
-    pub client_context: Option<serde_json::Value>,
+    pub client_context: Option<Value>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    function: Option<String>,
-    qualifier: Option<String>,
-    region: Option<String>,
-    endpoint: Option<String>,
-    invocation_type: Option<String>,
-    payload: Option<String>,
-    function_error_status: Option<u16>,
-    timeout_ms: Option<u64>,
-    cluster: Option<String>,
-    stage: Option<String>,
-    route_key: Option<String>,
-    api_id: Option<String>,
-    resource: Option<String>,
-    target_group_arn: Option<String>,
-    multi_value_headers: Option<bool>,
-    custom_parameters: Option<BTreeMap<String, String>>,
-    log_type: Option<String>,
-    expose_log_result: Option<bool>,
-    client_context: Option<serde_json::Value>,
-    credentials: Option<RawCredentials>,
-}
+/// The keys of the plugin configuration, in the order serde listed them in errors.
+const CONFIG_KEYS: &[&str] = &[
+    "function",
+    "qualifier",
+    "region",
+    "endpoint",
+    "invocation_type",
+    "payload",
+    "function_error_status",
+    "timeout_ms",
+    "cluster",
+    "stage",
+    "route_key",
+    "api_id",
+    "resource",
+    "target_group_arn",
+    "multi_value_headers",
+    "custom_parameters",
+    "log_type",
+    "expose_log_result",
+    "client_context",
+    "credentials",
+];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+const CREDENTIALS_KEYS: &[&str] = &[
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "assume_role",
+];
+
+/// `credentials` as written in the plugin configuration.
 struct RawCredentials {
     access_key_id: Option<String>,
     secret_access_key: Option<Secret>,
     session_token: Option<Secret>,
     assume_role: Option<RawAssumeRole>,
+}
+
+/// Typed reads of one JSON object's members that track the field path, in place of serde
+/// derives (whose per-struct code is large in the .wasm). As with serde's
+/// `deny_unknown_fields`, keys not in `known` are errors, `null` counts as absent, and of
+/// several bad members the one whose key sorts first is reported.
+pub(crate) struct Fields {
+    /// The path of this object with a trailing `.`, or empty at the top level.
+    prefix: String,
+    map: Map<String, Value>,
+    known: &'static [&'static str],
+    /// The first error by key order: (key, error).
+    error: Option<(String, ConfigError)>,
+}
+
+impl Fields {
+    /// `expecting` describes the object in type errors (serde's wording, e.g.
+    /// `struct RawCredentials`); `path` is its field path, empty at the top level.
+    pub(crate) fn new(
+        path: &str,
+        value: Value,
+        expecting: &str,
+        known: &'static [&'static str],
+    ) -> Result<Fields, ConfigError> {
+        match value {
+            Value::Object(map) => Ok(Fields {
+                prefix: if path.is_empty() {
+                    String::new()
+                } else {
+                    format!("{path}.")
+                },
+                map,
+                known,
+                error: None,
+            }),
+            other => Err(ConfigError::new(
+                if path.is_empty() {
+                    "configuration"
+                } else {
+                    path
+                },
+                invalid_type(&other, expecting),
+            )),
+        }
+    }
+
+    fn fail(&mut self, key: &str, error: ConfigError) {
+        if self
+            .error
+            .as_ref()
+            .is_none_or(|(first, _)| key < first.as_str())
+        {
+            self.error = Some((key.to_string(), error));
+        }
+    }
+
+    fn fail_at(&mut self, key: &str, message: String) {
+        let error = ConfigError::new(&format!("{}{key}", self.prefix), message);
+        self.fail(key, error);
+    }
+
+    /// The member `key`, absent when missing or `null`.
+    pub(crate) fn value(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key).filter(|v| !v.is_null())
+    }
+
+    pub(crate) fn string(&mut self, key: &str) -> Option<String> {
+        match self.value(key)? {
+            Value::String(s) => Some(s),
+            other => {
+                self.fail_at(key, invalid_type(&other, "a string"));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn secret(&mut self, key: &str) -> Option<Secret> {
+        self.string(key).map(Secret::new)
+    }
+
+    pub(crate) fn bool(&mut self, key: &str) -> Option<bool> {
+        match self.value(key)? {
+            Value::Bool(b) => Some(b),
+            other => {
+                self.fail_at(key, invalid_type(&other, "a boolean"));
+                None
+            }
+        }
+    }
+
+    /// An unsigned integer of at most `max`; `ty` names the type in errors (`u64`, `u16`).
+    fn unsigned(&mut self, key: &str, max: u64, ty: &str) -> Option<u64> {
+        let value = self.value(key)?;
+        let message = match &value {
+            Value::Number(n) => match n.as_u64() {
+                Some(n) if n <= max => return Some(n),
+                _ if n.is_f64() => invalid_type(&value, ty),
+                _ => format!("invalid value: integer `{n}`, expected {ty}"),
+            },
+            _ => invalid_type(&value, ty),
+        };
+        self.fail_at(key, message);
+        None
+    }
+
+    pub(crate) fn u64(&mut self, key: &str) -> Option<u64> {
+        self.unsigned(key, u64::MAX, "u64")
+    }
+
+    pub(crate) fn u16(&mut self, key: &str) -> Option<u16> {
+        self.unsigned(key, u64::from(u16::MAX), "u16")
+            .and_then(|n| u16::try_from(n).ok())
+    }
+
+    /// An object of string values.
+    pub(crate) fn string_map(&mut self, key: &str) -> Option<BTreeMap<String, String>> {
+        match self.value(key)? {
+            Value::Object(map) => {
+                let mut strings = BTreeMap::new();
+                for (name, value) in map {
+                    match value {
+                        Value::String(s) => {
+                            strings.insert(name, s);
+                        }
+                        other => {
+                            let message = invalid_type(&other, "a string");
+                            let error =
+                                ConfigError::new(&format!("{}{key}.{name}", self.prefix), message);
+                            self.fail(key, error);
+                            return None;
+                        }
+                    }
+                }
+                Some(strings)
+            }
+            other => {
+                self.fail_at(key, invalid_type(&other, "a map"));
+                None
+            }
+        }
+    }
+
+    /// A nested object, read by `read`; its errors count as this member's.
+    pub(crate) fn object<T>(
+        &mut self,
+        key: &str,
+        expecting: &str,
+        known: &'static [&'static str],
+        read: impl FnOnce(&mut Fields) -> T,
+    ) -> Option<T> {
+        let value = self.value(key)?;
+        let path = format!("{}{key}", self.prefix);
+        let result = Fields::new(&path, value, expecting, known).and_then(|mut fields| {
+            let read = read(&mut fields);
+            fields.finish().map(|()| read)
+        });
+        match result {
+            Ok(read) => Some(read),
+            Err(error) => {
+                self.fail(key, error);
+                None
+            }
+        }
+    }
+
+    /// The first error, including keys that are not in `known`.
+    pub(crate) fn finish(mut self) -> Result<(), ConfigError> {
+        let map = std::mem::take(&mut self.map);
+        if let Some(key) = map.keys().find(|key| !self.known.contains(&key.as_str())) {
+            let mut message = format!("unknown field `{key}`, expected one of ");
+            for (i, known) in self.known.iter().enumerate() {
+                if i > 0 {
+                    message.push_str(", ");
+                }
+                message.push('`');
+                message.push_str(known);
+                message.push('`');
+            }
+            self.fail_at(key, message);
+        }
+        match self.error {
+            Some((_, error)) => Err(error),
+            None => Ok(()),
+        }
+    }
+}
+
+fn json_text(value: &Value) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// serde_json's wording for a value of the wrong type.
+fn invalid_type(value: &Value, expected: &str) -> String {
+    let unexpected = match value {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        // Written as JSON (not with Display/Debug) to keep float and Unicode-escape
+        // formatting code out of the .wasm.
+        Value::Number(n) if n.is_f64() => format!("floating point `{}`", json_text(value)),
+        Value::Number(n) => format!("integer `{n}`"),
+        Value::String(_) => format!("string {}", json_text(value)),
+        Value::Array(_) => "sequence".to_string(),
+        Value::Object(_) => "map".to_string(),
+    };
+    format!("invalid type: {unexpected}, expected {expected}")
 }
 
 /// Where the Invoke's signing credentials come from.
@@ -243,38 +452,47 @@ impl FilterConfig {
         if !value.is_object() {
             return Err(ConfigError::new("configuration", "must be a JSON object"));
         }
-        let raw: RawConfig = serde_path_to_error::deserialize(value).map_err(|e| {
-            let path = e.path().to_string();
-            let field = if path == "." {
-                "configuration".into()
-            } else {
-                path
-            };
-            ConfigError::new(&field, without_position(&e.inner().to_string()))
-        })?;
+        let mut fields = Fields::new("", value, "struct RawConfig", CONFIG_KEYS)?;
         let settings = TargetSettings {
-            function: raw.function,
-            qualifier: raw.qualifier,
-            region: raw.region,
-            endpoint: raw.endpoint,
-            invocation_type: raw.invocation_type,
-            payload: raw.payload,
-            function_error_status: raw.function_error_status,
-            timeout_ms: raw.timeout_ms,
-            cluster: raw.cluster,
-            stage: raw.stage,
-            route_key: raw.route_key,
-            api_id: raw.api_id,
-            resource: raw.resource,
-            target_group_arn: raw.target_group_arn,
-            multi_value_headers: raw.multi_value_headers,
-            custom_parameters: raw.custom_parameters,
-            log_type: raw.log_type,
-            expose_log_result: raw.expose_log_result,
-            client_context: raw.client_context,
+            function: fields.string("function"),
+            qualifier: fields.string("qualifier"),
+            region: fields.string("region"),
+            endpoint: fields.string("endpoint"),
+            invocation_type: fields.string("invocation_type"),
+            payload: fields.string("payload"),
+            function_error_status: fields.u16("function_error_status"),
+            timeout_ms: fields.u64("timeout_ms"),
+            cluster: fields.string("cluster"),
+            stage: fields.string("stage"),
+            route_key: fields.string("route_key"),
+            api_id: fields.string("api_id"),
+            resource: fields.string("resource"),
+            target_group_arn: fields.string("target_group_arn"),
+            multi_value_headers: fields.bool("multi_value_headers"),
+            custom_parameters: fields.string_map("custom_parameters"),
+            log_type: fields.string("log_type"),
+            expose_log_result: fields.bool("expose_log_result"),
+            client_context: fields.value("client_context"),
         };
+        let credentials = fields.object(
+            "credentials",
+            "struct RawCredentials",
+            CREDENTIALS_KEYS,
+            |f| RawCredentials {
+                access_key_id: f.string("access_key_id"),
+                secret_access_key: f.secret("secret_access_key"),
+                session_token: f.secret("session_token"),
+                assume_role: f.object(
+                    "assume_role",
+                    "struct RawAssumeRole",
+                    ASSUME_ROLE_KEYS,
+                    RawAssumeRole::read,
+                ),
+            },
+        );
+        fields.finish()?;
         let target = validate_target(&settings)?;
-        let credentials = load_credentials(raw.credentials, &target.region, env)?;
+        let credentials = load_credentials(credentials, &target.region, env)?;
         Ok(FilterConfig {
             settings,
             target,

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
 use crate::credentials::Credentials;
 use crate::secret::Secret;
@@ -37,27 +37,11 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn expose<S: Serializer>(secret: &Secret, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(secret.expose())
-}
-
-fn expose_optional<S: Serializer>(
-    secret: &Option<Secret>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match secret {
-        Some(secret) => serializer.serialize_some(secret.expose()),
-        None => serializer.serialize_none(),
-    }
-}
-
 /// Temporary credentials as kept in the shared record. `Debug` redacts the secrets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCredentials {
     pub access_key_id: String,
-    #[serde(serialize_with = "expose")]
     pub secret_access_key: Secret,
-    #[serde(serialize_with = "expose_optional", default)]
     pub session_token: Option<Secret>,
     pub expiration_ms: u64,
     /// When they were stored: refreshing never starts before half their lifetime, so a
@@ -76,15 +60,14 @@ impl StoredCredentials {
 }
 
 /// A VM's claim to be the one calling STS, until `until_ms`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     pub owner: String,
     pub until_ms: u64,
 }
 
 /// The shared-data record. A missing or corrupt record is the empty (default) record.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SharedRecord {
     pub credentials: Option<StoredCredentials>,
     pub lease: Option<Lease>,
@@ -96,15 +79,129 @@ pub struct SharedRecord {
     pub last_error: Option<String>,
 }
 
-impl SharedRecord {
-    pub fn encode(&self) -> Vec<u8> {
-        // Serializing strings and integers cannot fail; an empty value decodes as empty.
-        serde_json::to_vec(self).unwrap_or_default()
+// The record is JSON, encoded and decoded through `serde_json::Value` by hand: serde derives
+// would add much code to the .wasm for these few fields.
+
+fn text(value: &str) -> Value {
+    Value::String(value.to_string())
+}
+
+fn optional(value: Option<Value>) -> Value {
+    value.unwrap_or(Value::Null)
+}
+
+/// A member whose absence means `default`; `None` when it has the wrong type.
+fn or_default<T>(
+    object: &Map<String, Value>,
+    key: &str,
+    default: T,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Option<T> {
+    object.get(key).map_or(Some(default), read)
+}
+
+/// A member that may be absent or `null`; `None` when it has the wrong type.
+fn nullable<T>(
+    object: &Map<String, Value>,
+    key: &str,
+    read: impl FnOnce(&Value) -> Option<T>,
+) -> Option<Option<T>> {
+    match object.get(key) {
+        None | Some(Value::Null) => Some(None),
+        Some(value) => read(value).map(Some),
+    }
+}
+
+fn string(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_string)
+}
+
+impl StoredCredentials {
+    fn to_value(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("access_key_id".into(), text(&self.access_key_id));
+        object.insert(
+            "secret_access_key".into(),
+            text(self.secret_access_key.expose()),
+        );
+        object.insert(
+            "session_token".into(),
+            optional(self.session_token.as_ref().map(|t| text(t.expose()))),
+        );
+        object.insert("expiration_ms".into(), self.expiration_ms.into());
+        object.insert("obtained_at_ms".into(), self.obtained_at_ms.into());
+        Value::Object(object)
     }
 
-    /// Never fails: empty, corrupt or foreign bytes give the empty record.
+    fn from_value(value: &Value) -> Option<StoredCredentials> {
+        let object = value.as_object()?;
+        Some(StoredCredentials {
+            access_key_id: string(object.get("access_key_id")?)?,
+            secret_access_key: Secret::new(string(object.get("secret_access_key")?)?),
+            session_token: nullable(object, "session_token", string)?.map(Secret::new),
+            expiration_ms: object.get("expiration_ms")?.as_u64()?,
+            obtained_at_ms: object.get("obtained_at_ms")?.as_u64()?,
+        })
+    }
+}
+
+impl Lease {
+    fn to_value(&self) -> Value {
+        let mut object = Map::new();
+        object.insert("owner".into(), text(&self.owner));
+        object.insert("until_ms".into(), self.until_ms.into());
+        Value::Object(object)
+    }
+
+    fn from_value(value: &Value) -> Option<Lease> {
+        let object = value.as_object()?;
+        Some(Lease {
+            owner: string(object.get("owner")?)?,
+            until_ms: object.get("until_ms")?.as_u64()?,
+        })
+    }
+}
+
+impl SharedRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut object = Map::new();
+        object.insert(
+            "credentials".into(),
+            optional(self.credentials.as_ref().map(StoredCredentials::to_value)),
+        );
+        object.insert(
+            "lease".into(),
+            optional(self.lease.as_ref().map(Lease::to_value)),
+        );
+        object.insert("failures".into(), self.failures.into());
+        object.insert("next_attempt_at_ms".into(), self.next_attempt_at_ms.into());
+        object.insert(
+            "last_error".into(),
+            optional(self.last_error.as_deref().map(text)),
+        );
+        Value::Object(object).to_string().into_bytes()
+    }
+
+    /// Never fails: empty, corrupt or foreign bytes give the empty record. Unknown keys
+    /// (a newer writer) are ignored; a known key with the wrong type voids the record.
     pub fn decode(bytes: &[u8]) -> SharedRecord {
-        serde_json::from_slice(bytes).unwrap_or_default()
+        serde_json::from_slice::<Value>(bytes)
+            .ok()
+            .and_then(|value| SharedRecord::from_value(&value))
+            .unwrap_or_default()
+    }
+
+    fn from_value(value: &Value) -> Option<SharedRecord> {
+        let object = value.as_object()?;
+        Some(SharedRecord {
+            credentials: nullable(object, "credentials", StoredCredentials::from_value)?,
+            lease: nullable(object, "lease", Lease::from_value)?,
+            failures: or_default(object, "failures", 0, |v| {
+                v.as_u64().and_then(|n| u32::try_from(n).ok())
+            })?,
+            next_attempt_at_ms: or_default(object, "next_attempt_at_ms", 0, Value::as_u64)?,
+            last_error: nullable(object, "last_error", string)?,
+        })
     }
 }
 

@@ -3,18 +3,14 @@
 //! Function URLs send), API Gateway REST API payload 1.0, ALB target groups, and the JSON of
 //! Envoy's native `aws_lambda` filter. Also merges custom parameters into a passthrough body.
 //!
-//! The events are written by serializing borrowed structs: no intermediate JSON tree.
+//! The events are written straight into the payload buffer: no intermediate JSON tree.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::SystemTime;
 
 use base64::Engine;
 use percent_encoding::percent_decode_str;
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use crate::credential_state::epoch_ms;
 
@@ -158,14 +154,12 @@ pub fn build_event(
     settings: &EventSettings,
     request: &RequestInfo,
 ) -> Vec<u8> {
-    // Serializing these structs (string keys, no floats) cannot fail.
     match format {
-        EventFormat::ApigwV2 => serde_json::to_vec(&v2_event(settings, request)),
-        EventFormat::ApigwV1 => serde_json::to_vec(&v1_event(settings, request)),
-        EventFormat::Alb => serde_json::to_vec(&alb_event(settings, request)),
-        EventFormat::Envoy => serde_json::to_vec(&envoy_event(request)),
+        EventFormat::ApigwV2 => v2_event(settings, request),
+        EventFormat::ApigwV1 => v1_event(settings, request),
+        EventFormat::Alb => alb_event(settings, request),
+        EventFormat::Envoy => envoy_event(request),
     }
-    .unwrap_or_default()
 }
 
 /// Whether a body of this content type is sent as text (when it is valid UTF-8) rather than
@@ -254,15 +248,15 @@ fn route_path(route_key: &str) -> &str {
         .map_or(route_key, |(_, path)| path)
 }
 
-/// `{"proxy": …}` when `template` ends with `/{proxy+}` and `path` lies under its prefix.
-fn proxy_path_parameters(template: &str, path: &str) -> Option<BTreeMap<&'static str, String>> {
+/// The `proxy` path parameter when `template` ends with `/{proxy+}` and `path` lies under
+/// its prefix.
+fn proxy_path_parameter(template: &str, path: &str) -> Option<String> {
     let prefix = template.strip_suffix(PROXY_SUFFIX)?;
     let rest = path.strip_prefix(prefix)?.strip_prefix('/')?;
     if rest.is_empty() {
         return None;
     }
-    let proxy = percent_decode_str(rest).decode_utf8_lossy().into_owned();
-    Some(BTreeMap::from([("proxy", proxy)]))
+    Some(percent_decode_str(rest).decode_utf8_lossy().into_owned())
 }
 
 /// The host without its port.
@@ -315,320 +309,355 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+// ---------------------------------------------------------------- JSON writer
+
+/// Writes JSON straight into the payload buffer (no intermediate tree, no per-struct
+/// serializer code); strings are escaped by serde_json.
+struct JsonWriter {
+    out: Vec<u8>,
+    /// No member or element written yet in the innermost object or array.
+    first: bool,
+}
+
+impl JsonWriter {
+    fn with_capacity(capacity: usize) -> Self {
+        JsonWriter {
+            out: Vec::with_capacity(capacity),
+            first: true,
+        }
+    }
+
+    fn separator(&mut self) {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+    }
+
+    fn string(&mut self, value: &str) {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, value);
+    }
+
+    fn key(&mut self, key: &str) {
+        self.separator();
+        self.string(key);
+        self.out.push(b':');
+    }
+
+    fn begin_object(&mut self) {
+        self.out.push(b'{');
+        self.first = true;
+    }
+
+    fn end_object(&mut self) {
+        self.out.push(b'}');
+        self.first = false;
+    }
+
+    fn object(&mut self, key: &str) {
+        self.key(key);
+        self.begin_object();
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.string(value);
+    }
+
+    /// `null` when absent.
+    fn opt_str(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.str(key, value),
+            None => self.null(key),
+        }
+    }
+
+    fn null(&mut self, key: &str) {
+        self.key(key);
+        self.out.extend_from_slice(b"null");
+    }
+
+    fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+    }
+
+    fn u64(&mut self, key: &str, value: u64) {
+        self.key(key);
+        self.out.extend_from_slice(value.to_string().as_bytes());
+    }
+
+    fn str_array<'v>(&mut self, key: &str, values: impl IntoIterator<Item = &'v str>) {
+        self.key(key);
+        self.out.push(b'[');
+        self.first = true;
+        for value in values {
+            self.separator();
+            self.string(value);
+        }
+        self.out.push(b']');
+        self.first = false;
+    }
+
+    /// `{name: value}` from (name, value) pairs.
+    fn str_map<'v>(&mut self, key: &str, members: impl IntoIterator<Item = (&'v str, &'v str)>) {
+        self.object(key);
+        for (name, value) in members {
+            self.str(name, value);
+        }
+        self.end_object();
+    }
+
+    /// `{name: [values]}` from (name, values) pairs.
+    fn str_array_map<'v, V: AsRef<str> + 'v>(
+        &mut self,
+        key: &str,
+        members: impl IntoIterator<Item = (&'v str, &'v [V])>,
+    ) {
+        self.object(key);
+        for (name, values) in members {
+            self.str_array(name, values.iter().map(AsRef::as_ref));
+        }
+        self.end_object();
+    }
+
+    fn finish(self) -> Vec<u8> {
+        self.out
+    }
+}
+
+/// Room for the event around the body (base64 grows it by a third).
+fn event_capacity(request: &RequestInfo) -> usize {
+    1024 + request.body.len() * 4 / 3
+        + request
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 8)
+            .sum::<usize>()
+}
+
+fn stage_variables(json: &mut JsonWriter, settings: &EventSettings) {
+    json.str_map(
+        "stageVariables",
+        settings
+            .stage_variables
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+}
+
+/// `{"proxy": …}` when the route template ends with `/{proxy+}`; `null` or nothing otherwise.
+fn path_parameters(json: &mut JsonWriter, template: &str, path: &str, null_when_absent: bool) {
+    match proxy_path_parameter(template, path) {
+        Some(proxy) => json.str_map("pathParameters", [("proxy", proxy.as_str())]),
+        None if null_when_absent => json.null("pathParameters"),
+        None => {}
+    }
+}
+
 // ---------------------------------------------------------------- payload 2.0
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V2Event<'a> {
-    version: &'static str,
-    route_key: &'a str,
-    raw_path: &'a str,
-    raw_query_string: &'a str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    cookies: Vec<&'a str>,
-    headers: BTreeMap<&'a str, Cow<'a, str>>,
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    query_string_parameters: BTreeMap<Cow<'a, str>, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    path_parameters: Option<BTreeMap<&'static str, String>>,
-    request_context: V2Context<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    stage_variables: Option<&'a BTreeMap<String, String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<Cow<'a, str>>,
-    is_base64_encoded: bool,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V2Context<'a> {
-    account_id: &'a str,
-    api_id: &'a str,
-    domain_name: &'a str,
-    domain_prefix: &'a str,
-    http: V2Http<'a>,
-    request_id: Option<&'a str>,
-    route_key: &'a str,
-    stage: &'a str,
-    time: String,
-    time_epoch: u64,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V2Http<'a> {
-    method: &'a str,
-    path: &'a str,
-    protocol: &'a str,
-    source_ip: Option<&'a str>,
-    user_agent: Option<&'a str>,
-}
-
-fn v2_event<'a>(settings: &'a EventSettings, request: &RequestInfo<'a>) -> V2Event<'a> {
+fn v2_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
     let route_key = settings
         .route_key
         .as_deref()
         .unwrap_or(DEFAULT_V2_ROUTE_KEY);
-    let cookies = request
+    let (body, is_base64_encoded) = encode_body(request);
+    let domain = request.host.map(domain_name).unwrap_or("");
+    let mut json = JsonWriter::with_capacity(event_capacity(request));
+    json.begin_object();
+    json.str("version", "2.0");
+    json.str("routeKey", route_key);
+    json.str("rawPath", request.path);
+    json.str("rawQueryString", request.raw_query);
+    let mut cookies = request
         .header_values("cookie")
         .flat_map(|header| header.split(';'))
         .map(str::trim)
         .filter(|cookie| !cookie.is_empty())
-        .collect();
-    let headers = request
-        .grouped_headers(Some("cookie"))
-        .into_iter()
-        .map(|(name, values)| (name, join(&values, ",")))
-        .collect();
-    let query_string_parameters = decoded_query(request.raw_query)
-        .into_iter()
-        .map(|(key, values)| (key, values.join(",")))
-        .collect();
-    let (body, is_base64_encoded) = encode_body(request);
-    let domain = request.host.map(domain_name).unwrap_or("");
-    V2Event {
-        version: "2.0",
-        route_key,
-        raw_path: request.path,
-        raw_query_string: request.raw_query,
-        cookies,
-        headers,
-        query_string_parameters,
-        path_parameters: proxy_path_parameters(route_path(route_key), request.path),
-        request_context: V2Context {
-            account_id: &settings.account_id,
-            api_id: &settings.api_id,
-            domain_name: domain,
-            domain_prefix: domain_prefix(domain),
-            http: V2Http {
-                method: request.method,
-                path: request.path,
-                protocol: request.protocol,
-                source_ip: request.source_ip,
-                user_agent: request.first_header("user-agent"),
-            },
-            request_id: request.request_id,
-            route_key,
-            stage: &settings.stage,
-            time: request_time(request.now),
-            time_epoch: epoch_ms(request.now),
-        },
-        stage_variables: (!settings.stage_variables.is_empty())
-            .then_some(&settings.stage_variables),
-        body: (!request.body.is_empty()).then_some(body),
-        is_base64_encoded,
+        .peekable();
+    if cookies.peek().is_some() {
+        json.str_array("cookies", cookies);
     }
+    json.object("headers");
+    for (name, values) in request.grouped_headers(Some("cookie")) {
+        json.str(name, &join(&values, ","));
+    }
+    json.end_object();
+    let query = decoded_query(request.raw_query);
+    if !query.is_empty() {
+        json.object("queryStringParameters");
+        for (key, values) in &query {
+            json.str(key, &values.join(","));
+        }
+        json.end_object();
+    }
+    path_parameters(&mut json, route_path(route_key), request.path, false);
+    json.object("requestContext");
+    json.str("accountId", &settings.account_id);
+    json.str("apiId", &settings.api_id);
+    json.str("domainName", domain);
+    json.str("domainPrefix", domain_prefix(domain));
+    json.object("http");
+    json.str("method", request.method);
+    json.str("path", request.path);
+    json.str("protocol", request.protocol);
+    json.opt_str("sourceIp", request.source_ip);
+    json.opt_str("userAgent", request.first_header("user-agent"));
+    json.end_object();
+    json.opt_str("requestId", request.request_id);
+    json.str("routeKey", route_key);
+    json.str("stage", &settings.stage);
+    json.str("time", &request_time(request.now));
+    json.u64("timeEpoch", epoch_ms(request.now));
+    json.end_object();
+    if !settings.stage_variables.is_empty() {
+        stage_variables(&mut json, settings);
+    }
+    if !request.body.is_empty() {
+        json.str("body", &body);
+    }
+    json.bool("isBase64Encoded", is_base64_encoded);
+    json.end_object();
+    json.finish()
 }
 
 // ---------------------------------------------------------------- payload 1.0
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V1Event<'a> {
-    resource: &'a str,
-    path: &'a str,
-    http_method: &'a str,
-    headers: BTreeMap<&'a str, &'a str>,
-    multi_value_headers: BTreeMap<&'a str, Vec<&'a str>>,
-    query_string_parameters: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
-    multi_value_query_string_parameters: Option<BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>>,
-    path_parameters: Option<BTreeMap<&'static str, String>>,
-    stage_variables: Option<&'a BTreeMap<String, String>>,
-    request_context: V1Context<'a>,
-    body: Option<Cow<'a, str>>,
-    is_base64_encoded: bool,
-}
+/// API Gateway's caller identity fields, in order: only the source IP and user agent are
+/// known here; the Cognito, IAM and API key fields are null as for an unauthenticated call.
+const V1_IDENTITY_FIELDS: [&str; 15] = [
+    "accessKey",
+    "accountId",
+    "apiKey",
+    "apiKeyId",
+    "caller",
+    "clientCert",
+    "cognitoAuthenticationProvider",
+    "cognitoAuthenticationType",
+    "cognitoIdentityId",
+    "cognitoIdentityPoolId",
+    "principalOrgId",
+    "sourceIp",
+    "user",
+    "userAgent",
+    "userArn",
+];
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V1Context<'a> {
-    account_id: &'a str,
-    api_id: &'a str,
-    domain_name: &'a str,
-    domain_prefix: &'a str,
-    http_method: &'a str,
-    identity: V1Identity<'a>,
-    path: &'a str,
-    protocol: &'a str,
-    request_id: Option<&'a str>,
-    request_time: String,
-    request_time_epoch: u64,
-    resource_id: &'a str,
-    resource_path: &'a str,
-    stage: &'a str,
-}
-
-/// API Gateway's caller identity: only the source IP and user agent are known here; the
-/// Cognito, IAM and API key fields are null as for an unauthenticated call.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct V1Identity<'a> {
-    access_key: Option<&'a str>,
-    account_id: Option<&'a str>,
-    api_key: Option<&'a str>,
-    api_key_id: Option<&'a str>,
-    caller: Option<&'a str>,
-    client_cert: Option<&'a str>,
-    cognito_authentication_provider: Option<&'a str>,
-    cognito_authentication_type: Option<&'a str>,
-    cognito_identity_id: Option<&'a str>,
-    cognito_identity_pool_id: Option<&'a str>,
-    principal_org_id: Option<&'a str>,
-    source_ip: Option<&'a str>,
-    user: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    user_arn: Option<&'a str>,
-}
-
-fn v1_event<'a>(settings: &'a EventSettings, request: &RequestInfo<'a>) -> V1Event<'a> {
+fn v1_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
     let resource = match (&settings.resource, &settings.route_key) {
         (Some(resource), _) => resource.as_str(),
         (None, Some(route_key)) => route_path(route_key),
         (None, None) => route_path(DEFAULT_V1_ROUTE_KEY),
     };
-    let multi_value_headers = request.grouped_headers(None);
-    let headers = multi_value_headers
-        .iter()
-        .map(|(name, values)| (*name, last(values)))
-        .collect();
+    let headers = request.grouped_headers(None);
     let query = decoded_query(request.raw_query);
-    let (query_string_parameters, multi_value_query_string_parameters) = if query.is_empty() {
-        (None, None)
-    } else {
-        let single = query
-            .iter()
-            .filter_map(|(key, values)| Some((key.clone(), values.last()?.clone())))
-            .collect();
-        (Some(single), Some(query))
-    };
     let (body, is_base64_encoded) = encode_body(request);
     let domain = request.host.map(domain_name).unwrap_or("");
-    V1Event {
-        resource,
-        path: request.path,
-        http_method: request.method,
-        headers,
-        multi_value_headers,
-        query_string_parameters,
-        multi_value_query_string_parameters,
-        path_parameters: proxy_path_parameters(resource, request.path),
-        stage_variables: (!settings.stage_variables.is_empty())
-            .then_some(&settings.stage_variables),
-        request_context: V1Context {
-            account_id: &settings.account_id,
-            api_id: &settings.api_id,
-            domain_name: domain,
-            domain_prefix: domain_prefix(domain),
-            http_method: request.method,
-            identity: V1Identity {
-                access_key: None,
-                account_id: None,
-                api_key: None,
-                api_key_id: None,
-                caller: None,
-                client_cert: None,
-                cognito_authentication_provider: None,
-                cognito_authentication_type: None,
-                cognito_identity_id: None,
-                cognito_identity_pool_id: None,
-                principal_org_id: None,
-                source_ip: request.source_ip,
-                user: None,
-                user_agent: request.first_header("user-agent"),
-                user_arn: None,
-            },
-            path: request.path,
-            protocol: request.protocol,
-            request_id: request.request_id,
-            request_time: request_time(request.now),
-            request_time_epoch: epoch_ms(request.now),
-            resource_id: "",
-            resource_path: resource,
-            stage: &settings.stage,
-        },
-        body: (!request.body.is_empty()).then_some(body),
-        is_base64_encoded,
+    let mut json = JsonWriter::with_capacity(event_capacity(request));
+    json.begin_object();
+    json.str("resource", resource);
+    json.str("path", request.path);
+    json.str("httpMethod", request.method);
+    json.str_map("headers", headers.iter().map(|(n, v)| (*n, last(v))));
+    json.str_array_map(
+        "multiValueHeaders",
+        headers.iter().map(|(n, v)| (*n, v.as_slice())),
+    );
+    if query.is_empty() {
+        json.null("queryStringParameters");
+        json.null("multiValueQueryStringParameters");
+    } else {
+        json.object("queryStringParameters");
+        for (key, values) in &query {
+            json.str(key, values.last().map_or("", |v| v.as_ref()));
+        }
+        json.end_object();
+        json.str_array_map(
+            "multiValueQueryStringParameters",
+            query.iter().map(|(k, v)| (k.as_ref(), v.as_slice())),
+        );
     }
+    path_parameters(&mut json, resource, request.path, true);
+    if settings.stage_variables.is_empty() {
+        json.null("stageVariables");
+    } else {
+        stage_variables(&mut json, settings);
+    }
+    json.object("requestContext");
+    json.str("accountId", &settings.account_id);
+    json.str("apiId", &settings.api_id);
+    json.str("domainName", domain);
+    json.str("domainPrefix", domain_prefix(domain));
+    json.str("httpMethod", request.method);
+    json.object("identity");
+    let user_agent = request.first_header("user-agent");
+    for field in V1_IDENTITY_FIELDS {
+        let value = match field {
+            "sourceIp" => request.source_ip,
+            "userAgent" => user_agent,
+            _ => None,
+        };
+        json.opt_str(field, value);
+    }
+    json.end_object();
+    json.str("path", request.path);
+    json.str("protocol", request.protocol);
+    json.opt_str("requestId", request.request_id);
+    json.str("requestTime", &request_time(request.now));
+    json.u64("requestTimeEpoch", epoch_ms(request.now));
+    json.str("resourceId", "");
+    json.str("resourcePath", resource);
+    json.str("stage", &settings.stage);
+    json.end_object();
+    json.opt_str("body", (!request.body.is_empty()).then_some(&*body));
+    json.bool("isBase64Encoded", is_base64_encoded);
+    json.end_object();
+    json.finish()
 }
 
 // ---------------------------------------------------------------- ALB
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AlbEvent<'a> {
-    request_context: AlbContext<'a>,
-    http_method: &'a str,
-    path: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    query_string_parameters: Option<BTreeMap<&'a str, &'a str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    multi_value_query_string_parameters: Option<BTreeMap<&'a str, Vec<&'a str>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    headers: Option<BTreeMap<&'a str, &'a str>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    multi_value_headers: Option<BTreeMap<&'a str, Vec<&'a str>>>,
-    body: Cow<'a, str>,
-    is_base64_encoded: bool,
-}
-
-#[derive(Serialize)]
-struct AlbContext<'a> {
-    elb: AlbElb<'a>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AlbElb<'a> {
-    target_group_arn: &'a str,
-}
-
-fn alb_event<'a>(settings: &'a EventSettings, request: &RequestInfo<'a>) -> AlbEvent<'a> {
+fn alb_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
     let headers = request.grouped_headers(None);
     let query = raw_query(request.raw_query);
     let (body, is_base64_encoded) = encode_body(request);
-    let mut event = AlbEvent {
-        request_context: AlbContext {
-            elb: AlbElb {
-                target_group_arn: &settings.target_group_arn,
-            },
-        },
-        http_method: request.method,
-        path: request.path,
-        query_string_parameters: None,
-        multi_value_query_string_parameters: None,
-        headers: None,
-        multi_value_headers: None,
-        body,
-        is_base64_encoded,
-    };
+    let mut json = JsonWriter::with_capacity(event_capacity(request));
+    json.begin_object();
+    json.object("requestContext");
+    json.object("elb");
+    json.str("targetGroupArn", &settings.target_group_arn);
+    json.end_object();
+    json.end_object();
+    json.str("httpMethod", request.method);
+    json.str("path", request.path);
     if settings.alb_multi_value_headers {
-        event.multi_value_query_string_parameters = Some(query);
-        event.multi_value_headers = Some(headers);
+        json.str_array_map(
+            "multiValueQueryStringParameters",
+            query.iter().map(|(k, v)| (*k, v.as_slice())),
+        );
+        json.str_array_map(
+            "multiValueHeaders",
+            headers.iter().map(|(n, v)| (*n, v.as_slice())),
+        );
     } else {
-        event.query_string_parameters = Some(query.iter().map(|(k, v)| (*k, last(v))).collect());
-        event.headers = Some(headers.iter().map(|(k, v)| (*k, last(v))).collect());
+        json.str_map(
+            "queryStringParameters",
+            query.iter().map(|(k, v)| (*k, last(v))),
+        );
+        json.str_map("headers", headers.iter().map(|(n, v)| (*n, last(v))));
     }
-    event
+    json.str("body", &body);
+    json.bool("isBase64Encoded", is_base64_encoded);
+    json.end_object();
+    json.finish()
 }
 
 // ---------------------------------------------------------------- Envoy
 
-#[derive(Serialize)]
-struct EnvoyEvent<'a> {
-    raw_path: Cow<'a, str>,
-    method: &'a str,
-    headers: BTreeMap<&'a str, Cow<'a, str>>,
-    query_string_parameters: BTreeMap<&'a str, &'a str>,
-    body: Cow<'a, str>,
-    is_base64_encoded: bool,
-}
-
-fn envoy_event<'a>(request: &RequestInfo<'a>) -> EnvoyEvent<'a> {
-    let raw_path = if request.raw_query.is_empty() {
-        Cow::Borrowed(request.path)
-    } else {
-        Cow::Owned(format!("{}?{}", request.path, request.raw_query))
-    };
+fn envoy_event(request: &RequestInfo) -> Vec<u8> {
     let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (name, value) in request.headers {
         grouped
@@ -637,72 +666,66 @@ fn envoy_event<'a>(request: &RequestInfo<'a>) -> EnvoyEvent<'a> {
             .push(value.as_str());
     }
     let (body, is_base64_encoded) = encode_body(request);
-    EnvoyEvent {
-        raw_path,
-        method: request.method,
-        headers: grouped
-            .into_iter()
-            .map(|(name, values)| (name, join(&values, ",")))
-            .collect(),
-        query_string_parameters: raw_query(request.raw_query)
-            .iter()
-            .map(|(k, v)| (*k, last(v)))
-            .collect(),
-        body,
-        is_base64_encoded,
+    let mut json = JsonWriter::with_capacity(event_capacity(request));
+    json.begin_object();
+    if request.raw_query.is_empty() {
+        json.str("raw_path", request.path);
+    } else {
+        json.str(
+            "raw_path",
+            &format!("{}?{}", request.path, request.raw_query),
+        );
     }
+    json.str("method", request.method);
+    json.object("headers");
+    for (name, values) in &grouped {
+        json.str(name, &join(values, ","));
+    }
+    json.end_object();
+    json.str_map(
+        "query_string_parameters",
+        raw_query(request.raw_query)
+            .iter()
+            .map(|(k, v)| (*k, last(v))),
+    );
+    json.str("body", &body);
+    json.bool("is_base64_encoded", is_base64_encoded);
+    json.end_object();
+    json.finish()
 }
 
 // ---------------------------------------------------------------- passthrough
 
-/// The members of a JSON object in order, values kept as their original text.
-struct ObjectMembers<'a>(Vec<(String, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for ObjectMembers<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct MembersVisitor;
-        impl<'de> Visitor<'de> for MembersVisitor {
-            type Value = ObjectMembers<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    members.push((key, value));
-                }
-                Ok(ObjectMembers(members))
-            }
-        }
-        deserializer.deserialize_map(MembersVisitor)
-    }
-}
-
 /// For passthrough payloads: when `body` is a JSON object, the object with `params` as its
-/// top-level member `field` (replacing any member of that name; the other members keep their
-/// order and values). `None` when the body is not a JSON object: it is sent unchanged.
+/// top-level member `field`. `None` when the body is not a JSON object: it is sent unchanged.
+/// The body's own bytes are kept (member order, number spelling) by appending the member
+/// before the closing brace; only a body that already has a member `field` is rewritten
+/// from its parsed form (members then in sorted order) to replace it.
 pub fn merge_custom_parameters(
     body: &[u8],
     field: &str,
     params: &BTreeMap<String, String>,
 ) -> Option<Vec<u8>> {
-    let members: ObjectMembers = serde_json::from_slice(body).ok()?;
-    let mut out = Vec::with_capacity(body.len() + field.len() + 64);
-    out.push(b'{');
-    for (key, value) in members.0.iter().filter(|(key, _)| key != field) {
-        serde_json::to_writer(&mut out, key).ok()?;
-        out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
-        out.push(b',');
+    let serde_json::Value::Object(mut members) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    let mut json = JsonWriter::with_capacity(body.len() + field.len() + 64);
+    if members.remove(field).is_some() {
+        json.begin_object();
+        for (key, value) in &members {
+            json.key(key);
+            let _ = serde_json::to_writer(&mut json.out, value);
+        }
+    } else {
+        // A valid object: its last non-space byte is the closing brace.
+        let end = body.iter().rposition(|b| *b == b'}')?;
+        let start = body.iter().position(|b| *b == b'{')?;
+        json.out.extend_from_slice(body.get(start..end)?);
+        json.first = members.is_empty();
     }
-    serde_json::to_writer(&mut out, field).ok()?;
-    out.push(b':');
-    serde_json::to_writer(&mut out, params).ok()?;
-    out.push(b'}');
-    Some(out)
+    json.str_map(field, params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    json.end_object();
+    Some(json.finish())
 }
 
 #[cfg(test)]
@@ -1305,10 +1328,11 @@ mod tests {
         assert_eq!(
             merged(r#" {"b": [1, 2], "a": {"x": 1.50}} "#),
             Some(format!(
-                r#"{{"b":[1, 2],"a":{{"x": 1.50}},{expected_params}}}"#
+                r#"{{"b": [1, 2], "a": {{"x": 1.50}},{expected_params}}}"#
             ))
         );
         assert_eq!(merged("{}"), Some(format!("{{{expected_params}}}")));
+        assert_eq!(merged(" { } "), Some(format!("{{ {expected_params}}}")));
         assert_eq!(
             merged(r#"{"custom_parameters": "client", "k\n": "v"}"#),
             Some(format!(r#"{{"k\n":"v",{expected_params}}}"#))

@@ -240,7 +240,7 @@ impl RequestFlow {
             }
             PayloadFormat::Passthrough => body,
             PayloadFormat::Event(format) => {
-                let meta = self.meta.as_ref().cloned().unwrap_or_default();
+                let meta = self.meta.take().unwrap_or_default();
                 build_event(
                     format,
                     &target.event,

@@ -102,6 +102,14 @@ mod tests {
     use super::*;
     use std::collections::HashSet;
 
+    /// The shell stores metric ids in an array indexed by `metric as usize`.
+    #[test]
+    fn all_lists_every_metric_at_its_discriminant() {
+        for (index, metric) in Metric::ALL.iter().enumerate() {
+            assert_eq!(*metric as usize, index, "{metric:?}");
+        }
+    }
+
     #[test]
     fn names_are_unique_and_prefixed() {
         let names: HashSet<&str> = Metric::ALL.iter().map(|m| m.name()).collect();

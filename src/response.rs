@@ -136,11 +136,8 @@ fn error_type(answer: &InvokeAnswer) -> Option<String> {
 
 fn xml_element_text(body: &[u8], element: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    let document = roxmltree::Document::parse(text).ok()?;
-    let found = document
-        .descendants()
-        .find(|node| node.has_tag_name(element))?
-        .text()?;
+    let document = crate::sts::XmlElements::parse(text)?;
+    let found = document.first_text(element)?;
     Some(found.chars().take(MAX_MESSAGE_CHARS).collect())
 }
 

@@ -1,8 +1,10 @@
 //! Per-route overrides from route metadata (`filter_metadata.proxy_wasm_lambda`), decoded
 //! from the host's property encoding, and the cache of resolved route targets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+
+use serde_json::Value;
 
 use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, TargetSettings};
 
@@ -66,14 +68,32 @@ fn decode_integer(key: &str, bytes: &[u8]) -> Result<u64, ConfigError> {
         .ok_or_else(|| ConfigError::new(key, "must be a non-negative integer"))
 }
 
-fn decode_json<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, ConfigError> {
-    serde_json::from_slice(bytes).map_err(|_| {
-        ConfigError::new(
-            key,
-            "must be given as a JSON object in a string in route metadata, \
-             e.g. '{\"action\": \"grant-access\"}'",
-        )
-    })
+fn not_json_object(key: &str) -> ConfigError {
+    ConfigError::new(
+        key,
+        "must be given as a JSON object in a string in route metadata, \
+         e.g. '{\"action\": \"grant-access\"}'",
+    )
+}
+
+/// Parsed as a `Value` only: other Deserialize impls cost code size.
+fn decode_json(key: &str, bytes: &[u8]) -> Result<Value, ConfigError> {
+    serde_json::from_slice(bytes).map_err(|_| not_json_object(key))
+}
+
+fn decode_string_map(key: &str, bytes: &[u8]) -> Result<BTreeMap<String, String>, ConfigError> {
+    let Value::Object(map) = decode_json(key, bytes)? else {
+        return Err(not_json_object(key));
+    };
+    // Inserts, not `collect`: BTreeMap's FromIterator brings in a stable sort.
+    let mut strings = BTreeMap::new();
+    for (name, value) in map {
+        let Value::String(value) = value else {
+            return Err(not_json_object(key));
+        };
+        strings.insert(name, value);
+    }
+    Ok(strings)
 }
 
 fn decode_bool(key: &str, bytes: &[u8]) -> Result<bool, ConfigError> {
@@ -123,7 +143,7 @@ pub fn decode_route_override(
             // Envoy's property ABI returns strings as text but objects as serialized protobuf,
             // so objects come as JSON text in route metadata.
             custom_parameters: lookup("custom_parameters")
-                .map(|b| decode_json("custom_parameters", &b))
+                .map(|b| decode_string_map("custom_parameters", &b))
                 .transpose()?,
             client_context: lookup("client_context")
                 .map(|b| decode_json("client_context", &b))

@@ -6,11 +6,10 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use aws_smithy_types::date_time::{DateTime, Format};
-use serde::Deserialize;
+use aws_smithy_types::date_time::DateTime;
 
 use crate::arn::is_valid_region;
-use crate::config::{validate_host, ConfigError};
+use crate::config::{validate_host, ConfigError, Fields};
 use crate::credentials::Credentials;
 use crate::invoke::OutboundRequest;
 use crate::secret::Secret;
@@ -35,8 +34,7 @@ const GLOBAL_SIGNING_REGION: &str = "us-east-1";
 const MAX_MESSAGE_CHARS: usize = 512;
 
 /// `credentials.assume_role` as written in the plugin configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RawAssumeRole {
     pub role_arn: Option<String>,
     pub external_id: Option<Secret>,
@@ -49,6 +47,36 @@ pub struct RawAssumeRole {
     pub timeout_ms: Option<u64>,
     /// How long a request may wait for credentials.
     pub max_wait_ms: Option<u64>,
+}
+
+/// The keys of `credentials.assume_role`.
+pub const ASSUME_ROLE_KEYS: &[&str] = &[
+    "role_arn",
+    "external_id",
+    "external_id_env",
+    "session_name",
+    "duration_seconds",
+    "sts_cluster",
+    "sts_endpoint",
+    "timeout_ms",
+    "max_wait_ms",
+];
+
+impl RawAssumeRole {
+    /// Reads the members of `credentials.assume_role`.
+    pub(crate) fn read(fields: &mut Fields) -> RawAssumeRole {
+        RawAssumeRole {
+            role_arn: fields.string("role_arn"),
+            external_id: fields.secret("external_id"),
+            external_id_env: fields.string("external_id_env"),
+            session_name: fields.string("session_name"),
+            duration_seconds: fields.u64("duration_seconds"),
+            sts_cluster: fields.string("sts_cluster"),
+            sts_endpoint: fields.string("sts_endpoint"),
+            timeout_ms: fields.u64("timeout_ms"),
+            max_wait_ms: fields.u64("max_wait_ms"),
+        }
+    }
 }
 
 /// Validated AssumeRole settings. `Debug` redacts the ExternalId (it is a [`Secret`]).
@@ -481,24 +509,168 @@ fn bad(reason: impl Into<String>) -> StsError {
     }
 }
 
-/// Element children of `node` named `name`, in the STS namespace or none.
-fn child<'a, 'input>(
-    node: roxmltree::Node<'a, 'input>,
-    name: &str,
-) -> Option<roxmltree::Node<'a, 'input>> {
-    node.children().find(|c| is_named(*c, name))
+/// An XML document reduced to what the STS and Lambda answers are read by: each element's
+/// parent, local name, namespace check and leading text, in document order. quick-xml
+/// parses (well-formedness, namespaces, references); this only records.
+pub(crate) struct XmlElements {
+    elements: Vec<XmlElement>,
 }
 
-fn is_named(node: roxmltree::Node<'_, '_>, name: &str) -> bool {
-    node.is_element()
-        && node.tag_name().name() == name
-        && matches!(node.tag_name().namespace(), None | Some(STS_NAMESPACE))
+struct XmlElement {
+    parent: Option<usize>,
+    name: String,
+    /// In the STS namespace or none.
+    sts_namespace: bool,
+    /// The element's text when its first child node is text (not an element, comment or PI).
+    text: Option<String>,
+    /// Whether text still extends `text` (no other child yet).
+    collecting: bool,
+    has_children: bool,
 }
 
-fn text_of<'a>(node: Option<roxmltree::Node<'a, '_>>) -> Option<&'a str> {
-    node.and_then(|n| n.text())
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
+impl XmlElements {
+    /// The elements of `text`, or None when it is not one well-formed XML document.
+    pub(crate) fn parse(text: &str) -> Option<XmlElements> {
+        use quick_xml::events::Event;
+        use quick_xml::name::ResolveResult;
+
+        let mut reader = quick_xml::NsReader::from_str(text);
+        let mut elements: Vec<XmlElement> = Vec::new();
+        let mut open: Vec<usize> = Vec::new();
+        let mut first_event = true;
+        loop {
+            let (namespace, event) = reader.read_resolved_event().ok()?;
+            let sts_namespace = match namespace {
+                ResolveResult::Unbound => true,
+                ResolveResult::Bound(ns) => ns.into_inner() == STS_NAMESPACE,
+                ResolveResult::Unknown(_) => return None,
+            };
+            let is_first = std::mem::replace(&mut first_event, false);
+            let current = open.last().copied();
+            let piece: Option<std::borrow::Cow<'_, str>> = match &event {
+                Event::Text(t) => Some(t.xml10_content()),
+                Event::CData(t) => Some(t.xml10_content()),
+                Event::GeneralRef(r) => {
+                    let resolved = match r.resolve_char_ref().ok()? {
+                        Some(c) => c.to_string(),
+                        None => quick_xml::escape::resolve_predefined_entity(r)?.to_string(),
+                    };
+                    Some(resolved.into())
+                }
+                _ => None,
+            };
+            // Characters XML 1.0 forbids; quick-xml does not check them.
+            let forbidden = |c: char| {
+                (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+            };
+            if piece.as_ref().is_some_and(|p| p.chars().any(forbidden)) {
+                return None;
+            }
+            match (current, piece) {
+                (Some(i), Some(piece)) => {
+                    let element = &mut elements[i];
+                    if !element.has_children {
+                        element.has_children = true;
+                        element.collecting = true;
+                        element.text = Some(String::new());
+                    }
+                    if element.collecting {
+                        if let Some(text) = &mut element.text {
+                            text.push_str(&piece);
+                        }
+                    }
+                    continue;
+                }
+                // Outside the root only white space may be.
+                (None, Some(piece)) => {
+                    if matches!(event, Event::Text(_)) && piece.trim_ascii().is_empty() {
+                        continue;
+                    }
+                    return None;
+                }
+                (Some(i), None) => {
+                    if !matches!(event, Event::End(_)) {
+                        elements[i].has_children = true;
+                        elements[i].collecting = false;
+                    }
+                }
+                (None, None) => {}
+            }
+            match event {
+                Event::Start(ref e) | Event::Empty(ref e) => {
+                    if current.is_none() && !elements.is_empty() {
+                        return None;
+                    }
+                    for attribute in e.attributes() {
+                        let attribute = attribute.ok()?;
+                        let (namespace, _) = reader.resolver().resolve_attribute(attribute.key);
+                        if matches!(namespace, ResolveResult::Unknown(_)) {
+                            return None;
+                        }
+                    }
+                    let name = e.local_name().into_inner().to_string();
+                    elements.push(XmlElement {
+                        parent: current,
+                        name,
+                        sts_namespace,
+                        text: None,
+                        collecting: false,
+                        has_children: false,
+                    });
+                    if matches!(event, Event::Start(_)) {
+                        open.push(elements.len() - 1);
+                    }
+                }
+                Event::End(_) => {
+                    open.pop()?;
+                }
+                Event::Decl(_) if !is_first => return None,
+                Event::DocType(_) if !elements.is_empty() => return None,
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        (open.is_empty() && !elements.is_empty()).then_some(XmlElements { elements })
+    }
+
+    /// The root element.
+    fn root(&self) -> usize {
+        0
+    }
+
+    fn is_named(&self, node: usize, name: &str) -> bool {
+        self.elements
+            .get(node)
+            .is_some_and(|e| e.sts_namespace && e.name == name)
+    }
+
+    /// The first child element of `node` named `name`, in the STS namespace or none.
+    fn child(&self, node: usize, name: &str) -> Option<usize> {
+        self.elements
+            .iter()
+            .enumerate()
+            .find(|(i, e)| e.parent == Some(node) && self.is_named(*i, name))
+            .map(|(i, _)| i)
+    }
+
+    fn text(&self, node: usize) -> Option<&str> {
+        self.elements.get(node)?.text.as_deref()
+    }
+
+    /// The text of the first element with local name `name`, in any namespace.
+    pub(crate) fn first_text(&self, name: &str) -> Option<&str> {
+        self.elements
+            .iter()
+            .find(|e| e.name == name)?
+            .text
+            .as_deref()
+    }
+
+    fn trimmed_text(&self, node: Option<usize>) -> Option<&str> {
+        node.and_then(|n| self.text(n))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    }
 }
 
 /// Decodes the host's answer to AssumeRole. `status` is the `:status` (None when there was
@@ -510,17 +682,14 @@ pub fn parse_assume_role_answer(
     let Some(status) = status else {
         return Err(StsError::Unavailable { status: None });
     };
-    let document = std::str::from_utf8(body)
-        .ok()
-        .and_then(|text| roxmltree::Document::parse(text).ok());
-    let root = document.as_ref().map(|d| d.root_element());
+    let document = std::str::from_utf8(body).ok().and_then(XmlElements::parse);
 
-    if let Some(error) = root.and_then(|r| error_of(r, status)) {
+    if let Some(error) = document.as_ref().and_then(|d| error_of(d, status)) {
         return Err(error);
     }
     match status {
-        200..=299 => match root {
-            Some(root) if is_named(root, "AssumeRoleResponse") => credentials_of(root),
+        200..=299 => match &document {
+            Some(d) if d.is_named(d.root(), "AssumeRoleResponse") => credentials_of(d),
             Some(_) => Err(bad(format!(
                 "HTTP {status} answer is not an AssumeRoleResponse"
             ))),
@@ -538,15 +707,17 @@ pub fn parse_assume_role_answer(
 }
 
 /// The error of an `<ErrorResponse>`, or None when the document is not one (or has no code).
-fn error_of(root: roxmltree::Node<'_, '_>, status: u16) -> Option<StsError> {
-    if !is_named(root, "ErrorResponse") {
+fn error_of(d: &XmlElements, status: u16) -> Option<StsError> {
+    let root = d.root();
+    if !d.is_named(root, "ErrorResponse") {
         return None;
     }
     // AWS: ErrorResponse/Error; moto: ErrorResponse/Errors/Error.
-    let error =
-        child(root, "Error").or_else(|| child(root, "Errors").and_then(|e| child(e, "Error")))?;
-    let code = text_of(child(error, "Code"))?.to_string();
-    let message = text_of(child(error, "Message")).map(clean_message);
+    let error = d
+        .child(root, "Error")
+        .or_else(|| d.child(root, "Errors").and_then(|e| d.child(e, "Error")))?;
+    let code = d.trimmed_text(d.child(error, "Code"))?.to_string();
+    let message = d.trimmed_text(d.child(error, "Message")).map(clean_message);
     Some(classify(status, code, message))
 }
 
@@ -577,27 +748,25 @@ fn classify(status: u16, code: String, message: Option<String>) -> StsError {
     }
 }
 
-fn credentials_of(root: roxmltree::Node<'_, '_>) -> Result<TemporaryCredentials, StsError> {
-    let credentials = child(root, "AssumeRoleResult")
-        .and_then(|r| child(r, "Credentials"))
+fn credentials_of(d: &XmlElements) -> Result<TemporaryCredentials, StsError> {
+    let credentials = d
+        .child(d.root(), "AssumeRoleResult")
+        .and_then(|r| d.child(r, "Credentials"))
         .ok_or_else(|| bad("AssumeRoleResponse has no AssumeRoleResult/Credentials"))?;
     let field = |name: &'static str| {
-        text_of(child(credentials, name))
+        d.trimmed_text(d.child(credentials, name))
             .ok_or_else(|| bad(format!("AssumeRole credentials have no {name}")))
     };
     let access_key_id = field("AccessKeyId")?.to_string();
     let secret_access_key = Secret::new(field("SecretAccessKey")?);
     let session_token = Secret::new(field("SessionToken")?);
     let expiration_text = field("Expiration")?;
-    let expiration = DateTime::from_str(expiration_text, Format::DateTime)
-        .ok()
-        .and_then(|t| SystemTime::try_from(t).ok())
-        .ok_or_else(|| {
-            bad(format!(
-                "AssumeRole Expiration '{}' is not an RFC 3339 time",
-                clean_message(expiration_text)
-            ))
-        })?;
+    let expiration = parse_expiration(expiration_text).ok_or_else(|| {
+        bad(format!(
+            "AssumeRole Expiration '{}' is not an RFC 3339 time",
+            clean_message(expiration_text)
+        ))
+    })?;
     Ok(TemporaryCredentials {
         credentials: Credentials {
             access_key_id,
@@ -606,6 +775,69 @@ fn credentials_of(root: roxmltree::Node<'_, '_>) -> Result<TemporaryCredentials,
         },
         expiration,
     })
+}
+
+/// An RFC 3339 time in UTC (`2026-11-23T10:00:00Z`, fraction optional), accepted exactly
+/// as `DateTime::from_str(_, Format::DateTime)` does (a test compares them): that function
+/// also links the HTTP-date and `time` parsers, some 17 KB of the .wasm.
+fn parse_expiration(text: &str) -> Option<SystemTime> {
+    let rest = text.as_bytes().strip_suffix(b"Z")?;
+    let number = |at: usize, len: usize| -> Option<u32> {
+        rest.get(at..at + len)?.iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+    let (hour, minute, mut second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if separators.iter().any(|&(at, b)| rest[at] != b) || !matches!(rest[10], b'T' | b't') {
+        return None;
+    }
+    let mut nanos = 0;
+    match &rest[19..] {
+        [] => {}
+        // Digits past the ninth are dropped.
+        [b'.', digits @ ..] if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
+            let mut scale = 100_000_000;
+            for &d in digits {
+                nanos += u32::from(d - b'0') * scale;
+                scale /= 10;
+            }
+        }
+        _ => return None,
+    }
+    let leap_year = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap_year => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=month_days).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    // A leap second may only end a month; it counts as the nanosecond before the next.
+    if second == 60 {
+        if (hour, minute, day) != (23, 59, month_days) {
+            return None;
+        }
+        second = 59;
+        nanos = 999_999_999;
+    }
+    // Days since 1970-01-01 of the proleptic Gregorian date (Hinnant's days_from_civil).
+    let (y, m, d) = (
+        i64::from(year) - i64::from(month <= 2),
+        i64::from(month),
+        i64::from(day),
+    );
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
+    SystemTime::try_from(DateTime::from_secs_and_nanos(secs, nanos)).ok()
 }
 
 #[cfg(test)]
@@ -630,8 +862,20 @@ mod tests {
         validate_assume_role(raw, "us-east-1", &no_env)
     }
 
+    fn parse(json: &str) -> Result<RawAssumeRole, ConfigError> {
+        let value = serde_json::from_str(json).unwrap();
+        let mut fields = Fields::new(
+            "credentials.assume_role",
+            value,
+            "struct RawAssumeRole",
+            ASSUME_ROLE_KEYS,
+        )?;
+        let raw = RawAssumeRole::read(&mut fields);
+        fields.finish().map(|()| raw)
+    }
+
     fn from_json(json: &str) -> Result<AssumeRoleSettings, ConfigError> {
-        let raw: RawAssumeRole = serde_json::from_str(json).unwrap();
+        let raw = parse(json).unwrap();
         validate(raw)
     }
 
@@ -672,7 +916,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        assert!(serde_json::from_str::<RawAssumeRole>(r#"{"role":"x"}"#).is_err());
+        assert!(parse(r#"{"role":"x"}"#).is_err());
     }
 
     #[test]
@@ -1255,6 +1499,87 @@ mod tests {
                 error.is_retryable(),
                 "{error}"
             );
+        }
+    }
+
+    #[test]
+    fn expiration_parses_as_aws_smithy_types_does() {
+        use aws_smithy_types::date_time::Format;
+        let smithy = |text: &str| {
+            DateTime::from_str(text, Format::DateTime)
+                .ok()
+                .and_then(|t| SystemTime::try_from(t).ok())
+        };
+        let mut cases: Vec<String> = Vec::new();
+        for year in [
+            "0000", "0001", "1600", "1900", "1969", "1970", "2000", "2024", "2100", "9999",
+        ] {
+            for month in ["00", "01", "02", "03", "04", "06", "09", "11", "12", "13"] {
+                for day in ["00", "01", "28", "29", "30", "31", "32"] {
+                    cases.push(format!("{year}-{month}-{day}T12:34:56Z"));
+                }
+            }
+            for time in [
+                "23:59:60",
+                "23:59:60.5",
+                "23:58:60",
+                "22:59:60",
+                "24:00:00",
+                "00:60:00",
+            ] {
+                for date in ["02-28", "02-29", "06-30", "12-31", "12-30"] {
+                    cases.push(format!("{year}-{date}T{time}Z"));
+                }
+            }
+        }
+        let base = "2026-11-23T10:00:00.123456789Z";
+        for fraction in [
+            "",
+            ".",
+            ".1",
+            ".05",
+            ".123456789",
+            ".1234567891",
+            ".99999999999",
+            ".x",
+            ".1x",
+            "..1",
+        ] {
+            cases.push(format!("2026-11-23T10:00:00{fraction}Z"));
+        }
+        for text in [
+            "",
+            "Z",
+            "tomorrow",
+            "2026-11-23",
+            "2026-11-23Z",
+            "2026-11-23T10:00:00",
+            "2026-11-23t10:00:00Z",
+            "2026-11-23 10:00:00Z",
+            "2026-11-23T10:00:00z",
+            "2026-11-23T10:00:00+00:00",
+            "2026-11-23T10:00:00+00:00Z",
+            "2026-11-23T10:00:00ZZ",
+            "2026-11-23T10:00Z",
+            "+2026-11-23T10:00:00Z",
+            "2026-11-23T10:00:00.Z",
+            "2026-11-23T1:00:00Z",
+            "２026-11-23T10:00:00Z",
+            "2026-11-23\u{e9}10:00:00Z",
+        ] {
+            cases.push(text.to_string());
+        }
+        // Every position of a valid time replaced by a few characters.
+        for at in 0..base.len() {
+            for c in ['0', '9', '-', ':', '.', 'T', 't', 'Z', ' ', '+'] {
+                let mut text = base.to_string();
+                text.replace_range(at..=at, &c.to_string());
+                cases.push(text);
+            }
+            cases.push(format!("{}{}", &base[..at], &base[at + 1..]));
+        }
+        for text in &cases {
+            assert_eq!(parse_expiration(text), smithy(text), "{text}");
         }
     }
 }

@@ -13,6 +13,7 @@ use proxy_wasm::types::{Action, BufferType, MapType, Status};
 
 use super::credentials::CredentialShell;
 use super::stats::Stats;
+use super::timing::{self, Phase as Timed, Timing};
 use crate::config::FilterConfig;
 use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step};
@@ -44,6 +45,8 @@ pub struct Vm {
     /// root, which hands them to the request.
     pub root_invokes: RefCell<HashMap<u32, SharedRequest>>,
     pub stats: Stats,
+    /// Profiling only (feature `vm-timing`).
+    pub timing: Timing,
 }
 
 pub fn now() -> SystemTime {
@@ -66,16 +69,19 @@ impl Vm {
                 Step::Continue => return Action::Continue,
                 Step::Pause => return Action::Pause,
                 Step::ReadBody => {
+                    let started = timing::start();
                     let body = read_body(request.borrow().body_size);
                     let now = now();
                     let credentials = self.credentials.borrow_mut().usable(now);
                     let max_wait = self.credentials.borrow().max_wait();
-                    request.borrow_mut().flow.on_body_complete(
+                    let step = request.borrow_mut().flow.on_body_complete(
                         body,
                         credentials.as_ref(),
                         now,
                         max_wait,
-                    )
+                    );
+                    self.timing.record(Timed::BuildAndSign, started);
+                    step
                 }
                 Step::WaitForCredentials { deadline } => {
                     let context_id = request.borrow().context_id;
@@ -89,7 +95,9 @@ impl Vm {
                     return Action::Pause;
                 }
                 Step::Dispatch(outbound) => {
+                    let started = timing::start();
                     let result = dispatch(&outbound);
+                    self.timing.record(Timed::Dispatch, started);
                     let context_id = request.borrow().context_id;
                     let result = match result {
                         Ok(token) => {
@@ -141,6 +149,7 @@ impl Vm {
 
     /// The Invoke's answer, read from the host (the request must be the effective context).
     pub fn on_invoke_answer(&self, request: &SharedRequest, token: u32, body_size: usize) {
+        let started = timing::start();
         let answer = read_call_answer(body_size);
         let context_id = request.borrow().context_id;
         debug!(
@@ -171,6 +180,7 @@ impl Vm {
         match step {
             Some(step) => {
                 self.drive(request, step, Actor::RequestContext);
+                self.timing.record(Timed::Answer, started);
             }
             None => warn!("#{context_id} answer for unknown call token {token} dropped"),
         }

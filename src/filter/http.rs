@@ -8,6 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::driver::{Actor, Request, SharedRequest, Vm};
+use super::timing::{self, Phase as Timed};
 use crate::flow::{RequestFlow, RequestMeta};
 use crate::route::{decode_route_override, METADATA_NAMESPACE};
 
@@ -110,6 +111,7 @@ impl HttpContext for LambdaHttp {
         let Some(vm) = self.vm.clone() else {
             return Action::Continue;
         };
+        let started = timing::start();
         self.request.borrow_mut().request_id = request_header("x-request-id");
         let route_cluster =
             property(vec!["xds", "cluster_name"]).and_then(|bytes| String::from_utf8(bytes).ok());
@@ -146,6 +148,7 @@ impl HttpContext for LambdaHttp {
             let meta = request_meta(self.request.borrow().request_id.clone());
             self.request.borrow_mut().flow.set_request_meta(meta);
         }
+        vm.timing.record(Timed::Headers, started);
         vm.drive(&self.request, step, Actor::RequestContext)
     }
 

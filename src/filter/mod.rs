@@ -7,6 +7,7 @@ mod http;
 mod logger;
 mod root;
 mod stats;
+mod timing;
 
 use proxy_wasm::traits::RootContext;
 

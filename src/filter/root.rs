@@ -148,6 +148,7 @@ impl RootContext for LambdaRoot {
             parked: RefCell::new(HashMap::new()),
             root_invokes: RefCell::new(HashMap::new()),
             stats: Stats::define(),
+            timing: Default::default(),
         }));
         if needs_ticks {
             // The first tick fetches credentials, so the first request rarely waits.
