@@ -4,7 +4,7 @@
 use std::cell::Cell;
 use std::time::SystemTime;
 
-use log::info;
+use log::warn;
 
 #[derive(Clone, Copy)]
 pub enum Phase {
@@ -71,6 +71,7 @@ impl Timing {
                 total as f64 / count as f64 / 1000.0
             ));
         }
-        info!("{line}");
+        // warn: profiling builds run with Envoy at its usual warn level.
+        warn!("{line}");
     }
 }
