@@ -27,6 +27,8 @@ import lambda_standin as ls  # noqa: E402
 import moto_aws  # noqa: E402
 import sts_proxy as sp  # noqa: E402
 
+import log_audit  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "proxy_wasm_lambda.wasm"
 
@@ -59,6 +61,7 @@ def moto():
 @pytest.fixture(scope="session")
 def standin_session():
     s = ls.StandIn().start()
+    log_audit.AUDIT.standins.append(s)
     yield s
     s.stop()
 
@@ -77,6 +80,7 @@ def standin_factory():
     def make(**kw: Any) -> ls.StandIn:
         s = ls.StandIn(**kw).start()
         made.append(s)
+        log_audit.AUDIT.standins.append(s)
         return s
 
     yield make
@@ -109,6 +113,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         host_env_keys: list[str] | None = None,
         process_env: dict[str, str] | None = None,
         concurrency: int = 1,
+        extra_args: list[str] | None = None,
     ) -> eh.Envoy:
         rs: list[eh.Route] = []
         for r in routes or [("/", "lambda")]:
@@ -124,8 +129,9 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             host_env_keys=list(host_env_keys or []),
             concurrency=concurrency,
         )
-        e = eh.Envoy(cfg, log_level=log_level, process_env=process_env)
+        e = eh.Envoy(cfg, log_level=log_level, process_env=process_env, extra_args=extra_args)
         started.append(e)
+        log_audit.AUDIT.envoys.append(e)
         return e.start(timeout=timeout, expect_failure=expect_failure)
 
     yield make
@@ -156,7 +162,19 @@ ASSUME_ROLE_EXTERNAL_ID = "ext-id:proxy-wasm-lambda/4711"
 
 @pytest.fixture(scope="session")
 def assume_role_aws(moto) -> moto_aws.AssumeRoleSetup:
-    return moto_aws.create_assume_role_setup(moto, ASSUME_ROLE_EXTERNAL_ID)
+    setup = moto_aws.create_assume_role_setup(moto, ASSUME_ROLE_EXTERNAL_ID)
+    log_audit.AUDIT.add_secret("ExternalId", setup.external_id)
+    log_audit.AUDIT.add_secret("AssumeRole source secret access key", setup.assumer.secret_access_key)
+    return setup
+
+
+@pytest.fixture(scope="session", autouse=True)
+def secrets_never_in_envoy_output():
+    """After the whole suite: no secret any test used appears in anything any Envoy printed
+    (see log_audit for the two places Envoy itself prints them, and how to turn those off)."""
+    yield
+    leaks = log_audit.AUDIT.leaks()
+    assert not leaks, "secrets found in Envoy output:\n" + "\n".join(leaks[:10])
 
 
 @pytest.fixture
@@ -167,6 +185,7 @@ def sts_proxy_factory(request, moto) -> Callable[..., sp.StsProxy]:
     def make(**kw: Any) -> sp.StsProxy:
         p = sp.StsProxy(moto.port, **kw).start()
         made.append(p)
+        log_audit.AUDIT.sts_proxies.append(p)
         return p
 
     yield make
