@@ -9,7 +9,7 @@ export ENVOY_BIN := $(abspath $(VENV)/bin/envoy)
 export MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
 export LAMBDA_WASM := $(abspath $(WASM))
 
-.PHONY: all toolchain tools venv wasm lint unit integration validate-configs test demo clean
+.PHONY: bench soak all toolchain tools venv wasm lint unit integration validate-configs test demo clean
 
 all: wasm
 
@@ -61,8 +61,20 @@ integration: wasm venv
 
 test: lint unit validate-configs integration
 
+# Steady load with rotating AssumeRole credentials: SOAK_SECONDS (600) and more, see scripts/soak.py.
+soak: wasm venv
+	$(PYTHON) scripts/soak.py
+
 demo: wasm venv
 	$(PYTHON) scripts/demo.py
+
+# CPU per request of the filter vs Envoy's native aws_lambda filter (not part of `test`).
+# Knobs: BENCH_SECONDS, BENCH_ROUNDS, BENCH_ARGS (e.g. "--rss-soak 1000000", "--json out.json").
+bench: wasm venv
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || \
+		$(SUDO) apt-get install -y wrk nghttp2-client || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client)
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	cargo clean
