@@ -322,12 +322,26 @@ pub fn take_lease(
 }
 
 /// The record after a successful fetch: the new credentials (or the stored ones, should they
-/// outlive them), no lease, no failures.
+/// outlive them), no lease, no failures. Credentials that arrive with less than
+/// `min_validity` left cannot be used: that counts as a failed fetch (with its backoff), not
+/// as a reason to ask again at once.
 pub fn record_success(
     record: &SharedRecord,
     fetched: TemporaryCredentials,
     now_ms: u64,
+    policy: &RefreshPolicy,
 ) -> SharedRecord {
+    let remaining_ms = epoch_ms(fetched.expiration).saturating_sub(now_ms);
+    if remaining_ms < ms(policy.min_validity) {
+        let error = StsError::BadResponse {
+            reason: format!(
+                "the credentials expire in {} s, less than the {} s needed to use them",
+                remaining_ms / 1000,
+                policy.min_validity.as_secs()
+            ),
+        };
+        return record_failure(record, &error, now_ms, policy);
+    }
     let new = StoredCredentials {
         access_key_id: fetched.credentials.access_key_id,
         secret_access_key: fetched.credentials.secret_access_key,
@@ -462,6 +476,7 @@ mod tests {
             &SharedRecord::default(),
             temporary("ASIAFIRST", T0 + 60 * MINUTE),
             T0,
+            &policy(),
         )
     }
 
@@ -575,6 +590,7 @@ mod tests {
             &SharedRecord::default(),
             temporary("ASIASHORT", T0 + 4 * MINUTE),
             T0,
+            &policy(),
         );
         assert!(usable_credentials(&record, T0, &policy()).is_some());
         assert!(!should_fetch(&record, T0, &policy(), 0.0));
@@ -683,6 +699,7 @@ mod tests {
             &leased,
             temporary("ASIANEW", T0 + 65 * MINUTE),
             T0 + 5 * MINUTE,
+            &policy(),
         );
         assert_eq!(record.failures, 0);
         assert_eq!(record.next_attempt_at_ms, 0);
@@ -701,6 +718,7 @@ mod tests {
             &record,
             temporary("ASIAOLDER", T0 + 30 * MINUTE),
             T0 + MINUTE,
+            &policy(),
         );
         assert_eq!(
             older.credentials.as_ref().map(|c| c.access_key_id.as_str()),
@@ -710,6 +728,7 @@ mod tests {
             &record,
             temporary("ASIANEWER", T0 + 90 * MINUTE),
             T0 + MINUTE,
+            &policy(),
         );
         assert_eq!(
             newer.credentials.as_ref().map(|c| c.access_key_id.as_str()),
@@ -826,6 +845,7 @@ mod tests {
             &SharedRecord::decode(&bytes),
             temporary("ASIARACE", T0 + 60 * MINUTE),
             T0 + 200,
+            &policy(),
         );
         store.set(done.encode(), cas).unwrap();
 
@@ -879,5 +899,30 @@ mod tests {
         assert!(waiters.is_empty());
         assert_eq!(waiters.take_all(), Vec::<u32>::new());
         assert_eq!(waiters.take_expired(u64::MAX), Vec::<u32>::new());
+    }
+
+    /// Credentials that arrive already expired (or with less than `min_validity` left) are
+    /// a failed fetch with backoff, not a loop of AssumeRole calls.
+    #[test]
+    fn credentials_unusable_on_arrival_back_off() {
+        let mut record = SharedRecord::default();
+        let mut now = T0;
+        let mut fetches = 0;
+        while now < T0 + 2 * MINUTE {
+            if should_fetch(&record, now, &policy(), 0.0) {
+                fetches += 1;
+                let expiring = temporary("ASIASTALE", now + 10 * SECOND);
+                record = record_success(&record, expiring, now, &policy());
+                assert!(usable_credentials(&record, now, &policy()).is_none());
+                assert_eq!(last_error(&record).as_deref(), Some("sts_bad_response"));
+            }
+            now += 100;
+        }
+        // 1 s, 2 s, 4 s, … backoff: a handful of calls in two minutes, not one per tick.
+        assert!((5..=8).contains(&fetches), "{fetches} fetches");
+        let fresh = temporary("ASIAFRESH", now + 60 * MINUTE);
+        record = record_success(&record, fresh, now, &policy());
+        assert!(usable_credentials(&record, now, &policy()).is_some());
+        assert_eq!(record.failures, 0);
     }
 }

@@ -218,7 +218,9 @@ impl CredentialShell {
                         .as_secs()
                 );
                 shell.write_outcome(
-                    |record, now_ms, _| record_success(record, fetched.clone(), now_ms),
+                    |record, now_ms, policy| {
+                        record_success(record, fetched.clone(), now_ms, policy)
+                    },
                     now_ms,
                 );
             }
