@@ -19,7 +19,7 @@ pub enum Phase {
 }
 
 const PHASES: [&str; 4] = ["headers", "build_and_sign", "dispatch", "answer"];
-const REPORT_EVERY: u64 = 10_000;
+const REPORT_EVERY: u64 = 500;
 
 #[derive(Default)]
 pub struct Timing {
