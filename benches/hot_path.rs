@@ -88,6 +88,7 @@ fn one_request(
             ("content-type".into(), "application/json".into()),
         ],
         body: ANSWER.to_vec(),
+        unread_body_bytes: None,
     };
     decode_invoke_answer(target, answer, false)
         .map(|reply| reply.status)

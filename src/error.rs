@@ -74,6 +74,12 @@ pub enum RequestError {
     BadResponse {
         message: String,
     },
+    /// Lambda's answer is larger than Lambda ever sends (`size` bytes, over `limit`): an
+    /// upstream fault; the body was not read.
+    ResponseTooLarge {
+        size: usize,
+        limit: usize,
+    },
     /// No answer within the Invoke's timeout.
     UpstreamTimeout,
     /// Envoy could not reach the Lambda endpoint (connect failure, reset, overflow).
@@ -98,6 +104,7 @@ impl RequestError {
             RequestError::LambdaApi { .. } => "lambda_api_error",
             RequestError::CredentialsUnavailable { class, .. } => class.as_str(),
             RequestError::BadResponse { .. } => "bad_response",
+            RequestError::ResponseTooLarge { .. } => "response_too_large",
             RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
         }
@@ -116,7 +123,7 @@ impl RequestError {
             RequestError::Throttled { .. } => 429,
             RequestError::LambdaApi { .. } => 502,
             RequestError::CredentialsUnavailable { .. } => 503,
-            RequestError::BadResponse { .. } => 502,
+            RequestError::BadResponse { .. } | RequestError::ResponseTooLarge { .. } => 502,
             RequestError::UpstreamTimeout => 504,
             RequestError::UpstreamUnavailable { status } => *status,
         }
@@ -183,6 +190,16 @@ impl RequestError {
             }
             RequestError::CredentialsUnavailable { message, .. } => put("message", Some(message)),
             RequestError::BadResponse { message } => put("message", Some(message)),
+            RequestError::ResponseTooLarge { size, limit } => {
+                put(
+                    "message",
+                    Some(&format!(
+                        "the Lambda answer is larger than Lambda's limit of {limit} bytes"
+                    )),
+                );
+                body.insert("size".into(), json!(size));
+                body.insert("limit".into(), json!(limit));
+            }
             RequestError::UpstreamTimeout => put(
                 "message",
                 Some("the Lambda Invoke did not answer within the timeout"),
@@ -295,6 +312,14 @@ mod tests {
                 "lambda_api_error",
             ),
             (RequestError::UpstreamTimeout, 504, "upstream_timeout"),
+            (
+                RequestError::ResponseTooLarge {
+                    size: 7_000_000,
+                    limit: 6_291_556,
+                },
+                502,
+                "response_too_large",
+            ),
             (
                 RequestError::CredentialsUnavailable {
                     class: "sts_unavailable".into(),

@@ -91,6 +91,7 @@ impl Metric {
             | RequestError::DispatchFailed { .. }
             | RequestError::LambdaPayloadTooLarge { .. }
             | RequestError::LambdaApi { .. }
+            | RequestError::ResponseTooLarge { .. }
             | RequestError::UpstreamTimeout
             | RequestError::UpstreamUnavailable { .. } => Metric::InvokeUpstreamError,
         }

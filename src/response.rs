@@ -9,6 +9,11 @@ use crate::proxy_response::decode_proxy_response;
 /// Longest function error message copied into the client's error body.
 const MAX_MESSAGE_CHARS: usize = 1024;
 
+/// The largest Invoke answer the filter reads: Lambda's own limit for a synchronous answer
+/// (6 MB; Lambda's error names it as 6291556 bytes). Lambda never sends more, so a larger
+/// answer is an upstream fault, refused without copying it into the VM.
+pub const MAX_ANSWER_BYTES: usize = 6_291_556;
+
 /// What the Lambda cluster answered. `status` is `None` when the host had no response at
 /// all (reset, or timeout reported without headers).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,6 +21,9 @@ pub struct InvokeAnswer {
     pub status: Option<u16>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The body's size when it was larger than the reader's bound and left unread (`body`
+    /// is then empty).
+    pub unread_body_bytes: Option<usize>,
 }
 
 impl InvokeAnswer {
@@ -48,6 +56,12 @@ pub fn decode_invoke_answer(
             RequestError::UpstreamTimeout
         } else {
             RequestError::UpstreamUnavailable { status }
+        });
+    }
+    if let Some(size) = answer.unread_body_bytes {
+        return Err(RequestError::ResponseTooLarge {
+            size,
+            limit: MAX_ANSWER_BYTES,
         });
     }
     if let Some(kind) = answer.header("x-amz-function-error") {
@@ -174,6 +188,7 @@ mod tests {
                 .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             body: body.as_bytes().to_vec(),
+            unread_body_bytes: None,
         }
     }
 
@@ -371,6 +386,43 @@ mod tests {
         );
         assert_eq!(
             decode_invoke_answer(&target(""), none, false).unwrap_err(),
+            RequestError::UpstreamUnavailable { status: 503 }
+        );
+    }
+
+    #[test]
+    fn answers_over_lambdas_limit_are_refused_whatever_they_say() {
+        let oversized = |status, headers: &[(&str, &str)]| InvokeAnswer {
+            unread_body_bytes: Some(MAX_ANSWER_BYTES + 1),
+            ..answer(status, headers, "")
+        };
+        for (format, answer) in [
+            ("", oversized(200, &LAMBDA_HEADERS)),
+            (r#","payload":"apigw_v2""#, oversized(200, &LAMBDA_HEADERS)),
+            ("", oversized(200, &[("x-amz-function-error", "Unhandled")])),
+            (
+                "",
+                oversized(500, &[("x-amzn-errortype", "ServiceException")]),
+            ),
+        ] {
+            let err = decode_invoke_answer(&target(format), answer, false).unwrap_err();
+            assert_eq!(
+                err,
+                RequestError::ResponseTooLarge {
+                    size: MAX_ANSWER_BYTES + 1,
+                    limit: MAX_ANSWER_BYTES
+                }
+            );
+            assert_eq!(err.status(), 502);
+            assert_eq!(err.class(), "response_too_large");
+        }
+        // No answer at all stays a timeout or an unreachable endpoint.
+        let reset = InvokeAnswer {
+            unread_body_bytes: Some(MAX_ANSWER_BYTES + 1),
+            ..InvokeAnswer::default()
+        };
+        assert_eq!(
+            decode_invoke_answer(&target(""), reset, false).unwrap_err(),
             RequestError::UpstreamUnavailable { status: 503 }
         );
     }

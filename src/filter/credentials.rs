@@ -21,10 +21,15 @@ use crate::invoke::OutboundRequest;
 use crate::response::InvokeAnswer;
 use crate::sts::{
     build_assume_role_request, class_is_retryable, parse_assume_role_answer, AssumeRoleSettings,
+    StsError,
 };
 
 /// Bounded retries of a compare-and-swap write lost to another VM.
 const CAS_ATTEMPTS: usize = 8;
+
+/// The largest AssumeRole answer read into the VM (real ones are a few KB); a larger one is
+/// a bad response, left unread.
+pub const MAX_STS_ANSWER_BYTES: usize = 64 * 1024;
 
 /// A random number from the host's entropy (std seeds `RandomState` from WASI `random_get`).
 pub fn random_u64() -> u64 {
@@ -204,27 +209,47 @@ impl CredentialShell {
         shell.sts_token = None;
         let now_ms = epoch_ms(now);
         let mut work = Work::default();
-        let outcome = parse_assume_role_answer(answer.status, &answer.body);
-        work.refreshed = Some(outcome.is_ok());
+        let outcome = match answer.unread_body_bytes {
+            Some(size) => Err(StsError::BadResponse {
+                reason: format!(
+                    "the AssumeRole answer of {size} bytes is larger than {MAX_STS_ANSWER_BYTES}"
+                ),
+            }),
+            None => parse_assume_role_answer(answer.status, &answer.body),
+        };
         match outcome {
             Ok(fetched) => {
-                info!(
-                    "proxy_wasm_lambda: AssumeRole {} succeeded; credentials valid for {} s",
-                    shell.settings.role_arn,
-                    fetched
-                        .expiration
-                        .duration_since(now)
-                        .unwrap_or_default()
-                        .as_secs()
-                );
+                let valid_for = fetched
+                    .expiration
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .as_secs();
                 shell.write_outcome(
                     |record, now_ms, policy| {
                         record_success(record, fetched.clone(), now_ms, policy)
                     },
                     now_ms,
                 );
+                // record_success refuses credentials too close to expiry (a failure with
+                // backoff): count and log what the record says, not the HTTP outcome.
+                let accepted = shell.record.failures == 0;
+                work.refreshed = Some(accepted);
+                if accepted {
+                    info!(
+                        "proxy_wasm_lambda: AssumeRole {} succeeded; credentials valid for {valid_for} s",
+                        shell.settings.role_arn,
+                    );
+                } else {
+                    warn!(
+                        "proxy_wasm_lambda: AssumeRole {} failed: {} (its credentials expire in \
+                         {valid_for} s, too soon to use them)",
+                        shell.settings.role_arn,
+                        last_error(&shell.record).unwrap_or_default()
+                    );
+                }
             }
             Err(error) => {
+                work.refreshed = Some(false);
                 warn!(
                     "proxy_wasm_lambda: AssumeRole {} failed: {} ({error})",
                     shell.settings.role_arn,

@@ -19,7 +19,7 @@ use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step};
 use crate::invoke::OutboundRequest;
 use crate::metrics::Metric;
-use crate::response::InvokeAnswer;
+use crate::response::{InvokeAnswer, MAX_ANSWER_BYTES};
 use crate::route::RouteCache;
 
 /// One HTTP request's state, shared by its context and (while it waits) the root.
@@ -150,12 +150,17 @@ impl Vm {
     /// The Invoke's answer, read from the host (the request must be the effective context).
     pub fn on_invoke_answer(&self, request: &SharedRequest, token: u32, body_size: usize) {
         let started = timing::start();
-        let answer = read_call_answer(body_size);
+        let answer = read_call_answer(body_size, MAX_ANSWER_BYTES);
         let context_id = request.borrow().context_id;
         debug!(
-            "#{context_id} invoke answered: status {:?}, {} bytes",
+            "#{context_id} invoke answered: status {:?}, {} bytes{}",
             answer.status,
-            answer.body.len()
+            body_size,
+            if answer.unread_body_bytes.is_some() {
+                " (over the limit, not read)"
+            } else {
+                ""
+            }
         );
         if log::log_enabled!(log::Level::Debug) {
             if let Some(tail) = answer.header("x-amz-log-result") {
@@ -224,14 +229,17 @@ pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
     )
 }
 
-/// The answer to a dispatched call: `:status`, headers and body.
-pub fn read_call_answer(body_size: usize) -> InvokeAnswer {
+/// The answer to a dispatched call: `:status`, headers and body. A body over `max_body`
+/// bytes is left in the host (Envoy frees it with the call) and only its size reported, so
+/// an oversized answer never grows the VM's memory.
+pub fn read_call_answer(body_size: usize, max_body: usize) -> InvokeAnswer {
     let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
     let status = headers
         .iter()
         .find(|(name, _)| name == ":status")
         .and_then(|(_, value)| value.parse::<u16>().ok());
-    let body = if body_size == 0 {
+    let oversized = body_size > max_body;
+    let body = if body_size == 0 || oversized {
         Vec::new()
     } else {
         hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
@@ -243,6 +251,7 @@ pub fn read_call_answer(body_size: usize) -> InvokeAnswer {
         status,
         headers,
         body,
+        unread_body_bytes: oversized.then_some(body_size),
     }
 }
 

@@ -11,7 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::credentials::{CredentialShell, Work};
+use super::credentials::{CredentialShell, Work, MAX_STS_ANSWER_BYTES};
 use super::driver::{dispatch, now, read_call_answer, Actor, Vm};
 use super::http::LambdaHttp;
 use super::logger;
@@ -96,7 +96,7 @@ impl Context for LambdaRoot {
             return;
         };
         if vm.credentials.borrow().is_sts_token(token_id) {
-            let answer = read_call_answer(body_size);
+            let answer = read_call_answer(body_size, MAX_STS_ANSWER_BYTES);
             let work = vm.credentials.borrow_mut().on_sts_answer(answer, now());
             self.carry_out(&vm, work);
             return;

@@ -10,7 +10,8 @@ by access key id in a table of known keys.
 
 Each request is recorded (``StandIn.requests``) and answered with
   * 403 + ``x-amzn-errortype: InvalidSignatureException`` if the signature is bad,
-  * else the next scripted answer (``StandIn.script(...)``), if any,
+  * else the next scripted answer (``StandIn.script(...)``), if any (an ``Answer`` may also
+    script a transport fault: see ``Answer.fault``),
   * else like Lambda for an echo function: 200 echoing the request body
     (``application/json``, ``x-amzn-requestid``, ``X-Amz-Executed-Version: $LATEST``);
     202 with an empty body for ``X-Amz-Invocation-Type: Event``; 204 for ``DryRun``.
@@ -21,6 +22,10 @@ Script use::
 
 prints JSON {"url", "port", "keys"} and serves until SIGINT/SIGTERM; every request is
 logged as one JSON line on stderr.
+
+Both this stand-in and the STS proxy can stop accepting connections and start again on the
+same port (``refuse_connections()`` / ``accept_connections()``), for "endpoint down,
+connection refused" faults.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ import hashlib
 import json
 import re
 import signal
+import socket
+import struct
 import sys
 import threading
 import time
@@ -84,12 +91,36 @@ class RecordedRequest:
         return d
 
 
+FAULTS = ("close", "rst", "truncate", "truncate_rst")
+
+
 @dataclass
 class Answer:
+    """A scripted answer. ``fault`` breaks the transport instead of (or in the middle of)
+    answering, after ``delay_s``:
+
+    * ``"close"``: close the connection without answering (FIN);
+    * ``"rst"``: reset it without answering (RST, SO_LINGER 0);
+    * ``"truncate"``: send the status line and headers with the full ``Content-Length``,
+      then ``truncate_at`` bytes of the body, then close (FIN);
+    * ``"truncate_rst"``: the same, then reset (RST).
+
+    For the truncating faults, ``stall_s`` holds the connection open (silent) for that long
+    after the partial body, before breaking it.
+    """
+
     status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
+    # A None value leaves out a header the stand-in would add (x-amzn-requestid, content-type).
+    headers: dict[str, str | None] = field(default_factory=dict)
     body: bytes | str | dict | list | None = None
     delay_s: float = 0.0
+    fault: str | None = None
+    truncate_at: int = 0
+    stall_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fault is not None and self.fault not in FAULTS:
+            raise ValueError(f"unknown fault {self.fault!r}; one of {FAULTS}")
 
     def body_bytes(self) -> bytes:
         b = self.body
@@ -266,6 +297,9 @@ class _Handler(BaseHTTPRequestHandler):
         if ans.delay_s:
             time.sleep(ans.delay_s)
         payload = ans.body_bytes()
+        if ans.fault in ("close", "rst"):
+            self._break_connection(reset=ans.fault == "rst")
+            return
         try:
             self.send_response(ans.status)
             names = {k.lower() for k in ans.headers}
@@ -274,33 +308,108 @@ class _Handler(BaseHTTPRequestHandler):
             if "content-type" not in names and payload:
                 self.send_header("content-type", "application/json")
             for k, v in ans.headers.items():
-                if k.lower() != "content-length":
+                if k.lower() != "content-length" and v is not None:
                     self.send_header(k, v)
             if ans.status not in (204, 304) and not (100 <= ans.status < 200):
                 self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
+            if ans.fault in ("truncate", "truncate_rst"):
+                self.wfile.write(payload[: ans.truncate_at])
+                self.wfile.flush()
+                if ans.stall_s:
+                    time.sleep(ans.stall_s)
+                self._break_connection(reset=ans.fault == "truncate_rst")
+                return
             if self.command != "HEAD" and ans.status not in (204, 304):
                 self.wfile.write(payload)
             self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError, OSError):
             self.close_connection = True
 
+    def handle(self) -> None:
+        self._broken = False
+        try:
+            super().handle()
+        except (ValueError, OSError):
+            if not self._broken:  # only a connection a scripted fault broke may fail here
+                raise
+
+    def _break_connection(self, reset: bool) -> None:
+        """Ends the connection mid-exchange: FIN, or RST when `reset`."""
+        self.close_connection = True
+        self._broken = True
+        try:
+            if reset:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                # Close the file objects first: the socket only really closes (and sends
+                # the RST) once nothing refers to it.
+                self.wfile.close()
+                self.rfile.close()
+                self.connection.close()
+            else:
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     do_POST = do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
 
 
-class _Server(ThreadingHTTPServer):
+class TrackingServer(ThreadingHTTPServer):
+    """A threaded HTTP server that knows its open connections (to drop them all at once)."""
+
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        self.open_connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(*args, **kw)
+
+    def process_request(self, request, client_address):  # type: ignore[override]
+        with self._connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request):  # type: ignore[override]
+        with self._connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request, client_address):  # type: ignore[override]
+        # A peer that resets or closes mid-request (Envoy giving up on a scripted fault, a
+        # dropped connection) is expected here; anything else is still reported.
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+    def drop_connections(self) -> None:
+        with self._connections_lock:
+            conns = list(self.open_connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class _Server(TrackingServer):
+    pass
+
 
 class LoopbackServer:
     """Lifecycle shared by the test servers: `self._server` is bound to 127.0.0.1 in __init__;
-    start()/stop() run it on a daemon thread, or use the object as a context manager."""
+    start()/stop() run it on a daemon thread, or use the object as a context manager.
+
+    refuse_connections() closes the listening socket and every open connection (new
+    connects are refused, as by a dead host); accept_connections() listens again on the
+    same port."""
 
     _server: ThreadingHTTPServer
     _thread: threading.Thread | None = None
     port: int
+    refusing: bool = False
 
     def start(self):
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -308,10 +417,32 @@ class LoopbackServer:
         return self
 
     def stop(self) -> None:
+        if self.refusing:
+            return
         self._server.shutdown()
         self._server.server_close()
+        if isinstance(self._server, TrackingServer):
+            self._server.drop_connections()
         if self._thread:
             self._thread.join(timeout=5)
+
+    def refuse_connections(self) -> None:
+        if self.refusing:
+            return
+        self.stop()
+        self.refusing = True
+
+    def accept_connections(self) -> None:
+        if not self.refusing:
+            return
+        old = self._server
+        new = type(old)(("127.0.0.1", self.port), old.RequestHandlerClass)
+        for name in ("standin", "proxy"):  # the back-references the handlers use
+            if hasattr(old, name):
+                setattr(new, name, getattr(old, name))
+        self._server = new
+        self.refusing = False
+        self.start()
 
     def __enter__(self):
         return self.start()

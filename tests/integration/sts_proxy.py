@@ -16,13 +16,15 @@ Modes (``set_mode``), effective for requests that arrive afterwards:
 * ``slow``    sleep ``delay_s`` seconds, then forward.
 * ``fail``    answer ``fail_status`` with ``fail_body`` (see ``sts_error_xml``) without
               forwarding.
+* ``refuse``  not listening: connects are refused (open connections are closed); any
+              other mode listens again on the same port.
 
 ``delay_s`` applies to every mode but ``normal`` (a slow failure, a slow reset).
 
 Independently, ``rewrite_expiration_s=N`` replaces ``<Expiration>`` in a successful
 AssumeRole answer with now+N s (ISO 8601, ``Z``), so refresh can be tested without
-waiting for moto's 15-minute minimum lifetime.  moto keeps honouring the credentials
-for their real lifetime.
+waiting for moto's 15-minute minimum lifetime (a negative N hands out credentials that
+have already expired).  moto keeps honouring the credentials for their real lifetime.
 
 ``on_credentials(call)`` is called (in the handler thread) with each successful
 AssumeRole's record *before* its answer is sent, e.g. to register the temporary key in
@@ -44,11 +46,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
-from lambda_standin import LoopbackServer
+from lambda_standin import LoopbackServer, TrackingServer
 
 _EXPIRATION_RE = re.compile(rb"<Expiration>([^<]*)</Expiration>")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "te", "trailer", "upgrade"}
@@ -216,10 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_GET = do_PUT = _handle
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+class _Server(TrackingServer):
+    pass
 
 
 class StsProxy(LoopbackServer):
@@ -261,8 +261,12 @@ class StsProxy(LoopbackServer):
         fail_status: int | None = None,
         fail_body: bytes | str | None = None,
     ) -> None:
-        if mode not in ("normal", "down", "slow", "fail"):
+        if mode not in ("normal", "down", "slow", "fail", "refuse"):
             raise ValueError(f"unknown mode {mode!r}")
+        if mode == "refuse":
+            self.refuse_connections()
+        else:
+            self.accept_connections()
         with self._lock:
             self.mode = mode
             if delay_s is not None:
@@ -281,6 +285,7 @@ class StsProxy(LoopbackServer):
             self.rewrite_expiration_s = seconds
 
     def reset(self) -> None:
+        self.accept_connections()
         with self._lock:
             self._calls.clear()
             self.mode, self.delay_s, self.down_style = "normal", 0.0, "close"
