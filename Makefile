@@ -55,11 +55,12 @@ unit:
 
 validate-configs: wasm venv
 	$(PYTHON) tests/validate_configs.py
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_oci.py tests/test_examples.py
 
 integration: wasm venv
 	$(PYTHON) -m pytest -q tests/integration
 
-test: lint unit validate-configs integration
+test: lint unit fuzz-smoke validate-configs integration
 
 # Steady load with rotating AssumeRole credentials: SOAK_SECONDS (600) and more, see scripts/soak.py.
 soak: wasm venv
@@ -68,6 +69,13 @@ soak: wasm venv
 demo: wasm venv
 	$(PYTHON) scripts/demo.py
 
+# OCI image of the .wasm (Istio / Envoy Gateway "compat" layout: one tar+gzip layer with
+# plugin.wasm), without Docker: dist/oci/proxy-wasm-lambda/ (OCI layout) and
+# dist/proxy-wasm-lambda.oci.tar. Push with e.g. skopeo or oras (README, Deployment).
+.PHONY: oci
+oci: wasm
+	python3 scripts/oci.py
+
 # CPU per request of the filter vs Envoy's native aws_lambda filter (not part of `test`).
 # Knobs: BENCH_SECONDS, BENCH_ROUNDS, BENCH_ARGS (e.g. "--rss-soak 1000000", "--json out.json").
 bench: wasm venv
@@ -75,6 +83,38 @@ bench: wasm venv
 		$(SUDO) apt-get install -y wrk nghttp2-client || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client)
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
+
+# Fuzzing (fuzz/, cargo-fuzz + libFuzzer). Stable Rust: no sanitizer (the code is memory-safe;
+# what is hunted is panics, overflows, hangs and runaway allocation), with debug assertions
+# and overflow checks. One process at a time, memory and per-input time capped.
+FUZZ_TARGETS := arn config route_override event custom_parameters invoke_answer proxy_response sts_answer shared_record
+FUZZ_BUILD := -s none -a
+FUZZ_LIMITS := -rss_limit_mb=2048 -timeout=5 -print_final_stats=1
+FUZZ_SMOKE_SECONDS ?= 15
+FUZZ_RUNS ?= 10000000
+
+.PHONY: fuzz-tools fuzz-smoke fuzz
+
+fuzz-tools:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+# A short run of every target (part of `make test`): seeds in fuzz/corpus/, FUZZ_SMOKE_SECONDS each.
+fuzz-smoke: fuzz-tools
+	cd fuzz && cargo fuzz build $(FUZZ_BUILD)
+	@set -e; cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p artifacts/$$t; log=artifacts/$$t/smoke.log; \
+		if cargo fuzz run $(FUZZ_BUILD) $$t -- $(FUZZ_LIMITS) -max_total_time=$(FUZZ_SMOKE_SECONDS) >$$log 2>&1; then \
+			echo "fuzz-smoke: $$t ok, $$(grep -oP 'number_of_executed_units: *\K[0-9]+' $$log) runs in $(FUZZ_SMOKE_SECONDS) s"; \
+		else tail -n 40 $$log; echo "fuzz-smoke: $$t failed (fuzz/$$log, fuzz/artifacts/$$t/)"; exit 1; fi; \
+	done
+
+# Long runs, one target after the other: FUZZ_RUNS executions each (FUZZ_TARGETS="…" for some).
+fuzz: fuzz-tools
+	cd fuzz && cargo fuzz build $(FUZZ_BUILD)
+	@set -e; cd fuzz && for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t ($(FUZZ_RUNS) runs)"; \
+		cargo fuzz run $(FUZZ_BUILD) $$t -- $(FUZZ_LIMITS) -runs=$(FUZZ_RUNS); \
+	done
 
 clean:
 	cargo clean

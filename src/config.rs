@@ -823,6 +823,12 @@ fn load_credentials(
     }
 }
 
+/// Whether `value` can be sent (and signed) as an HTTP header value: no control characters
+/// but tab.
+pub(crate) fn is_header_value(value: &str) -> bool {
+    !value.chars().any(|c| c.is_control() && c != '\t')
+}
+
 type InlineKeys = (Option<String>, Option<Secret>, Option<Secret>);
 
 /// Inline keys when given, else the VM environment.
@@ -866,6 +872,20 @@ fn static_credentials(
         return Err(ConfigError::new(
             "credentials.secret_access_key",
             "is empty",
+        ));
+    }
+    if session_token
+        .as_ref()
+        .is_some_and(|t| !is_header_value(t.expose()))
+    {
+        // The token is secret: the message names the problem, not the value.
+        return Err(ConfigError::new(
+            if from_config {
+                "credentials.session_token"
+            } else {
+                ENV_SESSION_TOKEN
+            },
+            "has control characters (it is sent as the x-amz-security-token header)",
         ));
     }
     Ok(Credentials {
@@ -1200,5 +1220,42 @@ mod tests {
             "x".repeat(3000)
         );
         assert_eq!(load_with_creds(&big).unwrap_err().field, "client_context");
+    }
+
+    #[test]
+    fn fuzz_regression_session_token_with_control_characters() {
+        // Accepted, then every request failed to sign ("failed to create canonical request").
+        let err = load(
+            "{\"function\":\"1\",\"region\":\"c-r-1\",\"credentials\":{\"access_key_id\":\"AKIDEXAMPLE12344\",\"secret_access_key\":\"3\",\"session_token\":\"\u{7f}\"}}",
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.session_token");
+        assert!(
+            load_with_creds_token("tokUUU\r\nx").is_err_and(|e| !e.to_string().contains("tokUUU"))
+        );
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("AKIDFROMENVIRON1".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("envsecret".to_string()),
+            "AWS_SESSION_TOKEN" => Some("envtoken\n".to_string()),
+            _ => None,
+        };
+        let err =
+            FilterConfig::load(br#"{"function":"f","region":"us-east-1"}"#, &env).unwrap_err();
+        assert_eq!(err.field, "AWS_SESSION_TOKEN");
+        // Tabs and non-ASCII text sign.
+        assert!(load_with_creds_token("a\tb\u{e9}").is_ok());
+    }
+
+    fn load_with_creds_token(token: &str) -> Result<FilterConfig, ConfigError> {
+        let json = serde_json::json!({
+            "function": "f",
+            "region": "us-east-1",
+            "credentials": {
+                "access_key_id": "AKIDEXAMPLE12345",
+                "secret_access_key": "s",
+                "session_token": token
+            }
+        });
+        load(&json.to_string())
     }
 }

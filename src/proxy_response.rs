@@ -227,8 +227,13 @@ fn quote(text: &str) -> String {
     quoted
 }
 
+/// `field` may hold a header name of any length: it is quoted (cut) like other pieces of
+/// the answer.
 fn invalid_field(field: String, expected: &'static str) -> ProxyResponseError {
-    ProxyResponseError::InvalidField { field, expected }
+    ProxyResponseError::InvalidField {
+        field: quote(&field),
+        expected,
+    }
 }
 
 /// A header value: strings as sent; numbers and booleans as their JSON text (what API Gateway
@@ -813,6 +818,31 @@ mod tests {
                 assert!(quoted.chars().count() <= MAX_QUOTE_CHARS + 1)
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn fuzz_regression_long_header_name_in_invalid_field() {
+        // A header name of any length was copied whole into the error message (the client's
+        // error body); it is now cut like every other quoted piece of the answer.
+        let name = format!("SET-COOK{}etie", "2222222222,".repeat(40));
+        for (format, payload) in [
+            (
+                ApigwV1,
+                format!(r#"{{"statusCode":"404","headers":{{"{name}":["a=2"]}},"bod":true}}"#),
+            ),
+            (
+                Alb,
+                format!(r#"{{"statusCode":200,"multiValueHeaders":{{"{name}":[["x"]]}}}}"#),
+            ),
+        ] {
+            let error = decode(format, &payload).unwrap_err();
+            let ProxyResponseError::InvalidField { field, .. } = &error else {
+                panic!("unexpected {error:?}");
+            };
+            assert!(field.chars().count() <= MAX_QUOTE_CHARS + 1, "{field}");
+            assert!(field.ends_with('…'));
+            assert!(error.message().chars().count() < 200);
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use aws_smithy_types::date_time::DateTime;
 
 use crate::arn::is_valid_region;
-use crate::config::{validate_host, ConfigError, Fields};
+use crate::config::{is_header_value, validate_host, ConfigError, Fields};
 use crate::credentials::Credentials;
 use crate::invoke::OutboundRequest;
 use crate::secret::Secret;
@@ -757,9 +757,17 @@ fn credentials_of(d: &XmlElements) -> Result<TemporaryCredentials, StsError> {
         d.trimmed_text(d.child(credentials, name))
             .ok_or_else(|| bad(format!("AssumeRole credentials have no {name}")))
     };
-    let access_key_id = field("AccessKeyId")?.to_string();
+    // Both are sent in headers: with a control character no request could be signed.
+    let sendable = |name: &'static str| {
+        field(name).and_then(|text| {
+            is_header_value(text)
+                .then_some(text)
+                .ok_or_else(|| bad(format!("AssumeRole {name} has control characters")))
+        })
+    };
+    let access_key_id = sendable("AccessKeyId")?.to_string();
     let secret_access_key = Secret::new(field("SecretAccessKey")?);
-    let session_token = Secret::new(field("SessionToken")?);
+    let session_token = Secret::new(sendable("SessionToken")?);
     let expiration_text = field("Expiration")?;
     let expiration = parse_expiration(expiration_text).ok_or_else(|| {
         bad(format!(
@@ -1581,5 +1589,21 @@ mod tests {
         for text in &cases {
             assert_eq!(parse_expiration(text), smithy(text), "{text}");
         }
+    }
+
+    #[test]
+    fn fuzz_regression_credentials_with_control_characters() {
+        // Taken as credentials, then every Invoke failed to sign until they expired.
+        for (field, value) in [("SessionToken", "t\u{7f}t"), ("AccessKeyId", "A\u{7f}B")] {
+            let answer = good_answer("2026-11-23T10:00:00Z")
+                .replace(&format!("<{field}>"), &format!("<{field}>{value}"));
+            let err = parse_assume_role_answer(Some(200), answer.as_bytes()).unwrap_err();
+            assert_eq!(err.class(), "sts_bad_response", "{field}");
+            assert!(err.to_string().contains(field));
+        }
+        let minimized = "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A\u{7f}B</AccessKeyId><SecretAccessKey>s</SecretAccessKey><SessionToken>t\u{7f}t</SessionToken><Expiration>2030-01-01T00:00:00Z</Expiration></Credentials></AssumeRoleResult></AssumeRoleResponse>";
+        let err = parse_assume_role_answer(Some(200), minimized.as_bytes()).unwrap_err();
+        assert_eq!(err.class(), "sts_bad_response");
+        assert!(!err.to_string().contains("t\u{7f}t"));
     }
 }
