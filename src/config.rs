@@ -899,6 +899,24 @@ fn static_credentials(
 mod tests {
     use super::*;
 
+    /// The two key lists are kept apart (different orders and extras: `credentials` only in
+    /// the plugin config, `disabled` only per route); every target key must be in both.
+    #[test]
+    fn every_plugin_target_key_can_be_overridden_per_route() {
+        for key in CONFIG_KEYS.iter().filter(|k| **k != "credentials") {
+            assert!(
+                crate::route::ROUTE_KEYS.contains(key),
+                "{key} missing from ROUTE_KEYS"
+            );
+        }
+        for key in crate::route::ROUTE_KEYS
+            .iter()
+            .filter(|k| **k != "disabled")
+        {
+            assert!(CONFIG_KEYS.contains(key), "{key} missing from CONFIG_KEYS");
+        }
+    }
+
     const CREDS: &str =
         r#""credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"s3cr3t"}"#;
 
