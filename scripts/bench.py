@@ -83,10 +83,12 @@ class Listener:
     kind: str  # plain | noop | native | ours
     mode: str  # payload mode for native/ours: passthrough | json | apigw_v2
     expect: dict  # decoded JSON body a GET must get
+    upstream: bool = False  # the Wasm filter in the router's upstream_http_filters
 
     @property
     def vm_id(self) -> str | None:
-        return {"noop": "bench_noop", "ours": f"bench_ours_{self.mode}"}.get(self.kind)
+        where = "_up" if self.upstream else ""
+        return {"noop": f"bench_noop{where}", "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
 
 
 LISTENERS = [
@@ -96,10 +98,13 @@ LISTENERS = [
     Listener("c-json", "native aws_lambda, JSON mode", "native", "json", DECODED),
     Listener("d-pt", "ours, passthrough", "ours", "passthrough", RAW),
     Listener("d-v2", "ours, apigw_v2", "ours", "apigw_v2", DECODED),
+    Listener("b-up", "no-op proxy-wasm filter, upstream", "noop", "", RAW, upstream=True),
+    Listener("e-pt", "ours upstream, passthrough", "ours", "passthrough", RAW, upstream=True),
+    Listener("e-v2", "ours upstream, apigw_v2", "ours", "apigw_v2", DECODED, upstream=True),
 ]
 BY_KEY = {lst.key: lst for lst in LISTENERS}
 # Native listener -> ours in the same payload mode, for the "native ÷ ours" CPU ratio.
-PAIRS = {"c-pt": "d-pt", "c-json": "d-v2"}
+PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json"}
 
 
 class BenchError(Exception):
@@ -120,8 +125,19 @@ ROUTER = {"name": "envoy.filters.http.router",
           "typed_config": typed("filters.http.router.v3.Router")}
 
 
-def listener(name: str, port: int, routes: list, http_filters: list) -> dict:
-    """One listener with an HTTP connection manager; `routes` on a catch-all virtual host."""
+UPSTREAM_CODEC = {"name": "envoy.filters.http.upstream_codec",
+                  "typed_config": typed("filters.http.upstream_codec.v3.UpstreamCodec")}
+
+
+def listener(name: str, port: int, routes: list, http_filters: list,
+             upstream_filters: list | None = None) -> dict:
+    """One listener with an HTTP connection manager; `routes` on a catch-all virtual host;
+    `upstream_filters` go in the router's upstream_http_filters (before the codec)."""
+    router = ROUTER
+    if upstream_filters:
+        router = {"name": ROUTER["name"], "typed_config": typed(
+            "filters.http.router.v3.Router",
+            upstream_http_filters=upstream_filters + [UPSTREAM_CODEC])}
     return {
         "name": name,
         "address": address(port),
@@ -133,7 +149,7 @@ def listener(name: str, port: int, routes: list, http_filters: list) -> dict:
                 "stat_prefix": name,
                 "route_config": {"virtual_hosts": [
                     {"name": name, "domains": ["*"], "routes": routes}]},
-                "http_filters": http_filters + [ROUTER],
+                "http_filters": http_filters + [router],
             },
         }]}],
     }
@@ -237,8 +253,10 @@ def measuring_config(admin_port: int, ports: dict[str, int], ours_wasm: Path,
         lst = BY_KEY[key]
         target = "fake_lambda" if lst.kind in ("native", "ours") else "fake_any"
         route = [{"match": {"prefix": "/"}, "route": {"cluster": target, "timeout": "15s"}}]
+        filters = filters_for(lst, ours_wasm)
         listeners.append(listener(f"l_{key.replace('-', '_')}", port, route,
-                                  filters_for(lst, ours_wasm)))
+                                  [] if lst.upstream else filters,
+                                  filters if lst.upstream else None))
     return bootstrap(admin_port, listeners, [
         cluster("fake_any", fake_any),
         # The native filter only acts on clusters marked as Lambda egress.
@@ -469,12 +487,12 @@ def summarize(runs: list[dict], keys: list[str], cases: list[str]) -> dict:
 
 
 def ratio(summary_case: dict, key: str) -> float | None:
-    """native CPU/req ÷ ours CPU/req for the pair `key` belongs to (≥ 1: ours is cheaper)."""
-    pair = next(((n, o) for n, o in PAIRS.items() if key in (n, o)), None)
-    if not pair or not all(k in summary_case for k in pair):
+    """For one of ours: native CPU/req ÷ its CPU/req in the same payload mode (≥ 1: ours
+    is cheaper)."""
+    native = PAIRS.get(key)
+    if native is None or native not in summary_case or key not in summary_case:
         return None
-    native, ours = (summary_case[k]["cpu_us_per_req"] for k in pair)
-    return native / ours
+    return summary_case[native]["cpu_us_per_req"] / summary_case[key]["cpu_us_per_req"]
 
 
 def print_tables(summary: dict, rounds: int, seconds: float) -> None:
@@ -490,9 +508,10 @@ def print_tables(summary: dict, rounds: int, seconds: float) -> None:
             print(f"  {key + '  ' + lst.title:40} {m['cpu_us_per_req']:10.1f} "
                   f"{fmt_num(delta, '+8.1f'):>8} {m['rps']:9.0f} {m['p99_ms']:8.2f}"
                   f"  {fmt_num(r, '.2f') if r else ''}")
-    print("\n  native÷ours CPU: CPU/req of c-pt ÷ d-pt (passthrough) and c-json ÷ d-v2 (event "
-          "mode), shown on both rows of the pair; ≥ 1 means ours is cheaper. Δ vs a: CPU/req "
-          "above the plain hop.")
+    print("\n  native÷ours CPU: CPU/req of c-pt ÷ ours in passthrough (d-pt, e-pt) and of "
+          "c-json ÷ ours in apigw_v2 (d-v2, e-v2); ≥ 1 means ours is cheaper. Δ vs a: CPU/req "
+          "above the plain hop. d-*: filter in the HCM (dispatches the Invoke); e-*, b-up: "
+          "filter in the router's upstream_http_filters (rewrites the request in place).")
 
 
 def print_large(results: list[dict]) -> None:
@@ -577,7 +596,7 @@ def run(opts: argparse.Namespace, workdir: Path) -> int:
             raise BenchError(f"{tool} not found (apt-get install -y wrk)")
     if not ours_wasm.exists():
         raise BenchError(f"{ours_wasm} missing: run `make wasm`")
-    if "b" in opts.listener_keys:
+    if {"b", "b-up"} & set(opts.listener_keys):
         build_noop_filter()
 
     fake_ports = {"admin": free_port(), "any": free_port(), "invoke": free_port()}

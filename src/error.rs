@@ -86,6 +86,10 @@ pub enum RequestError {
     UpstreamUnavailable {
         status: u16,
     },
+    /// A request forwarded in place ended before Lambda's whole answer came (the route's
+    /// timeout, an upstream reset or connect failure): Envoy's router answered the client,
+    /// or cut the response it had started.
+    EndedByRouter,
 }
 
 impl RequestError {
@@ -107,6 +111,7 @@ impl RequestError {
             RequestError::ResponseTooLarge { .. } => "response_too_large",
             RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
+            RequestError::EndedByRouter => "ended_by_router",
         }
     }
 
@@ -126,6 +131,8 @@ impl RequestError {
             RequestError::BadResponse { .. } | RequestError::ResponseTooLarge { .. } => 502,
             RequestError::UpstreamTimeout => 504,
             RequestError::UpstreamUnavailable { status } => *status,
+            // Never sent: the router has answered (504 or 503) by the time this is known.
+            RequestError::EndedByRouter => 503,
         }
     }
 
@@ -207,6 +214,10 @@ impl RequestError {
             RequestError::UpstreamUnavailable { .. } => {
                 put("message", Some("the Lambda endpoint could not be reached"))
             }
+            RequestError::EndedByRouter => put(
+                "message",
+                Some("the router ended the Invoke before Lambda's whole answer came (route timeout, reset or connect failure)"),
+            ),
         }
     }
 

@@ -21,6 +21,8 @@ pub enum Metric {
     InvokeBadResponse,
     InvokeLatencyMs,
     InvokePayloadBytes,
+    InvokeInPlace,
+    InvokeDispatched,
     CredentialRefreshOk,
     CredentialRefreshFailed,
     CredentialWaiting,
@@ -29,7 +31,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 14] = [
+    pub const ALL: [Metric; 16] = [
         Metric::InvokeSuccess,
         Metric::InvokeFunctionError,
         Metric::InvokeThrottled,
@@ -39,6 +41,8 @@ impl Metric {
         Metric::InvokeBadResponse,
         Metric::InvokeLatencyMs,
         Metric::InvokePayloadBytes,
+        Metric::InvokeInPlace,
+        Metric::InvokeDispatched,
         Metric::CredentialRefreshOk,
         Metric::CredentialRefreshFailed,
         Metric::CredentialWaiting,
@@ -59,6 +63,8 @@ impl Metric {
             Metric::InvokeBadResponse => "proxy_wasm_lambda.invocations.bad_response",
             Metric::InvokeLatencyMs => "proxy_wasm_lambda.invoke.latency_ms",
             Metric::InvokePayloadBytes => "proxy_wasm_lambda.invoke.payload_bytes",
+            Metric::InvokeInPlace => "proxy_wasm_lambda.invoke.in_place",
+            Metric::InvokeDispatched => "proxy_wasm_lambda.invoke.dispatched",
             Metric::CredentialRefreshOk => "proxy_wasm_lambda.credentials.refresh_ok",
             Metric::CredentialRefreshFailed => "proxy_wasm_lambda.credentials.refresh_failed",
             Metric::CredentialWaiting => "proxy_wasm_lambda.credentials.waiting",
@@ -93,7 +99,8 @@ impl Metric {
             | RequestError::LambdaApi { .. }
             | RequestError::ResponseTooLarge { .. }
             | RequestError::UpstreamTimeout
-            | RequestError::UpstreamUnavailable { .. } => Metric::InvokeUpstreamError,
+            | RequestError::UpstreamUnavailable { .. }
+            | RequestError::EndedByRouter => Metric::InvokeUpstreamError,
         }
     }
 }

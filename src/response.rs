@@ -112,6 +112,43 @@ pub fn decode_invoke_answer(
     }
 }
 
+/// For an answer whose body can go to the client as it arrives, the client's response
+/// headers (`:status` first): a successful synchronous passthrough Invoke, whose payload is
+/// the response body unchanged. Every other answer must be read whole and decoded.
+pub fn relayable_success(
+    target: &InvokeTarget,
+    answer: &InvokeAnswer,
+) -> Option<Vec<(String, String)>> {
+    if answer.status != Some(200)
+        || target.invocation_type != InvocationType::RequestResponse
+        || target.payload != PayloadFormat::Passthrough
+        || answer.header("x-amz-function-error").is_some()
+    {
+        return None;
+    }
+    let content_length = match answer.header("content-length") {
+        Some(value) => match value.trim().parse::<usize>() {
+            Ok(length) if length <= MAX_ANSWER_BYTES => Some(length),
+            _ => return None,
+        },
+        None => None,
+    };
+    let reply = success(InvocationType::RequestResponse, Vec::new());
+    let mut headers = Vec::with_capacity(reply.headers.len() + 3);
+    headers.push((":status".to_string(), reply.status.to_string()));
+    headers.extend(reply.headers);
+    if let Some(length) = content_length {
+        headers.push(("content-length".to_string(), length.to_string()));
+    }
+    if let Some(log_result) = answer
+        .header("x-amz-log-result")
+        .filter(|_| target.expose_log_result)
+    {
+        headers.push(("x-amz-log-result".to_string(), log_result.to_string()));
+    }
+    Some(headers)
+}
+
 fn success(invocation_type: InvocationType, payload: Vec<u8>) -> ClientReply {
     match invocation_type {
         InvocationType::RequestResponse => ClientReply {

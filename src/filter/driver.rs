@@ -12,6 +12,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType, Status};
 
 use super::credentials::CredentialShell;
+use super::host;
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
 use crate::config::FilterConfig;
@@ -28,6 +29,8 @@ pub struct Request {
     pub flow: RequestFlow,
     pub request_id: Option<String>,
     pub body_size: usize,
+    /// Bytes of the answer's body buffered so far (requests forwarded in place).
+    pub answer_size: usize,
     /// When the request started waiting for credentials.
     pub parked_at: Option<SystemTime>,
 }
@@ -103,6 +106,7 @@ impl Vm {
                         Ok(token) => {
                             self.stats
                                 .record(Metric::InvokePayloadBytes, outbound.body.len() as u64);
+                            self.stats.increment(Metric::InvokeDispatched);
                             debug!(
                                 "#{context_id} invoke dispatched to cluster '{}' ({} bytes), token {token}",
                                 outbound.cluster,
@@ -124,6 +128,81 @@ impl Vm {
                         }
                     };
                     request.borrow_mut().flow.on_dispatched(result, now())
+                }
+                Step::Forward {
+                    invoke,
+                    replace_body,
+                } => {
+                    let started = timing::start();
+                    let request = request.borrow();
+                    let context_id = request.context_id;
+                    if let Err(status) = forward(&invoke, replace_body, request.body_size) {
+                        // Rewriting failed half-way: never let it continue unsigned.
+                        error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
+                        let failure = RequestError::DispatchFailed {
+                            cluster: invoke.cluster.clone(),
+                        };
+                        self.stats.increment(Metric::for_failure(&failure));
+                        send(context_id, &failure.to_reply(request.request_id.as_deref()));
+                        return Action::Pause;
+                    }
+                    self.stats
+                        .record(Metric::InvokePayloadBytes, invoke.body.len() as u64);
+                    self.stats.increment(Metric::InvokeInPlace);
+                    debug!(
+                        "#{context_id} invoke forwarded in place to cluster '{}' ({} bytes)",
+                        invoke.cluster,
+                        invoke.body.len()
+                    );
+                    self.timing.record(Timed::Dispatch, started);
+                    if actor == Actor::Root {
+                        if let Err(status) = hostcalls::resume_http_request() {
+                            warn!("#{context_id} could not resume the request: {status:?}");
+                        }
+                    }
+                    return Action::Continue;
+                }
+                Step::RelayAnswer(headers) => {
+                    set_response_headers(request.borrow().context_id, &headers);
+                    return Action::Continue;
+                }
+                Step::AnswerRelayed => {
+                    self.stats.increment(Metric::InvokeSuccess);
+                    return Action::Continue;
+                }
+                Step::ReadAnswerBody => {
+                    let size = request.borrow().answer_size;
+                    let body = read_buffer(BufferType::HttpResponseBody, size);
+                    request.borrow_mut().flow.on_answer_complete(body)
+                }
+                Step::RewriteAnswer(reply) => {
+                    self.stats.increment(Metric::InvokeSuccess);
+                    let request = request.borrow();
+                    rewrite_answer(request.context_id, &reply, request.answer_size);
+                    return Action::Continue;
+                }
+                Step::RewriteAnswerWithError(failure) => {
+                    self.stats.increment(Metric::for_failure(&failure));
+                    let reply = {
+                        let request = request.borrow();
+                        log_failure(&request, &failure);
+                        failure.to_reply(request.request_id.as_deref())
+                    };
+                    let mut request = request.borrow_mut();
+                    if request.answer_size == 0 && request.flow.awaits_answer_in_place() {
+                        // Refused while its body is still to come: the error's body goes out
+                        // in place of the first chunk, and the rest is dropped.
+                        rewrite_answer_headers(request.context_id, &reply);
+                        request.flow.set_refusal_body(reply.body);
+                    } else {
+                        rewrite_answer(request.context_id, &reply, request.answer_size);
+                    }
+                    return Action::Continue;
+                }
+                Step::ReplaceAnswerBody(bytes) => {
+                    let size = request.borrow().answer_size;
+                    let _ = host::set_buffer(BufferType::HttpResponseBody, 0, size, &bytes);
+                    return Action::Continue;
                 }
                 Step::Reply(reply) => {
                     self.stats.increment(Metric::InvokeSuccess);
@@ -201,6 +280,30 @@ impl Vm {
         }
     }
 
+    /// The answer's headers arrived for a request forwarded in place.
+    pub fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
+        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
+            let latency = now().duration_since(sent_at).unwrap_or_default();
+            self.stats
+                .record(Metric::InvokeLatencyMs, latency.as_millis() as u64);
+        }
+        let step = request
+            .borrow_mut()
+            .flow
+            .on_answer_headers(headers, end_of_stream);
+        self.drive(request, step, Actor::RequestContext)
+    }
+
+    /// The stream is over: count and log a forwarded Invoke that the router ended.
+    pub fn on_stream_done(&self, request: &SharedRequest) {
+        let failure = request.borrow_mut().flow.on_stream_done();
+        if let Some(failure) = failure {
+            self.stats.increment(Metric::for_failure(&failure));
+            log_failure(&request.borrow(), &failure);
+        }
+    }
+
     /// The request's context is going away: forget it wherever it waits.
     pub fn forget(&self, context_id: u32) {
         if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
@@ -256,13 +359,82 @@ pub fn read_call_answer(body_size: usize, max_body: usize) -> InvokeAnswer {
 }
 
 fn read_body(body_size: usize) -> Vec<u8> {
-    if body_size == 0 {
+    read_buffer(BufferType::HttpRequestBody, body_size)
+}
+
+fn read_buffer(buffer: BufferType, size: usize) -> Vec<u8> {
+    if size == 0 {
         return Vec::new();
     }
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size)
+    hostcalls::get_buffer(buffer, 0, size)
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// Headers of the request that the Invoke keeps (unsigned): `:scheme`, which the router
+/// set for the upstream, and `x-request-id`, because the router's header map is the
+/// request's own, which access logs and the router's local replies read after the rewrite.
+const KEPT_REQUEST_HEADERS: [&str; 2] = [":scheme", "x-request-id"];
+
+/// Rewrites the request into the Invoke: one call replaces the whole header map (so nothing
+/// else the client sent goes on), one more replaces the body when the payload is not the
+/// client's body.
+fn forward(invoke: &OutboundRequest, replace_body: bool, body_size: usize) -> Result<(), u32> {
+    let kept: Vec<(&str, String)> = KEPT_REQUEST_HEADERS
+        .iter()
+        .filter_map(|name| {
+            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+                .map(|value| (*name, value))
+        })
+        .collect();
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + kept.len());
+    headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    headers.extend(kept.iter().map(|(n, v)| (*n, v.as_str())));
+    host::set_map(MapType::HttpRequestHeaders, &headers)?;
+    if replace_body {
+        host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &invoke.body)?;
+    }
+    Ok(())
+}
+
+/// The answer's status and headers become the reply's (with its body's length).
+fn rewrite_answer_headers(context_id: u32, reply: &ClientReply) {
+    let mut headers = Vec::with_capacity(reply.headers.len() + 2);
+    headers.push((":status".to_string(), reply.status.to_string()));
+    headers.extend(reply.headers.iter().cloned());
+    headers.push(("content-length".to_string(), reply.body.len().to_string()));
+    set_response_headers(context_id, &headers);
+}
+
+fn set_response_headers(context_id: u32, headers: &[(String, String)]) {
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if let Err(status) = host::set_map(MapType::HttpResponseHeaders, &headers) {
+        error!("#{context_id} could not rewrite the answer's headers: {status:?}");
+    }
+}
+
+/// Replaces the answer with `reply`: status and headers, and the body read so far
+/// (`answer_size` bytes). An answer that ended with its headers has no body to replace,
+/// so its replacement goes out as a local reply.
+fn rewrite_answer(context_id: u32, reply: &ClientReply, answer_size: usize) {
+    if answer_size == 0 && !reply.body.is_empty() {
+        send(context_id, reply);
+        return;
+    }
+    rewrite_answer_headers(context_id, reply);
+    if answer_size == 0 && reply.body.is_empty() {
+        return;
+    }
+    if let Err(status) = host::set_buffer(BufferType::HttpResponseBody, 0, answer_size, &reply.body)
+    {
+        error!("#{context_id} could not rewrite the answer's body: {status}");
+    }
 }
 
 fn log_failure(request: &Request, failure: &RequestError) {

@@ -9,7 +9,7 @@ use proxy_wasm::types::{Action, MapType};
 
 use super::driver::{Actor, Request, SharedRequest, Vm};
 use super::timing::{self, Phase as Timed};
-use crate::flow::{RequestFlow, RequestMeta};
+use crate::flow::{Placement, RequestFlow, RequestMeta};
 use crate::route::{decode_route_override, METADATA_NAMESPACE};
 
 pub struct LambdaHttp {
@@ -26,6 +26,7 @@ impl LambdaHttp {
                 flow: RequestFlow::default(),
                 request_id: None,
                 body_size: 0,
+                answer_size: 0,
                 parked_at: None,
             })),
         }
@@ -101,6 +102,7 @@ impl Context for LambdaHttp {
     fn on_done(&mut self) -> bool {
         if let Some(vm) = &self.vm {
             vm.forget(self.request.borrow().context_id);
+            vm.on_stream_done(&self.request);
         }
         true
     }
@@ -138,11 +140,18 @@ impl HttpContext for LambdaHttp {
             });
         let content_length =
             request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        // Only an upstream filter sees its upstream host while the request's headers pass.
+        let placement = if property(vec!["upstream", "address"]).is_some() {
+            Placement::Upstream
+        } else {
+            Placement::Downstream
+        };
         let step = self.request.borrow_mut().flow.on_request_headers(
             route,
             route_cluster,
             content_length,
             end_of_stream,
+            placement,
         );
         if self.request.borrow().flow.wants_request_meta() {
             let meta = request_meta(self.request.borrow().request_id.clone());
@@ -169,6 +178,31 @@ impl HttpContext for LambdaHttp {
             return Action::Continue;
         };
         let step = self.request.borrow_mut().flow.on_request_trailers();
+        vm.drive(&self.request, step, Actor::RequestContext)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(vm) = self.vm.clone() else {
+            return Action::Continue;
+        };
+        if !self.request.borrow().flow.awaits_answer_in_place() {
+            return Action::Continue;
+        }
+        vm.on_answer_headers(&self.request, end_of_stream)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(vm) = self.vm.clone() else {
+            return Action::Continue;
+        };
+        if !self.request.borrow().flow.awaits_answer_in_place() {
+            return Action::Continue;
+        }
+        let step = {
+            let mut request = self.request.borrow_mut();
+            request.answer_size = body_size;
+            request.flow.on_answer_body(body_size, end_of_stream)
+        };
         vm.drive(&self.request, step, Actor::RequestContext)
     }
 }

@@ -3,6 +3,7 @@
 
 mod credentials;
 mod driver;
+mod host;
 mod http;
 mod logger;
 mod root;

@@ -91,7 +91,7 @@ def standin_factory():
 @pytest.fixture
 def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
     """envoy_factory(plugin_config, routes=..., clusters=..., env_vars=..., log_level=..., expect_failure=...,
-    host_env_keys=..., process_env=..., concurrency=...)
+    host_env_keys=..., process_env=..., concurrency=..., placement=..., per_connection_buffer_limit_bytes=...)
 
     routes: list of eh.Route or (prefix, cluster[, timeout_s[, metadata]]) tuples
             (default: [("/", "lambda")]).
@@ -114,6 +114,8 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         process_env: dict[str, str] | None = None,
         concurrency: int = 1,
         extra_args: list[str] | None = None,
+        placement: str | None = None,
+        per_connection_buffer_limit_bytes: int | None = None,
     ) -> eh.Envoy:
         rs: list[eh.Route] = []
         for r in routes or [("/", "lambda")]:
@@ -129,6 +131,10 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             host_env_keys=list(host_env_keys or []),
             concurrency=concurrency,
         )
+        if placement is not None:
+            cfg.placement = placement
+        if per_connection_buffer_limit_bytes is not None:
+            cfg.per_connection_buffer_limit_bytes = per_connection_buffer_limit_bytes
         e = eh.Envoy(cfg, log_level=log_level, process_env=process_env, extra_args=extra_args)
         started.append(e)
         log_audit.AUDIT.envoys.append(e)

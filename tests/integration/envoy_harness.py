@@ -65,6 +65,7 @@ class Route:
     cluster: str
     timeout_s: float | None = None
     metadata: dict[str, Any] | None = None  # -> metadata.filter_metadata.proxy_wasm_lambda
+    retry_policy: dict[str, Any] | None = None  # -> route.retry_policy
 
 
 @dataclass
@@ -83,20 +84,62 @@ class EnvoyConfig:
     admin_port: int = 0
     per_connection_buffer_limit_bytes: int = 8388608
     fail_open: bool = False  # wasm filter failure policy; leave False so config errors surface
+    # "downstream": the filter in the HCM's http_filters (dispatches the Invoke);
+    # "upstream": in the router's upstream_http_filters (rewrites the request in place).
+    # LAMBDA_FILTER_PLACEMENT sets the default, so the whole suite runs in either placement.
+    placement: str = field(default_factory=lambda: default_placement())
+
+
+def default_placement() -> str:
+    """Where the suite puts the filter unless a test says otherwise: LAMBDA_FILTER_PLACEMENT."""
+    return os.environ.get("LAMBDA_FILTER_PLACEMENT", "downstream")
 
 
 def _route_entry(r: Route) -> dict[str, Any]:
     action: dict[str, Any] = {"cluster": r.cluster}
     if r.timeout_s is not None:
         action["timeout"] = f"{r.timeout_s}s"
+    if r.retry_policy is not None:
+        action["retry_policy"] = r.retry_policy
     entry: dict[str, Any] = {"match": {"prefix": r.prefix}, "route": action}
     if r.metadata is not None:
         entry["metadata"] = {"filter_metadata": {METADATA_NAMESPACE: r.metadata}}
     return entry
 
 
+UPSTREAM_CODEC = {
+    "name": "envoy.filters.http.upstream_codec",
+    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+}
+
+
+def _router_error(flags: list[str], error: str, message: str) -> dict[str, Any]:
+    return {
+        "filter": {"response_flag_filter": {"flags": flags}},
+        "body_format_override": {
+            "json_format": {"error": error, "message": message, "request_id": "%REQ(X-REQUEST-ID)%"}
+        },
+    }
+
+
+# With the filter upstream, the router itself answers when the Invoke never gets an answer
+# (route timeout, connect failure, reset): these mappers give those answers the filter's
+# JSON error shape. The shipped configs in envoy/ carry the same block.
+LOCAL_REPLY_CONFIG = {
+    "mappers": [
+        _router_error(["UT"], "upstream_timeout", "the Lambda Invoke did not answer within the timeout"),
+        _router_error(
+            ["UF", "UH", "UO", "URX", "UC", "UR", "UPE"],
+            "upstream_unavailable",
+            "the Lambda endpoint could not be reached",
+        ),
+    ]
+}
+
+
 def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> dict[str, Any]:
     http_filters: list[dict[str, Any]] = []
+    upstream_filters: list[dict[str, Any]] = []
     if cfg.plugin_config is not None:
         if not cfg.wasm_path:
             raise ValueError("plugin_config given but no wasm_path")
@@ -122,21 +165,23 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
         }
         if cfg.fail_open:
             wasm_cfg["failure_policy"] = "FAIL_OPEN"
-        http_filters.append(
-            {
-                "name": "envoy.filters.http.wasm",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                    "config": wasm_cfg,
-                },
-            }
-        )
-    http_filters.append(
-        {
-            "name": "envoy.filters.http.router",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+        wasm_filter = {
+            "name": "envoy.filters.http.wasm",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                "config": wasm_cfg,
+            },
         }
-    )
+        if cfg.placement == "upstream":
+            upstream_filters = [wasm_filter, UPSTREAM_CODEC]
+        elif cfg.placement == "downstream":
+            http_filters.append(wasm_filter)
+        else:
+            raise ValueError(f"placement must be 'downstream' or 'upstream', not {cfg.placement!r}")
+    router: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
+    if upstream_filters:
+        router["upstream_http_filters"] = upstream_filters
+    http_filters.append({"name": "envoy.filters.http.router", "typed_config": router})
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
@@ -147,6 +192,8 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
         },
         "http_filters": http_filters,
     }
+    if upstream_filters:
+        hcm["local_reply_config"] = LOCAL_REPLY_CONFIG
     clusters = []
     for name, (host, port) in cfg.clusters.items():
         clusters.append(
@@ -155,6 +202,8 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
                 "type": cfg.cluster_type,
                 "connect_timeout": "1s",
                 "lb_policy": "ROUND_ROBIN",
+                # An upstream filter buffers the answer on the cluster's connection.
+                "per_connection_buffer_limit_bytes": cfg.per_connection_buffer_limit_bytes,
                 **({"dns_lookup_family": "V4_ONLY"} if cfg.cluster_type == "STRICT_DNS" else {}),
                 "load_assignment": {
                     "cluster_name": name,

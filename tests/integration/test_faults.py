@@ -18,7 +18,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import pytest
@@ -183,27 +183,39 @@ class LambdaFault:
     headers: dict[str, str | None] = field(default_factory=dict)  # expected client headers (None: absent)
     min_s: float = 0.0
     max_s: float = 2.0
+    # Upstream placement: fields that differ there (the route's timeout applies, and a
+    # successful passthrough answer is relayed as it arrives, so a fault after its headers
+    # cuts the client's response instead of turning into an error reply).
+    upstream: dict[str, Any] = field(default_factory=dict)
+    cut: bool = False  # the client's response starts and is cut
+
+
+CUT_AFTER_HEADERS = {"cut": True, "error": None, "status": 200}
+UPSTREAM = eh.default_placement() == "upstream"
 
 
 LAMBDA_FAULTS = [
     # --- slower than the timeouts
     LambdaFault("slower-than-route-timeout", Answer(200, OK_HEADERS, {"late": True}, delay_s=2.0),
                 504, "invocations.upstream_error", "upstream_timeout", path="/short-route",
-                min_s=0.9, max_s=2.5),
+                min_s=0.9, max_s=2.5, upstream={"min_s": 0.4, "max_s": 1.5}),
     LambdaFault("headers-then-body-stalls", Answer(200, OK_HEADERS, b'{"slow": "' + b"x" * 1000 + b'"}',
                                                    fault="truncate", truncate_at=50, stall_s=2.0),
-                504, "invocations.upstream_error", "upstream_timeout", min_s=0.9, max_s=2.5),
+                504, "invocations.upstream_error", "upstream_timeout", min_s=0.9, max_s=2.5,
+                upstream={**CUT_AFTER_HEADERS, "min_s": 1.9, "max_s": 4.0}),
     # --- connection broken
     LambdaFault("closed-before-headers", Answer(fault="close"), 503, "invocations.upstream_error",
                 "upstream_unavailable"),
     LambdaFault("rst-before-headers", Answer(fault="rst"), 503, "invocations.upstream_error",
                 "upstream_unavailable"),
     LambdaFault("closed-mid-body", Answer(200, OK_HEADERS, b'{"a": "' + b"x" * 1000 + b'"}', fault="truncate",
-                                          truncate_at=100), 503, "invocations.upstream_error", "upstream_unavailable"),
+                                          truncate_at=100), 503, "invocations.upstream_error", "upstream_unavailable",
+                upstream=CUT_AFTER_HEADERS),
     LambdaFault("rst-mid-body", Answer(200, OK_HEADERS, b'{"a": "' + b"x" * 1000 + b'"}', fault="truncate_rst",
-                                       truncate_at=100), 503, "invocations.upstream_error", "upstream_unavailable"),
+                                       truncate_at=100), 503, "invocations.upstream_error", "upstream_unavailable",
+                upstream=CUT_AFTER_HEADERS),
     LambdaFault("rst-after-headers", Answer(200, OK_HEADERS, b'{"a": 1}', fault="truncate_rst", truncate_at=0),
-                503, "invocations.upstream_error", "upstream_unavailable"),
+                503, "invocations.upstream_error", "upstream_unavailable", upstream=CUT_AFTER_HEADERS),
     # --- Lambda service errors, as Lambda writes them
     LambdaFault("500-ServiceException", api_error(500, "ServiceException", "Lambda was unable to run the function"),
                 502, "invocations.upstream_error", "lambda_api_error",
@@ -270,7 +282,9 @@ LAMBDA_FAULTS = [
     LambdaFault("error-answer-over-6MB", api_error(500, "ServiceException", "x" * 7_000_000), 502,
                 "invocations.upstream_error", "response_too_large"),
     LambdaFault("answer-over-Envoy-async-limit", Answer(200, OK_HEADERS, big(ENVOY_ASYNC_LIMIT + 1_000_000)), 503,
-                "invocations.upstream_error", "upstream_unavailable", max_s=4.0),
+                "invocations.upstream_error", "upstream_unavailable", max_s=4.0,
+                # Upstream, the answer's content-length is refused before any of it is buffered.
+                upstream={"status": 502, "error": "response_too_large"}),
 ]
 
 
@@ -281,9 +295,19 @@ def test_lambda_fault(lambda_env: LambdaEnv, case: LambdaFault):
     standin.reset()
     before = outcome_stats(envoy)
     standin.script(case.answer)
+    if UPSTREAM and case.upstream:
+        case = replace(case, **case.upstream)
 
-    r, elapsed = timed_post(envoy, case.path)
-    if case.error is None:
+    if case.cut:
+        t0 = time.monotonic()
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            requests.post(envoy.url(case.path), json={"fault": "matrix"}, timeout=CLIENT_TIMEOUT).content
+        r, elapsed = None, time.monotonic() - t0
+    else:
+        r, elapsed = timed_post(envoy, case.path)
+    if r is None:
+        pass
+    elif case.error is None:
         assert r.status_code == case.status, show(r)
         if case.body is not None:
             assert r.content == case.body, f"relayed body differs ({len(r.content)} bytes):\n{show(r)}"
@@ -291,7 +315,8 @@ def test_lambda_fault(lambda_env: LambdaEnv, case: LambdaFault):
         assert_error_body(r, case.status, case.error, **case.fields)
     for name, value in case.headers.items():
         assert r.headers.get(name) == value, f"header {name}: expected {value!r}\n{show(r)}"
-    assert not [h for h in r.headers if h.lower().startswith("x-amzn-")], f"Lambda headers leaked:\n{show(r)}"
+    if r is not None:
+        assert not [h for h in r.headers if h.lower().startswith("x-amzn-")], f"Lambda headers leaked:\n{show(r)}"
     assert case.min_s <= elapsed <= case.max_s, f"answered after {elapsed:.2f}s, expected {case.min_s}-{case.max_s}s"
     moved = wait_for_outcomes(envoy, before, {case.counter: 1})
     assert moved == {case.counter: 1}, f"outcome counters moved {moved}, expected {case.counter} +1"

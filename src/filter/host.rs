@@ -1,0 +1,63 @@
+//! Host calls that can fail in normal operation, without the SDK's panic. The proxy-wasm
+//! SDK panics on any status it does not expect (a panic stops the VM for every request on
+//! the worker); Envoy answers `BadArgument` when, for example, a body is set on a stream
+//! that has none. These wrappers return every non-Ok status as an error.
+
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+#[allow(clashing_extern_declarations)]
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_set_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> u32;
+    fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
+}
+
+fn status(code: u32) -> Result<(), u32> {
+    if code == Status::Ok as u32 {
+        Ok(())
+    } else {
+        Err(code)
+    }
+}
+
+/// Replaces `size` bytes from `start` of the buffer with `value`.
+pub fn set_buffer(buffer: BufferType, start: usize, size: usize, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: the pointer and length describe `value`, which outlives the call; the host
+    // copies the bytes before returning.
+    status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
+}
+
+/// Replaces the whole header map.
+pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
+    let serialized = serialize_map(pairs);
+    // SAFETY: as above, `serialized` outlives the call.
+    status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
+}
+
+/// The proxy-wasm map encoding: pair count, then each name and value length (u32 LE),
+/// then each name and value followed by a NUL.
+fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 10)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}

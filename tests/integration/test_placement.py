@@ -1,0 +1,94 @@
+"""Where the filter sits: the HCM's http_filters (downstream: the Invoke is dispatched) or the
+router's upstream_http_filters (upstream: the request is rewritten in place and goes through
+the router). The rest of the suite runs in either placement (LAMBDA_FILTER_PLACEMENT); these
+tests pin one and check what only that placement does."""
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+import envoy_harness as eh
+from lambda_standin import Answer
+from test_end_to_end import HTTP_TIMEOUT, assert_error, json_of, only_request, plugin_config, show
+from test_stats import PREFIX, wait_for_stats
+
+
+def start(envoy_factory, standin, placement: str, routes=None, buffer_limit=None, **cfg_kw) -> eh.Envoy:
+    return envoy_factory(
+        plugin_config(standin.credentials(), **cfg_kw),
+        routes=routes,
+        clusters={"lambda": standin.port},
+        placement=placement,
+        per_connection_buffer_limit_bytes=buffer_limit,
+    )
+
+
+@pytest.mark.parametrize("placement", ["downstream", "upstream"])
+def test_delivery_follows_the_placement(envoy_factory, standin, placement):
+    envoy = start(envoy_factory, standin, placement, payload="apigw_v2")
+    standin.script(Answer(200, {"content-type": "application/json"}, {"statusCode": 201, "body": "made"}))
+    r = requests.post(envoy.url("/things"), json={"a": 1}, timeout=HTTP_TIMEOUT)
+    assert (r.status_code, r.text) == (201, "made"), show(r)
+    rec = only_request(standin)
+    assert rec.path.startswith("/2015-03-31/functions/echo-fn/invocations"), rec.path
+    # Envoy marks calls the filter dispatches as internal; a request rewritten in place is not.
+    assert (rec.header("x-envoy-internal") is not None) == (placement == "downstream"), rec.headers
+    # A body-less request with an event payload has no body to carry the event: dispatched
+    # in either placement.
+    standin.script(Answer(200, {"content-type": "application/json"}, {"statusCode": 200, "body": "got"}))
+    r = requests.get(envoy.url("/things"), timeout=HTTP_TIMEOUT)
+    assert (r.status_code, r.text) == (200, "got"), show(r)
+    in_place = 1 if placement == "upstream" else 0
+    expected = {"invoke.in_place": in_place, "invoke.dispatched": 2 - in_place, "invocations.success": 2}
+    stats = wait_for_stats(envoy, expected)
+    for name, value in expected.items():
+        assert stats.get(PREFIX + name) == value, f"{name}: {stats}"
+
+
+def test_upstream_route_retry_policy_retries_and_signs_each_attempt(envoy_factory, standin):
+    routes = [eh.Route("/", "lambda", timeout_s=5, retry_policy={"retry_on": "5xx", "num_retries": 2})]
+    envoy = start(envoy_factory, standin, "upstream", routes=routes)
+    standin.script(
+        Answer(500, {"content-type": "application/json", "x-amzn-errortype": "ServiceException"},
+               {"Message": "try again"}),
+        Answer(200, {"content-type": "application/json"}, {"second": "attempt"}),
+    )
+    r = requests.post(envoy.url("/"), json={"n": 1}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, show(r)
+    assert json_of(r) == {"second": "attempt"}, show(r)
+    attempts = standin.wait_for_requests(2)
+    assert len(attempts) == 2, [a.to_json() for a in attempts]
+    for attempt in attempts:
+        assert attempt.verified, f"attempt not validly signed: {attempt.reason}"
+        assert attempt.body == b'{"n": 1}', attempt.body
+
+
+def test_upstream_passthrough_answer_streams_past_the_buffer_limit(envoy_factory, standin):
+    """A successful passthrough answer is relayed as it arrives, never buffered: it passes even
+    when it is larger than the cluster's buffer limit."""
+    routes = [eh.Route("/", "lambda", timeout_s=10)]
+    envoy = start(envoy_factory, standin, "upstream", routes=routes, buffer_limit=256 * 1024)
+    big = {"data": "x" * (3 * 1024 * 1024)}
+    standin.script(Answer(200, {"content-type": "application/json"}, big))
+    r = requests.post(envoy.url("/"), json={}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, show(r)[:300]
+    assert len(r.content) > 3 * 1024 * 1024 and json_of(r) == big
+
+
+def test_upstream_route_timeout_is_json_and_counted(envoy_factory, standin):
+    routes = [eh.Route("/", "lambda", timeout_s=1)]
+    envoy = start(envoy_factory, standin, "upstream", routes=routes)
+    standin.script(Answer(200, {"content-type": "application/json"}, {"late": True}, delay_s=3))
+    t0 = time.monotonic()
+    r = requests.post(envoy.url("/"), json={}, timeout=HTTP_TIMEOUT)
+    assert time.monotonic() - t0 < 2.5
+    body = assert_error(r, 504, "upstream_timeout")
+    assert body.get("request_id"), body
+    stats = wait_for_stats(envoy, {"invocations.upstream_error": 1})
+    assert stats.get(PREFIX + "invocations.upstream_error") == 1, stats
+    deadline = time.monotonic() + 15  # Envoy flushes its log file every few seconds
+    while "ended_by_router" not in envoy.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ended_by_router" in envoy.log(), "the ended Invoke is logged with its class"
