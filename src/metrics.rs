@@ -93,7 +93,8 @@ impl Metric {
             | RequestError::LambdaApi { .. }
             | RequestError::ResponseTooLarge { .. }
             | RequestError::UpstreamTimeout
-            | RequestError::UpstreamUnavailable { .. } => Metric::InvokeUpstreamError,
+            | RequestError::UpstreamUnavailable { .. }
+            | RequestError::StreamFailed { .. } => Metric::InvokeUpstreamError,
         }
     }
 }
