@@ -6,7 +6,12 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use crate::config::ConfigError;
+use crate::eventstream::prelude::PreludeError;
+use crate::eventstream::{StreamError, StreamEvent};
 use crate::sigv4::SigningError;
+
+/// Longest message from Lambda's stream (`ErrorDetails`) copied into an error body.
+const MAX_STREAM_MESSAGE_CHARS: usize = 1024;
 
 /// A reply sent to the client instead of proxying the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +95,14 @@ pub enum RequestError {
     /// timeout, an upstream reset or connect failure): Envoy's router answered the client,
     /// or cut the response it had started.
     EndedByRouter,
+    /// `InvokeWithResponseStream`: Lambda's event stream broke (corrupt, oversized or
+    /// truncated frame, exception frame) before the first byte reached the client. After
+    /// that the stream is reset instead.
+    StreamFailed {
+        /// `StreamError::class()` or `exception`.
+        reason: String,
+        message: String,
+    },
 }
 
 impl RequestError {
@@ -112,6 +125,7 @@ impl RequestError {
             RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
             RequestError::EndedByRouter => "ended_by_router",
+            RequestError::StreamFailed { .. } => "bad_stream",
         }
     }
 
@@ -128,7 +142,9 @@ impl RequestError {
             RequestError::Throttled { .. } => 429,
             RequestError::LambdaApi { .. } => 502,
             RequestError::CredentialsUnavailable { .. } => 503,
-            RequestError::BadResponse { .. } | RequestError::ResponseTooLarge { .. } => 502,
+            RequestError::BadResponse { .. }
+            | RequestError::ResponseTooLarge { .. }
+            | RequestError::StreamFailed { .. } => 502,
             RequestError::UpstreamTimeout => 504,
             RequestError::UpstreamUnavailable { status } => *status,
             // Never sent: the router has answered (504 or 503) by the time this is known.
@@ -218,6 +234,42 @@ impl RequestError {
                 "message",
                 Some("the router ended the Invoke before Lambda's whole answer came (route timeout, reset or connect failure)"),
             ),
+            RequestError::StreamFailed { reason, message } => {
+                put("reason", Some(reason));
+                put("message", Some(message));
+            }
+        }
+    }
+
+    /// The error an event of Lambda's response stream means, if any: `InvokeComplete` with
+    /// an `ErrorCode` is the function's failure (as `X-Amz-Function-Error` in buffered
+    /// mode, with `function_error_status`); an exception frame is a broken stream.
+    pub fn from_stream_event(event: &StreamEvent, function_error_status: u16) -> Option<Self> {
+        match event {
+            StreamEvent::Payload(_) => None,
+            StreamEvent::Complete {
+                error_code: Some(kind),
+                error_details,
+                ..
+            } => Some(RequestError::FunctionError {
+                status: function_error_status,
+                kind: kind.clone(),
+                message: error_details.as_deref().map(stream_error_message),
+            }),
+            StreamEvent::Complete { .. } => None,
+            StreamEvent::Exception {
+                error_type,
+                message,
+            } => Some(RequestError::StreamFailed {
+                reason: "exception".to_string(),
+                message: match message {
+                    Some(m) => format!("Lambda ended the stream with {error_type}: {m}"),
+                    None => format!("Lambda ended the stream with {error_type}"),
+                }
+                .chars()
+                .take(MAX_STREAM_MESSAGE_CHARS)
+                .collect(),
+            }),
         }
     }
 
@@ -241,6 +293,39 @@ impl RequestError {
             status: self.status(),
             headers,
             body: Value::Object(body).to_string().into_bytes(),
+        }
+    }
+}
+
+/// `ErrorDetails` of a failed streaming invocation: the `errorMessage` when it holds the
+/// runtime's error JSON (as the buffered answer's body), else its text; cut.
+fn stream_error_message(details: &str) -> String {
+    let message = serde_json::from_str::<Value>(details).ok().and_then(|v| {
+        v.get("errorMessage")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    message
+        .as_deref()
+        .unwrap_or(details)
+        .chars()
+        .take(MAX_STREAM_MESSAGE_CHARS)
+        .collect()
+}
+
+impl From<&StreamError> for RequestError {
+    fn from(error: &StreamError) -> Self {
+        RequestError::StreamFailed {
+            reason: error.class().to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
+impl From<&PreludeError> for RequestError {
+    fn from(error: &PreludeError) -> Self {
+        RequestError::BadResponse {
+            message: error.message(),
         }
     }
 }
@@ -344,11 +429,83 @@ mod tests {
                 503,
                 "upstream_unavailable",
             ),
+            (
+                RequestError::from(&StreamError::MessageCrcMismatch),
+                502,
+                "bad_stream",
+            ),
+            (
+                RequestError::from(&PreludeError::Missing),
+                502,
+                "bad_response",
+            ),
         ];
         for (error, status, class) in cases {
             let reply = error.to_reply(None);
             assert_eq!(reply.status, status, "{error}");
             assert_eq!(body(&reply)["error"], class);
         }
+    }
+
+    #[test]
+    fn stream_events_map_to_errors() {
+        let complete = |code: Option<&str>, details: Option<&str>| StreamEvent::Complete {
+            error_code: code.map(str::to_string),
+            error_details: details.map(str::to_string),
+            log_result: None,
+        };
+        assert_eq!(
+            RequestError::from_stream_event(&complete(None, None), 502),
+            None
+        );
+        assert_eq!(
+            RequestError::from_stream_event(&StreamEvent::Payload(b"x".to_vec()), 502),
+            None
+        );
+        let reply = RequestError::from_stream_event(
+            &complete(
+                Some("Unhandled"),
+                Some(r#"{"errorType":"Error","errorMessage":"boom","trace":[]}"#),
+            ),
+            500,
+        )
+        .unwrap()
+        .to_reply(Some("r1"));
+        assert_eq!(reply.status, 500);
+        assert_eq!(
+            body(&reply),
+            json!({"error":"function_error","type":"Unhandled","message":"boom","request_id":"r1"})
+        );
+        let plain = RequestError::from_stream_event(
+            &complete(
+                Some("Function.ResponseSizeTooLarge"),
+                Some(&"x".repeat(5000)),
+            ),
+            502,
+        )
+        .unwrap();
+        let RequestError::FunctionError { message, .. } = &plain else {
+            panic!("{plain:?}");
+        };
+        assert_eq!(
+            message.as_deref().map(str::len),
+            Some(MAX_STREAM_MESSAGE_CHARS)
+        );
+        let reply = RequestError::from_stream_event(
+            &StreamEvent::Exception {
+                error_type: "ServiceException".into(),
+                message: Some("internal".into()),
+            },
+            502,
+        )
+        .unwrap()
+        .to_reply(None);
+        assert_eq!(reply.status, 502);
+        assert_eq!(
+            body(&reply),
+            json!({"error":"bad_stream","reason":"exception","message":"Lambda ended the stream with ServiceException: internal"})
+        );
+        let crc = RequestError::from(&StreamError::PreludeCrcMismatch).to_reply(None);
+        assert_eq!(body(&crc)["reason"], "crc_mismatch");
     }
 }

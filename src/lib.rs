@@ -9,6 +9,7 @@ pub mod credential_state;
 pub mod credentials;
 pub mod error;
 pub mod event;
+pub mod eventstream;
 pub mod flow;
 pub mod invoke;
 pub mod metrics;

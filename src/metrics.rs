@@ -100,7 +100,8 @@ impl Metric {
             | RequestError::ResponseTooLarge { .. }
             | RequestError::UpstreamTimeout
             | RequestError::UpstreamUnavailable { .. }
-            | RequestError::EndedByRouter => Metric::InvokeUpstreamError,
+            | RequestError::EndedByRouter
+            | RequestError::StreamFailed { .. } => Metric::InvokeUpstreamError,
         }
     }
 }

@@ -140,6 +140,36 @@ const ENVOY: Fields = Fields {
     default_content_type: Some("application/json"),
 };
 
+/// A response-streaming function's HTTP prelude (the Function URL format: `statusCode`,
+/// `headers`, `cookies`; no body). A missing status means 200.
+const STREAM_PRELUDE: Fields = Fields {
+    status: "statusCode",
+    headers: "headers",
+    multi_value_headers: None,
+    cookies: "cookies",
+    body: "body",
+    base64: "isBase64Encoded",
+    status_optional: true,
+    default_content_type: None,
+};
+
+/// Status and headers of a response-streaming function's HTTP prelude (`json`: the JSON
+/// text before the NUL delimiter), under the same header rules as a buffered answer.
+pub(crate) fn stream_prelude(
+    json: &[u8],
+) -> Result<(u16, Vec<(String, String)>), ProxyResponseError> {
+    let object = match serde_json::from_slice(json) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err(ProxyResponseError::NotAnObject),
+        Err(_) => return Err(ProxyResponseError::NotJson),
+    };
+    let status = match object.get(STREAM_PRELUDE.status) {
+        None | Some(Value::Null) => 200,
+        Some(value) => status_code(value)?,
+    };
+    Ok((status, collect_headers(&object, &STREAM_PRELUDE)?))
+}
+
 /// The client's response for the function's `payload` (a successful `RequestResponse`
 /// Invoke's body) in `format`.
 pub fn decode_proxy_response(

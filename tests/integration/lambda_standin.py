@@ -458,6 +458,9 @@ class LoopbackServer:
 class StandIn(LoopbackServer):
     """Threaded Lambda Invoke stand-in.  Use start()/stop() or as a context manager."""
 
+    # The request handler (streaming_standin.py serves InvokeWithResponseStream with its own).
+    handler_class: type[BaseHTTPRequestHandler] = _Handler
+
     def __init__(
         self,
         port: int = 0,
@@ -472,7 +475,7 @@ class StandIn(LoopbackServer):
         self._cond = threading.Condition(self._lock)
         self._requests: list[RecordedRequest] = []
         self._script: list[Answer] = []
-        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server = _Server(("127.0.0.1", port), self.handler_class)
         self._server.standin = self  # type: ignore[attr-defined]
         self.port = self._server.server_address[1]
         self._thread: threading.Thread | None = None
