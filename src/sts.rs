@@ -788,7 +788,7 @@ fn credentials_of(d: &XmlElements) -> Result<TemporaryCredentials, StsError> {
 /// An RFC 3339 time in UTC (`2026-11-23T10:00:00Z`, fraction optional), accepted exactly
 /// as `DateTime::from_str(_, Format::DateTime)` does (a test compares them): that function
 /// also links the HTTP-date and `time` parsers, some 17 KB of the .wasm.
-fn parse_expiration(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_expiration(text: &str) -> Option<SystemTime> {
     let rest = text.as_bytes().strip_suffix(b"Z")?;
     let number = |at: usize, len: usize| -> Option<u32> {
         rest.get(at..at + len)?.iter().try_fold(0u32, |n, &b| {
