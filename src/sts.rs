@@ -104,11 +104,18 @@ impl AssumeRoleSettings {
     /// ExternalId, which is secret), so a configuration change never reuses the
     /// credentials of another role.
     pub fn shared_data_key(&self, source: &Credentials) -> String {
+        self.shared_data_key_for(&source.access_key_id)
+    }
+
+    /// As [`Self::shared_data_key`], with `source_id` naming the source identity: its
+    /// access key id, or for ambient credentials (whose key ids rotate) their own
+    /// shared-data key.
+    pub fn shared_data_key_for(&self, source_id: &str) -> String {
         format!(
             "proxy-wasm-lambda/sts/v1/{}/{}/{}/{}/{}/{}",
             self.region,
             self.sts_endpoint,
-            source.access_key_id,
+            source_id,
             self.duration_seconds,
             self.session_name,
             self.role_arn
