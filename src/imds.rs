@@ -101,6 +101,40 @@ impl ImdsClient {
         self.role.as_deref()
     }
 
+    /// The kept session token and role name, to share with the other VMs (whichever VM
+    /// holds the next fetch lease reuses them): JSON, holding the token in clear.
+    pub fn export_session(&self) -> Vec<u8> {
+        let mut object = serde_json::Map::new();
+        if let Some((token, until_ms)) = &self.token {
+            object.insert("token".into(), token.expose().into());
+            object.insert("until_ms".into(), (*until_ms).into());
+        }
+        if let Some(role) = &self.role {
+            object.insert("role".into(), role.as_str().into());
+        }
+        serde_json::Value::Object(object).to_string().into_bytes()
+    }
+
+    /// Takes over a session another VM exported; anything unreadable is ignored (the next
+    /// fetch then starts with a new token).
+    pub fn import_session(&mut self, bytes: &[u8]) {
+        let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(bytes) else {
+            return;
+        };
+        let token = object.get("token").and_then(serde_json::Value::as_str);
+        let until_ms = object.get("until_ms").and_then(serde_json::Value::as_u64);
+        if let (Some(token), Some(until_ms)) = (token, until_ms) {
+            if !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()) {
+                self.token = Some((Secret::new(token), until_ms));
+            }
+        }
+        if let Some(role) = object.get("role").and_then(serde_json::Value::as_str) {
+            if parse_role_name(role.as_bytes()).is_ok_and(|r| r == role) {
+                self.role = Some(role.to_string());
+            }
+        }
+    }
+
     /// Starts a fetch: the first request to dispatch.
     pub fn start(&mut self, now_ms: u64) -> OutboundRequest {
         self.token_retried = false;
@@ -403,6 +437,35 @@ mod tests {
         let get = next(client.on_answer(Some(200), None, b"tok-2", T0 + 540_000));
         assert_eq!(line(&get).1, format!("{ROLE_PATH}role"));
         assert_eq!(get.header(TOKEN_HEADER), Some("tok-2"));
+    }
+
+    #[test]
+    fn another_vm_takes_over_the_session() {
+        let mut first = ImdsClient::new(settings());
+        first.start(T0);
+        next(first.on_answer(Some(200), Some("21600"), b"tok-shared", T0));
+        next(first.on_answer(Some(200), None, b"role", T0));
+        done(first.on_answer(Some(200), None, CREDS.as_bytes(), T0)).unwrap();
+        let session = first.export_session();
+        let mut second = ImdsClient::new(settings());
+        second.import_session(&session);
+        assert!(!format!("{second:?}").contains("tok-shared"));
+        let get = second.start(T0 + 60_000);
+        assert_eq!(line(&get).1, format!("{ROLE_PATH}role"));
+        assert_eq!(get.header(TOKEN_HEADER), Some("tok-shared"));
+        // Garbage or hostile values are ignored: a new token, the role list.
+        for bad in [
+            &b"not json"[..],
+            br#"{"token":"a b","until_ms":99999999999999,"role":"../x"}"#,
+            br#"{"token":"t","until_ms":"soon"}"#,
+        ] {
+            let mut third = ImdsClient::new(settings());
+            third.import_session(bad);
+            assert_eq!(line(&third.start(T0)).1, TOKEN_PATH, "{bad:?}");
+            next(third.on_answer(Some(200), None, b"tok", T0));
+            assert_eq!(third.role(), None);
+        }
+        assert_eq!(ImdsClient::new(settings()).export_session(), b"{}");
     }
 
     #[test]

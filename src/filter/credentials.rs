@@ -64,6 +64,11 @@ pub fn log_origin_once(origin: &str) {
     }
 }
 
+/// Where the IMDS session token and role name are kept for every VM.
+fn imds_session_key(credentials_key: &str) -> String {
+    format!("{credentials_key}/session")
+}
+
 /// The two layers of fetched credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layer {
@@ -235,7 +240,15 @@ impl Provider {
                     }
                 }
             }
-            Fetcher::Imds(client) => Some(client.start(now_ms)),
+            Fetcher::Imds(client) => {
+                // The session token and role name another VM may have kept.
+                if let Ok((Some(bytes), _)) =
+                    hostcalls::get_shared_data(&imds_session_key(&self.key))
+                {
+                    client.import_session(&bytes);
+                }
+                Some(client.start(now_ms))
+            }
             Fetcher::Container(settings) => Some(container_credentials::build_request(settings)),
         }
     }
@@ -303,6 +316,10 @@ impl Provider {
                         now_ms,
                     ),
                 };
+                // Only the lease holder writes it.
+                let session = client.export_session();
+                let _ =
+                    hostcalls::set_shared_data(&imds_session_key(&self.key), Some(&session), None);
                 match progress {
                     ImdsProgress::Next(request) => {
                         work.fetch.push((layer, request));
