@@ -8,10 +8,17 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
+use crate::container_credentials::{
+    endpoint_from_env, ContainerSettings, ENV_FULL_URI, ENV_RELATIVE_URI,
+};
 use crate::credentials::{
     Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN,
 };
 use crate::event::{EventFormat, EventSettings};
+use crate::imds::{
+    ImdsSettings, DEFAULT_ENDPOINT as IMDS_ENDPOINT, DEFAULT_TOKEN_TTL_SECONDS,
+    MAX_TOKEN_TTL_SECONDS,
+};
 use crate::secret::Secret;
 use crate::sts::{validate_assume_role, AssumeRoleSettings, RawAssumeRole, ASSUME_ROLE_KEYS};
 
@@ -155,14 +162,29 @@ const CREDENTIALS_KEYS: &[&str] = &[
     "secret_access_key",
     "session_token",
     "assume_role",
+    "source",
+    "imds_cluster",
+    "imds_endpoint",
+    "imds_token_ttl_seconds",
+    "container_cluster",
+    "timeout_ms",
+    "max_wait_ms",
 ];
 
 /// `credentials` as written in the plugin configuration.
+#[derive(Default)]
 struct RawCredentials {
     access_key_id: Option<String>,
     secret_access_key: Option<Secret>,
     session_token: Option<Secret>,
     assume_role: Option<RawAssumeRole>,
+    source: Option<String>,
+    imds_cluster: Option<String>,
+    imds_endpoint: Option<String>,
+    imds_token_ttl_seconds: Option<u64>,
+    container_cluster: Option<String>,
+    timeout_ms: Option<u64>,
+    max_wait_ms: Option<u64>,
 }
 
 /// Typed reads of one JSON object's members that track the field path, in place of serde
@@ -380,6 +402,52 @@ pub enum CredentialSource {
         source: Credentials,
         settings: AssumeRoleSettings,
     },
+    /// Temporary credentials from the instance role (IMDSv2) or the container endpoint,
+    /// used as they are or as the source identity of an AssumeRole (role chaining).
+    Ambient {
+        provider: AmbientProvider,
+        assume_role: Option<AssumeRoleSettings>,
+        /// How long a request may wait for credentials (`assume_role.max_wait_ms` when
+        /// chaining, else `credentials.max_wait_ms`).
+        max_wait: Duration,
+    },
+}
+
+/// An endpoint that hands out the deployment's own temporary credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AmbientProvider {
+    Imds(ImdsSettings),
+    Container(ContainerSettings),
+}
+
+impl AmbientProvider {
+    /// The source name used in logs and metrics: `imds` or `container`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            AmbientProvider::Imds(_) => "imds",
+            AmbientProvider::Container(_) => "container",
+        }
+    }
+
+    /// The timeout of one call.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            AmbientProvider::Imds(s) => s.timeout,
+            AmbientProvider::Container(s) => s.timeout,
+        }
+    }
+
+    /// The shared-data key of these credentials: what locates the endpoint (never a secret).
+    pub fn shared_data_key(&self) -> String {
+        match self {
+            AmbientProvider::Imds(s) => {
+                format!("proxy-wasm-lambda/imds/v1/{}/{}", s.cluster, s.endpoint)
+            }
+            AmbientProvider::Container(s) => {
+                format!("proxy-wasm-lambda/container/v1/{}/{}", s.cluster, s.uri)
+            }
+        }
+    }
 }
 
 /// Everything needed to invoke one function, validated.
@@ -419,6 +487,9 @@ pub struct FilterConfig {
     pub settings: TargetSettings,
     pub target: InvokeTarget,
     pub credentials: CredentialSource,
+    /// Where the credentials come from, for the one log line at start (no secret):
+    /// e.g. `chain: container (AWS_CONTAINER_CREDENTIALS_FULL_URI http://…)`.
+    pub credentials_origin: String,
 }
 
 /// A route's overrides from its metadata, before validation.
@@ -488,15 +559,23 @@ impl FilterConfig {
                     ASSUME_ROLE_KEYS,
                     RawAssumeRole::read,
                 ),
+                source: f.string("source"),
+                imds_cluster: f.string("imds_cluster"),
+                imds_endpoint: f.string("imds_endpoint"),
+                imds_token_ttl_seconds: f.u64("imds_token_ttl_seconds"),
+                container_cluster: f.string("container_cluster"),
+                timeout_ms: f.u64("timeout_ms"),
+                max_wait_ms: f.u64("max_wait_ms"),
             },
         );
         fields.finish()?;
         let target = validate_target(&settings)?;
-        let credentials = load_credentials(credentials, &target.region, env)?;
+        let (credentials, credentials_origin) = load_credentials(credentials, &target.region, env)?;
         Ok(FilterConfig {
             settings,
             target,
             credentials,
+            credentials_origin,
         })
     }
 
@@ -797,30 +876,268 @@ fn invoke_path(identifier: &str, qualifier: Option<&str>) -> String {
     path
 }
 
+/// The source names `credentials.source` accepts.
+const SOURCES: &str = "imds, container, chain";
+const DEFAULT_AMBIENT_TIMEOUT_MS: u64 = 1000;
+const DEFAULT_AMBIENT_MAX_WAIT_MS: u64 = 3000;
+const MAX_AMBIENT_MS: u64 = 60_000;
+
+/// The base credentials `credentials.source` (or its absence) chose, before `assume_role`.
+enum Base {
+    Static(Credentials),
+    Ambient(AmbientProvider),
+}
+
 fn load_credentials(
     raw: Option<RawCredentials>,
     region: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<CredentialSource, ConfigError> {
-    let (keys, assume_role) = match raw {
-        Some(raw) => {
-            let inline = raw.access_key_id.is_some()
-                || raw.secret_access_key.is_some()
-                || raw.session_token.is_some();
-            let keys =
-                inline.then_some((raw.access_key_id, raw.secret_access_key, raw.session_token));
-            (keys, raw.assume_role)
-        }
-        None => (None, None),
+) -> Result<(CredentialSource, String), ConfigError> {
+    let mut raw = raw.unwrap_or_default();
+    let inline = raw.access_key_id.is_some()
+        || raw.secret_access_key.is_some()
+        || raw.session_token.is_some();
+    let keys = || {
+        inline.then(|| {
+            (
+                raw.access_key_id.clone(),
+                raw.secret_access_key.clone(),
+                raw.session_token.clone(),
+            )
+        })
     };
-    let credentials = static_credentials(keys, env)?;
-    match assume_role {
-        None => Ok(CredentialSource::Static(credentials)),
-        Some(raw) => Ok(CredentialSource::AssumeRole {
-            settings: validate_assume_role(raw, region, env)?,
-            source: credentials,
-        }),
+    let source = raw.source.take();
+    // Keys that only some sources use are errors elsewhere.
+    let uses_imds = matches!(source.as_deref(), Some("imds" | "chain"));
+    let uses_container = matches!(source.as_deref(), Some("container" | "chain"));
+    let ambient = matches!(source.as_deref(), Some("imds" | "container" | "chain"));
+    let unused = [
+        ("imds_cluster", raw.imds_cluster.is_some() && !uses_imds),
+        ("imds_endpoint", raw.imds_endpoint.is_some() && !uses_imds),
+        (
+            "imds_token_ttl_seconds",
+            raw.imds_token_ttl_seconds.is_some() && !uses_imds,
+        ),
+        (
+            "container_cluster",
+            raw.container_cluster.is_some() && !uses_container,
+        ),
+        ("timeout_ms", raw.timeout_ms.is_some() && !ambient),
+        ("max_wait_ms", raw.max_wait_ms.is_some() && !ambient),
+    ];
+    if let Some((key, _)) = unused.iter().find(|(_, unused)| *unused) {
+        return Err(ConfigError::new(
+            &format!("credentials.{key}"),
+            match source.as_deref() {
+                None => {
+                    "applies only with credentials.source (imds, container or chain)".to_string()
+                }
+                Some(source) => format!("does not apply to credentials.source '{source}'"),
+            },
+        ));
     }
+    let timeout = Duration::from_millis(ambient_ms(
+        raw.timeout_ms,
+        DEFAULT_AMBIENT_TIMEOUT_MS,
+        "timeout_ms",
+    )?);
+    let max_wait = Duration::from_millis(ambient_ms(
+        raw.max_wait_ms,
+        DEFAULT_AMBIENT_MAX_WAIT_MS,
+        "max_wait_ms",
+    )?);
+    let (base, origin) = match source.as_deref() {
+        None => {
+            let from_config = inline;
+            let credentials = static_credentials(keys(), env)?;
+            let origin = static_origin(from_config, &credentials);
+            (Base::Static(credentials), origin)
+        }
+        Some(named @ ("imds" | "container")) => {
+            if inline {
+                return Err(ConfigError::new(
+                    "credentials.access_key_id",
+                    format!(
+                        "inline keys conflict with credentials.source '{named}': remove one or \
+                         the other"
+                    ),
+                ));
+            }
+            let provider = if named == "imds" {
+                AmbientProvider::Imds(imds_settings(&raw, timeout)?)
+            } else {
+                container_provider(&raw, timeout, env, "'container'")?
+            };
+            let origin = ambient_origin(&provider);
+            (Base::Ambient(provider), origin)
+        }
+        Some("chain") => chain(&raw, inline, keys(), timeout, env)?,
+        Some(other) => {
+            return Err(ConfigError::new(
+                "credentials.source",
+                format!("'{other}' must be one of {SOURCES}"),
+            ))
+        }
+    };
+    let assume_role = raw
+        .assume_role
+        .take()
+        .map(|raw| validate_assume_role(raw, region, env))
+        .transpose()?;
+    let origin = match &assume_role {
+        Some(settings) => format!("{origin}, then AssumeRole {}", settings.role_arn),
+        None => origin,
+    };
+    let source = match (base, assume_role) {
+        (Base::Static(credentials), None) => CredentialSource::Static(credentials),
+        (Base::Static(source), Some(settings)) => CredentialSource::AssumeRole { source, settings },
+        (Base::Ambient(provider), assume_role) => CredentialSource::Ambient {
+            max_wait: assume_role.as_ref().map_or(max_wait, |s| s.max_wait),
+            provider,
+            assume_role,
+        },
+    };
+    Ok((source, origin))
+}
+
+fn ambient_ms(value: Option<u64>, default: u64, name: &str) -> Result<u64, ConfigError> {
+    let ms = value.unwrap_or(default);
+    if (1..=MAX_AMBIENT_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err(ConfigError::new(
+            &format!("credentials.{name}"),
+            format!("{ms} must be between 1 and {MAX_AMBIENT_MS}"),
+        ))
+    }
+}
+
+fn static_origin(from_config: bool, credentials: &Credentials) -> String {
+    if from_config {
+        format!("inline keys {}", credentials.access_key_id)
+    } else {
+        format!(
+            "environment {ENV_ACCESS_KEY_ID} {}",
+            credentials.access_key_id
+        )
+    }
+}
+
+fn ambient_origin(provider: &AmbientProvider) -> String {
+    match provider {
+        AmbientProvider::Imds(s) => format!(
+            "imds (IMDSv2 through cluster '{}', Host {})",
+            s.cluster, s.endpoint
+        ),
+        AmbientProvider::Container(s) => {
+            format!("container ({} through cluster '{}')", s.uri, s.cluster)
+        }
+    }
+}
+
+/// The AWS SDKs' order: inline keys, the environment's keys, the container endpoint (when
+/// the environment names one), the instance role.
+fn chain(
+    raw: &RawCredentials,
+    inline: bool,
+    keys: Option<InlineKeys>,
+    timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Base, String), ConfigError> {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
+    let chosen = |base: Base, origin: String| Ok((base, format!("chain: {origin}")));
+    if inline || set(ENV_ACCESS_KEY_ID) || set(ENV_SECRET_ACCESS_KEY) {
+        let credentials = static_credentials(keys, env)?;
+        let origin = static_origin(inline, &credentials);
+        return chosen(Base::Static(credentials), origin);
+    }
+    if set(ENV_RELATIVE_URI) || set(ENV_FULL_URI) {
+        let provider = container_provider(raw, timeout, env, "'chain' (it chose container)")?;
+        let origin = ambient_origin(&provider);
+        return chosen(Base::Ambient(provider), origin);
+    }
+    let provider = AmbientProvider::Imds(imds_settings(raw, timeout).map_err(|e| {
+        if e.field == "credentials.imds_cluster" && raw.imds_cluster.is_none() {
+            ConfigError::new(
+                "credentials.imds_cluster",
+                "is required: credentials.source 'chain' found no keys and no container \
+                 endpoint in the environment, so it uses the instance role (IMDS)",
+            )
+        } else {
+            e
+        }
+    })?);
+    let origin = ambient_origin(&provider);
+    chosen(Base::Ambient(provider), origin)
+}
+
+fn cluster_name(value: Option<&String>, field: &str, what: &str) -> Result<String, ConfigError> {
+    let cluster = value.ok_or_else(|| {
+        ConfigError::new(
+            field,
+            format!("is required: the Envoy cluster that reaches {what}"),
+        )
+    })?;
+    if cluster.is_empty() || cluster.len() > 255 || cluster.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            field,
+            "must be a non-empty Envoy cluster name",
+        ));
+    }
+    Ok(cluster.clone())
+}
+
+fn imds_settings(raw: &RawCredentials, timeout: Duration) -> Result<ImdsSettings, ConfigError> {
+    let cluster = cluster_name(
+        raw.imds_cluster.as_ref(),
+        "credentials.imds_cluster",
+        "the instance metadata service (169.254.169.254:80)",
+    )?;
+    let endpoint = match &raw.imds_endpoint {
+        Some(endpoint) => validate_host(endpoint, "credentials.imds_endpoint", IMDS_ENDPOINT)?,
+        None => IMDS_ENDPOINT.to_string(),
+    };
+    let ttl = raw
+        .imds_token_ttl_seconds
+        .unwrap_or(u64::from(DEFAULT_TOKEN_TTL_SECONDS));
+    let token_ttl_seconds = u32::try_from(ttl)
+        .ok()
+        .filter(|t| (1..=MAX_TOKEN_TTL_SECONDS).contains(t))
+        .ok_or_else(|| {
+            ConfigError::new(
+                "credentials.imds_token_ttl_seconds",
+                format!("{ttl} must be between 1 and {MAX_TOKEN_TTL_SECONDS}"),
+            )
+        })?;
+    Ok(ImdsSettings {
+        cluster,
+        endpoint,
+        token_ttl_seconds,
+        timeout,
+    })
+}
+
+fn container_provider(
+    raw: &RawCredentials,
+    timeout: Duration,
+    env: &dyn Fn(&str) -> Option<String>,
+    source: &str,
+) -> Result<AmbientProvider, ConfigError> {
+    let endpoint = endpoint_from_env(env)?.ok_or_else(|| {
+        ConfigError::new(
+            "credentials.source",
+            format!(
+                "{source} needs {ENV_RELATIVE_URI} or {ENV_FULL_URI} in \
+                 vm_config.environment_variables, and neither is set"
+            ),
+        )
+    })?;
+    let cluster = cluster_name(
+        raw.container_cluster.as_ref(),
+        "credentials.container_cluster",
+        &format!("the container credentials endpoint ({})", endpoint.uri),
+    )?;
+    Ok(AmbientProvider::Container(endpoint.with(cluster, timeout)))
 }
 
 /// Whether `value` can be sent (and signed) as an HTTP header value: no control characters
@@ -850,7 +1167,8 @@ fn static_credentials(
         ConfigError::new(
             "credentials",
             "no credentials: set credentials.access_key_id and credentials.secret_access_key, or \
-             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in vm_config.environment_variables",
+             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in vm_config.environment_variables, or \
+             choose credentials.source (imds, container, chain)",
         )
     };
     let access_key_id = access_key_id.ok_or_else(missing)?;
@@ -1262,6 +1580,270 @@ mod tests {
         assert_eq!(err.field, "AWS_SESSION_TOKEN");
         // Tabs and non-ASCII text sign.
         assert!(load_with_creds_token("a\tb\u{e9}").is_ok());
+    }
+
+    fn env_from(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    fn load_env(
+        credentials: &str,
+        vars: &'static [(&'static str, &'static str)],
+    ) -> Result<FilterConfig, ConfigError> {
+        let json =
+            format!(r#"{{"function":"f","region":"us-east-1","credentials":{credentials}}}"#);
+        FilterConfig::load(json.as_bytes(), &env_from(vars))
+    }
+
+    const POD_IDENTITY: &[(&str, &str)] = &[
+        (ENV_FULL_URI, "http://169.254.170.23/v1/credentials"),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+            "pod-identity-token-value",
+        ),
+    ];
+
+    #[test]
+    fn imds_source_with_defaults_and_limits() {
+        let config = load_env(r#"{"source":"imds","imds_cluster":"imds"}"#, &[]).unwrap();
+        let CredentialSource::Ambient {
+            provider: AmbientProvider::Imds(imds),
+            assume_role: None,
+            max_wait,
+        } = &config.credentials
+        else {
+            panic!("expected imds: {:?}", config.credentials);
+        };
+        assert_eq!(imds.cluster, "imds");
+        assert_eq!(imds.endpoint, "169.254.169.254");
+        assert_eq!(imds.token_ttl_seconds, 21_600);
+        assert_eq!(imds.timeout, Duration::from_millis(1000));
+        assert_eq!(*max_wait, Duration::from_millis(3000));
+        assert!(
+            config.credentials_origin.starts_with("imds"),
+            "{}",
+            config.credentials_origin
+        );
+        let cases = [
+            (r#"{"source":"imds"}"#, "credentials.imds_cluster"),
+            (
+                r#"{"source":"imds","imds_cluster":""}"#,
+                "credentials.imds_cluster",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","imds_token_ttl_seconds":21601}"#,
+                "credentials.imds_token_ttl_seconds",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","imds_token_ttl_seconds":0}"#,
+                "credentials.imds_token_ttl_seconds",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","imds_endpoint":"http://x/"}"#,
+                "credentials.imds_endpoint",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","timeout_ms":0}"#,
+                "credentials.timeout_ms",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","max_wait_ms":60001}"#,
+                "credentials.max_wait_ms",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","container_cluster":"c"}"#,
+                "credentials.container_cluster",
+            ),
+            (
+                r#"{"source":"imds","imds_cluster":"i","access_key_id":"AKIDEXAMPLE12345","secret_access_key":"s"}"#,
+                "credentials.access_key_id",
+            ),
+            (r#"{"source":"ec2"}"#, "credentials.source"),
+            (r#"{"source":5}"#, "credentials.source"),
+            (
+                r#"{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"s","imds_cluster":"i"}"#,
+                "credentials.imds_cluster",
+            ),
+            (
+                r#"{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"s","timeout_ms":5}"#,
+                "credentials.timeout_ms",
+            ),
+        ];
+        for (credentials, field) in cases {
+            assert_eq!(
+                load_env(credentials, &[]).unwrap_err().field,
+                field,
+                "{credentials}"
+            );
+        }
+    }
+
+    #[test]
+    fn container_source_from_the_environment() {
+        let config = load_env(
+            r#"{"source":"container","container_cluster":"pod_identity","timeout_ms":500}"#,
+            POD_IDENTITY,
+        )
+        .unwrap();
+        let CredentialSource::Ambient {
+            provider: AmbientProvider::Container(container),
+            ..
+        } = &config.credentials
+        else {
+            panic!("expected container");
+        };
+        assert_eq!(container.cluster, "pod_identity");
+        assert_eq!(container.authority, "169.254.170.23");
+        assert_eq!(container.timeout, Duration::from_millis(500));
+        assert!(!format!("{config:?}").contains("pod-identity-token-value"));
+        assert!(!config
+            .credentials_origin
+            .contains("pod-identity-token-value"));
+        let err = load_env(r#"{"source":"container","container_cluster":"c"}"#, &[]).unwrap_err();
+        assert_eq!(err.field, "credentials.source");
+        assert!(err.message.contains(ENV_FULL_URI), "{err}");
+        let err = load_env(r#"{"source":"container"}"#, POD_IDENTITY).unwrap_err();
+        assert_eq!(err.field, "credentials.container_cluster");
+        let err = load_env(
+            r#"{"source":"container","container_cluster":"c","imds_cluster":"i"}"#,
+            POD_IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.imds_cluster");
+    }
+
+    #[test]
+    fn chain_takes_the_first_source_that_is_there() {
+        let both = r#"{"source":"chain","imds_cluster":"imds","container_cluster":"container"}"#;
+        // Inline keys first.
+        let config = load_env(
+            r#"{"source":"chain","access_key_id":"AKIDINLINE000001","secret_access_key":"s","imds_cluster":"imds"}"#,
+            &[("AWS_ACCESS_KEY_ID", "AKIDFROMENVIRON1"), ("AWS_SECRET_ACCESS_KEY", "e")],
+        )
+        .unwrap();
+        assert!(
+            matches!(&config.credentials, CredentialSource::Static(c) if c.access_key_id == "AKIDINLINE000001")
+        );
+        assert_eq!(
+            config.credentials_origin,
+            "chain: inline keys AKIDINLINE000001"
+        );
+        // Then the environment's keys, before a container endpoint.
+        const ENV_AND_CONTAINER: &[(&str, &str)] = &[
+            ("AWS_ACCESS_KEY_ID", "AKIDFROMENVIRON1"),
+            ("AWS_SECRET_ACCESS_KEY", "e"),
+            (ENV_FULL_URI, "http://169.254.170.23/v1/credentials"),
+        ];
+        let config = load_env(both, ENV_AND_CONTAINER).unwrap();
+        assert!(
+            matches!(&config.credentials, CredentialSource::Static(c) if c.access_key_id == "AKIDFROMENVIRON1")
+        );
+        assert_eq!(
+            config.credentials_origin,
+            "chain: environment AWS_ACCESS_KEY_ID AKIDFROMENVIRON1"
+        );
+        // Half the environment's keys is an error, as in the SDKs.
+        let err = load_env(both, &[("AWS_ACCESS_KEY_ID", "AKIDFROMENVIRON1")]).unwrap_err();
+        assert_eq!(err.field, "credentials");
+        // Then the container endpoint.
+        let config = load_env(both, POD_IDENTITY).unwrap();
+        assert!(matches!(
+            &config.credentials,
+            CredentialSource::Ambient {
+                provider: AmbientProvider::Container(_),
+                ..
+            }
+        ));
+        assert!(
+            config
+                .credentials_origin
+                .starts_with("chain: container (http://169.254.170.23/v1/credentials"),
+            "{}",
+            config.credentials_origin
+        );
+        // Then the instance role.
+        let config = load_env(both, &[]).unwrap();
+        assert!(matches!(
+            &config.credentials,
+            CredentialSource::Ambient {
+                provider: AmbientProvider::Imds(_),
+                ..
+            }
+        ));
+        assert!(config.credentials_origin.starts_with("chain: imds"));
+        // A source the chain chose must have its cluster.
+        let err =
+            load_env(r#"{"source":"chain","imds_cluster":"imds"}"#, POD_IDENTITY).unwrap_err();
+        assert_eq!(err.field, "credentials.container_cluster");
+        let err = load_env(r#"{"source":"chain","container_cluster":"c"}"#, &[]).unwrap_err();
+        assert_eq!(err.field, "credentials.imds_cluster");
+        assert!(err.message.contains("chain"), "{err}");
+    }
+
+    #[test]
+    fn any_source_can_chain_into_assume_role() {
+        let config = load_env(
+            r#"{"source":"imds","imds_cluster":"imds","max_wait_ms":100,"assume_role":{
+                "role_arn":"arn:aws:iam::444455556666:role/invoker","external_id":"ext-id-4711",
+                "sts_cluster":"sts","max_wait_ms":2500}}"#,
+            &[],
+        )
+        .unwrap();
+        let CredentialSource::Ambient {
+            provider: AmbientProvider::Imds(_),
+            assume_role: Some(settings),
+            max_wait,
+        } = &config.credentials
+        else {
+            panic!("expected imds + assume_role");
+        };
+        assert_eq!(settings.role_arn, "arn:aws:iam::444455556666:role/invoker");
+        assert_eq!(*max_wait, Duration::from_millis(2500));
+        assert!(config
+            .credentials_origin
+            .ends_with("then AssumeRole arn:aws:iam::444455556666:role/invoker"));
+        assert!(!format!("{config:?}").contains("ext-id-4711"));
+        let config = load_env(
+            r#"{"source":"container","container_cluster":"c","assume_role":{
+                "role_arn":"arn:aws:iam::444455556666:role/invoker","sts_cluster":"sts"}}"#,
+            POD_IDENTITY,
+        )
+        .unwrap();
+        assert!(matches!(
+            &config.credentials,
+            CredentialSource::Ambient {
+                provider: AmbientProvider::Container(_),
+                assume_role: Some(_),
+                ..
+            }
+        ));
+        let err = load_env(
+            r#"{"source":"container","container_cluster":"c","assume_role":{"role_arn":"x","sts_cluster":"sts"}}"#,
+            POD_IDENTITY,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "credentials.assume_role.role_arn");
+    }
+
+    #[test]
+    fn ambient_shared_data_keys_locate_the_endpoint_without_secrets() {
+        let config = load_env(
+            r#"{"source":"container","container_cluster":"c"}"#,
+            POD_IDENTITY,
+        )
+        .unwrap();
+        let CredentialSource::Ambient { provider, .. } = &config.credentials else {
+            panic!("expected container");
+        };
+        assert_eq!(
+            provider.shared_data_key(),
+            "proxy-wasm-lambda/container/v1/c/http://169.254.170.23/v1/credentials"
+        );
+        assert_eq!(provider.name(), "container");
     }
 
     fn load_with_creds_token(token: &str) -> Result<FilterConfig, ConfigError> {

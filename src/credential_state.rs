@@ -235,6 +235,15 @@ impl Default for RefreshPolicy {
 }
 
 impl RefreshPolicy {
+    /// The default policy with the lease covering `calls` calls of `timeout` each (an IMDS
+    /// fetch makes several).
+    pub fn for_calls(timeout: Duration, calls: u32) -> Self {
+        RefreshPolicy {
+            lease: timeout.saturating_mul(calls) + LEASE_SLACK,
+            ..Default::default()
+        }
+    }
+
     /// The default policy with the lease fitted to the settings' STS timeout.
     pub fn for_settings(settings: &AssumeRoleSettings) -> Self {
         RefreshPolicy {
@@ -377,6 +386,17 @@ pub fn record_failure(
     now_ms: u64,
     policy: &RefreshPolicy,
 ) -> SharedRecord {
+    record_failure_class(record, error.class(), now_ms, policy)
+}
+
+/// [`record_failure`] for any fetcher: `class` is one of the STS classes (ambient fetches
+/// use them too, see [`crate::ambient::Failure`]).
+pub fn record_failure_class(
+    record: &SharedRecord,
+    class: &str,
+    now_ms: u64,
+    policy: &RefreshPolicy,
+) -> SharedRecord {
     let failures = record.failures.saturating_add(1);
     SharedRecord {
         credentials: record
@@ -386,8 +406,21 @@ pub fn record_failure(
         lease: None,
         failures,
         next_attempt_at_ms: now_ms.saturating_add(ms(backoff(failures, policy))),
-        last_error: Some(error.class().to_string()),
+        last_error: Some(class.to_string()),
     }
+}
+
+/// Why requests waiting on `top` have no credentials: its last failure, or, when its
+/// credentials come from `source` (role chaining) and it has not failed itself, the
+/// source's last failure (the AssumeRole cannot even be signed). `None` while nothing
+/// failed.
+pub fn waiting_failure(top: &SharedRecord, source: Option<&SharedRecord>) -> Option<String> {
+    if top.failures > 0 {
+        return top.last_error.clone();
+    }
+    source
+        .filter(|s| s.failures > 0)
+        .and_then(|s| s.last_error.clone())
 }
 
 /// The class of the last failure, for the 503 given to requests that waited in vain.
@@ -672,6 +705,45 @@ mod tests {
         assert_eq!(record.failures, 9);
         assert_eq!(last_error(&record).as_deref(), Some("sts_unavailable"));
         assert_eq!(backoff(u32::MAX, &policy()), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn ambient_fetches_share_the_failure_and_lease_rules() {
+        let policy = RefreshPolicy::for_calls(Duration::from_secs(1), 5);
+        assert_eq!(policy.lease, Duration::from_secs(6));
+        let record = take_lease(&SharedRecord::default(), "vm-a", T0, &policy);
+        assert!(!should_fetch(&record, T0 + 5999, &policy, 0.0));
+        let failed = record_failure_class(&record, "sts_invalid_credentials", T0, &policy);
+        assert_eq!(failed.failures, 1);
+        assert_eq!(failed.lease, None);
+        assert_eq!(
+            last_error(&failed).as_deref(),
+            Some("sts_invalid_credentials")
+        );
+        assert!(should_fetch(&failed, T0 + SECOND, &policy, 0.0));
+    }
+
+    #[test]
+    fn waiting_failure_names_the_layer_that_failed() {
+        let sts_failed = record_failure(&SharedRecord::default(), &unavailable(), T0, &policy());
+        let imds_failed =
+            record_failure_class(&SharedRecord::default(), "sts_access_denied", T0, &policy());
+        let fine = SharedRecord::default();
+        assert_eq!(waiting_failure(&fine, None), None);
+        assert_eq!(waiting_failure(&fine, Some(&fine)), None);
+        assert_eq!(
+            waiting_failure(&fine, Some(&imds_failed)).as_deref(),
+            Some("sts_access_denied")
+        );
+        // The AssumeRole's own failure comes first.
+        assert_eq!(
+            waiting_failure(&sts_failed, Some(&imds_failed)).as_deref(),
+            Some("sts_unavailable")
+        );
+        assert_eq!(
+            waiting_failure(&sts_failed, None).as_deref(),
+            Some("sts_unavailable")
+        );
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! Everything but `filter` is plain Rust that takes values (time included) and runs under
 //! `cargo test`; `filter` is the thin shell that talks to the proxy-wasm host.
 
+pub mod ambient;
 pub mod arn;
 pub mod config;
+pub mod container_credentials;
 pub mod credential_state;
 pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod eventstream;
 pub mod flow;
+pub mod imds;
 pub mod invoke;
 pub mod metrics;
 pub mod proxy_response;

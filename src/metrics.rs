@@ -28,10 +28,24 @@ pub enum Metric {
     CredentialWaiting,
     CredentialWaitMs,
     RouteConfigErrors,
+    CredentialStsRefreshOk,
+    CredentialStsRefreshFailed,
+    CredentialImdsRefreshOk,
+    CredentialImdsRefreshFailed,
+    CredentialContainerRefreshOk,
+    CredentialContainerRefreshFailed,
+}
+
+/// Which fetcher a credential refresh came from (the per-source metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CredentialFetcher {
+    Sts,
+    Imds,
+    Container,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 16] = [
+    pub const ALL: [Metric; 22] = [
         Metric::InvokeSuccess,
         Metric::InvokeFunctionError,
         Metric::InvokeThrottled,
@@ -48,7 +62,26 @@ impl Metric {
         Metric::CredentialWaiting,
         Metric::CredentialWaitMs,
         Metric::RouteConfigErrors,
+        Metric::CredentialStsRefreshOk,
+        Metric::CredentialStsRefreshFailed,
+        Metric::CredentialImdsRefreshOk,
+        Metric::CredentialImdsRefreshFailed,
+        Metric::CredentialContainerRefreshOk,
+        Metric::CredentialContainerRefreshFailed,
     ];
+
+    /// The per-source counter of one refresh (the totals `credentials.refresh_ok` and
+    /// `refresh_failed` move as well).
+    pub fn for_refresh(fetcher: CredentialFetcher, ok: bool) -> Metric {
+        match (fetcher, ok) {
+            (CredentialFetcher::Sts, true) => Metric::CredentialStsRefreshOk,
+            (CredentialFetcher::Sts, false) => Metric::CredentialStsRefreshFailed,
+            (CredentialFetcher::Imds, true) => Metric::CredentialImdsRefreshOk,
+            (CredentialFetcher::Imds, false) => Metric::CredentialImdsRefreshFailed,
+            (CredentialFetcher::Container, true) => Metric::CredentialContainerRefreshOk,
+            (CredentialFetcher::Container, false) => Metric::CredentialContainerRefreshFailed,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -70,6 +103,20 @@ impl Metric {
             Metric::CredentialWaiting => "proxy_wasm_lambda.credentials.waiting",
             Metric::CredentialWaitMs => "proxy_wasm_lambda.credentials.wait_ms",
             Metric::RouteConfigErrors => "proxy_wasm_lambda.route_config_errors",
+            Metric::CredentialStsRefreshOk => "proxy_wasm_lambda.credentials.sts.refresh_ok",
+            Metric::CredentialStsRefreshFailed => {
+                "proxy_wasm_lambda.credentials.sts.refresh_failed"
+            }
+            Metric::CredentialImdsRefreshOk => "proxy_wasm_lambda.credentials.imds.refresh_ok",
+            Metric::CredentialImdsRefreshFailed => {
+                "proxy_wasm_lambda.credentials.imds.refresh_failed"
+            }
+            Metric::CredentialContainerRefreshOk => {
+                "proxy_wasm_lambda.credentials.container.refresh_ok"
+            }
+            Metric::CredentialContainerRefreshFailed => {
+                "proxy_wasm_lambda.credentials.container.refresh_failed"
+            }
         }
     }
 
@@ -136,6 +183,33 @@ mod tests {
                 metric.name()
             );
         }
+    }
+
+    #[test]
+    fn refreshes_map_to_their_source() {
+        let names: HashSet<&str> = [
+            CredentialFetcher::Sts,
+            CredentialFetcher::Imds,
+            CredentialFetcher::Container,
+        ]
+        .iter()
+        .flat_map(|f| {
+            [
+                Metric::for_refresh(*f, true),
+                Metric::for_refresh(*f, false),
+            ]
+        })
+        .map(Metric::name)
+        .collect();
+        assert_eq!(names.len(), 6);
+        assert_eq!(
+            Metric::for_refresh(CredentialFetcher::Imds, false).name(),
+            "proxy_wasm_lambda.credentials.imds.refresh_failed"
+        );
+        assert_eq!(
+            Metric::for_refresh(CredentialFetcher::Container, true).kind(),
+            Kind::Counter
+        );
     }
 
     #[test]

@@ -104,11 +104,18 @@ impl AssumeRoleSettings {
     /// ExternalId, which is secret), so a configuration change never reuses the
     /// credentials of another role.
     pub fn shared_data_key(&self, source: &Credentials) -> String {
+        self.shared_data_key_for(&source.access_key_id)
+    }
+
+    /// As [`Self::shared_data_key`], with `source_id` naming the source identity: its
+    /// access key id, or for ambient credentials (whose key ids rotate) their own
+    /// shared-data key.
+    pub fn shared_data_key_for(&self, source_id: &str) -> String {
         format!(
             "proxy-wasm-lambda/sts/v1/{}/{}/{}/{}/{}/{}",
             self.region,
             self.sts_endpoint,
-            source.access_key_id,
+            source_id,
             self.duration_seconds,
             self.session_name,
             self.role_arn
@@ -788,7 +795,7 @@ fn credentials_of(d: &XmlElements) -> Result<TemporaryCredentials, StsError> {
 /// An RFC 3339 time in UTC (`2026-11-23T10:00:00Z`, fraction optional), accepted exactly
 /// as `DateTime::from_str(_, Format::DateTime)` does (a test compares them): that function
 /// also links the HTTP-date and `time` parsers, some 17 KB of the .wasm.
-fn parse_expiration(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_expiration(text: &str) -> Option<SystemTime> {
     let rest = text.as_bytes().strip_suffix(b"Z")?;
     let number = |at: usize, len: usize| -> Option<u32> {
         rest.get(at..at + len)?.iter().try_fold(0u32, |n, &b| {

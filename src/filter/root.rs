@@ -11,7 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::credentials::{CredentialShell, Work, MAX_STS_ANSWER_BYTES};
+use super::credentials::{log_origin_once, CredentialShell, Work};
 use super::driver::{dispatch, now, read_call_answer, Actor, Vm};
 use super::http::LambdaHttp;
 use super::logger;
@@ -37,14 +37,17 @@ impl LambdaRoot {
     }
 
     fn carry_out(&self, vm: &Vm, work: Work) {
-        match work.refreshed {
-            Some(true) => vm.stats.increment(Metric::CredentialRefreshOk),
-            Some(false) => vm.stats.increment(Metric::CredentialRefreshFailed),
-            None => {}
+        for (fetcher, ok) in work.refreshed {
+            vm.stats.increment(if ok {
+                Metric::CredentialRefreshOk
+            } else {
+                Metric::CredentialRefreshFailed
+            });
+            vm.stats.increment(Metric::for_refresh(fetcher, ok));
         }
-        if let Some(request) = work.fetch {
+        for (layer, request) in work.fetch {
             let result = dispatch(&request);
-            let more = vm.credentials.borrow_mut().sts_dispatched(result, now());
+            let more = vm.credentials.borrow_mut().dispatched(layer, result, now());
             self.carry_out(vm, more);
         }
         for context_id in work.wake {
@@ -95,9 +98,11 @@ impl Context for LambdaRoot {
         let Some(vm) = self.vm.clone() else {
             return;
         };
-        if vm.credentials.borrow().is_sts_token(token_id) {
-            let answer = read_call_answer(body_size, MAX_STS_ANSWER_BYTES);
-            let work = vm.credentials.borrow_mut().on_sts_answer(answer, now());
+        let layer = vm.credentials.borrow().layer_of(token_id);
+        if let Some(layer) = layer {
+            let limit = vm.credentials.borrow().answer_limit(layer);
+            let answer = read_call_answer(body_size, limit);
+            let work = vm.credentials.borrow_mut().on_answer(layer, answer, now());
             self.carry_out(&vm, work);
             return;
         }
@@ -138,6 +143,7 @@ impl RootContext for LambdaRoot {
             config.target.endpoint,
             config.target.invocation_type.header_value()
         );
+        log_origin_once(&config.credentials_origin);
         let mut credentials = CredentialShell::new(&config.credentials);
         credentials.init_shared();
         let needs_ticks = credentials.needs_ticks();

@@ -1,7 +1,8 @@
 """Suite-wide secret audit: every Envoy the tests start, every secret they use, checked once
 at the end of the session (conftest's ``secrets_never_in_envoy_output``).
 
-What counts as a leak: a secret access key, ExternalId or session token anywhere in what an
+What counts as a leak: a secret access key, ExternalId, session token, IMDS session token or
+container authorization token anywhere in what an
 Envoy printed (log file and stdout/stderr), with two exceptions, both Envoy's own output and
 documented in the README (Secrets and logs):
 - Envoy's config dumps at debug level print the plugin configuration, so secrets written
@@ -47,6 +48,9 @@ class Audit:
     envoys: list[Any] = field(default_factory=list)
     standins: list[Any] = field(default_factory=list)
     sts_proxies: list[Any] = field(default_factory=list)
+    # IMDS and container stand-ins (ambient_standins.py): the credentials they handed out,
+    # and the IMDS session tokens they issued.
+    ambient_standins: list[Any] = field(default_factory=list)
     # value -> (description, is a session token)
     secrets: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
@@ -62,6 +66,14 @@ class Audit:
             for call in proxy.calls:
                 self.add_secret("temporary secret access key", getattr(call, "secret_access_key", None))
                 self.add_secret("session token", getattr(call, "session_token", None), session_token=True)
+        for standin in self.ambient_standins:
+            for minted in list(standin.minted):
+                self.add_secret("ambient secret access key", minted.secret_access_key)
+                self.add_secret("ambient session token", minted.session_token, session_token=True)
+            for token in list(getattr(standin, "tokens", {})):
+                # Sent as x-aws-ec2-metadata-token: like a session token, Envoy's router
+                # prints it at debug level.
+                self.add_secret("IMDS session token", token, session_token=True)
         return self.secrets
 
     def leaks(self) -> list[str]:
