@@ -241,16 +241,7 @@ impl Vm {
                 ""
             }
         );
-        if log::log_enabled!(log::Level::Debug) {
-            if let Some(tail) = answer.header("x-amz-log-result") {
-                use base64::Engine as _;
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(tail.trim())
-                    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-                    .unwrap_or_else(|_| "(not base64)".to_string());
-                debug!("#{context_id} function log tail:\n{decoded}");
-            }
-        }
+        log_function_tail(context_id, answer.header("x-amz-log-result"));
         let now = now();
         if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
             let latency = now.duration_since(sent_at).unwrap_or_default();
@@ -283,6 +274,10 @@ impl Vm {
     /// The answer's headers arrived for a request forwarded in place.
     pub fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
         let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let tail = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-log-result"));
+        log_function_tail(request.borrow().context_id, tail.map(|(_, v)| v.as_str()));
         if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
             let latency = now().duration_since(sent_at).unwrap_or_default();
             self.stats
@@ -435,6 +430,19 @@ fn rewrite_answer(context_id: u32, reply: &ClientReply, answer_size: usize) {
     {
         error!("#{context_id} could not rewrite the answer's body: {status}");
     }
+}
+
+/// The function's log tail (`X-Amz-Log-Type: Tail`), decoded, at debug.
+fn log_function_tail(context_id: u32, tail: Option<&str>) {
+    let Some(tail) = tail.filter(|_| log::log_enabled!(log::Level::Debug)) else {
+        return;
+    };
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(tail.trim())
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|_| "(not base64)".to_string());
+    debug!("#{context_id} function log tail:\n{decoded}");
 }
 
 fn log_failure(request: &Request, failure: &RequestError) {
