@@ -2,6 +2,11 @@
 
 //! The filter's per-request work outside the host: build the event, sign the Invoke, decode
 //! the answer. `cargo bench --bench hot_path` (native; the V8 figures are in BENCHMARKS.md).
+//!
+//! `request/*` goes through `build_invoke` as the filter does; `request_cached/*` is the same
+//! request signed by a `SigningKeyCache` kept across requests (as a per-VM cache is);
+//! `sign/*` is the Invoke's signature alone: the cached signer, the same without a cache hit
+//! (fresh cache: four more HMACs) and aws-sigv4's full signer (the reference).
 
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
@@ -13,6 +18,7 @@ use proxy_wasm_lambda::event::{build_event, RequestInfo};
 use proxy_wasm_lambda::invoke::build_invoke;
 use proxy_wasm_lambda::response::{decode_invoke_answer, InvokeAnswer};
 use proxy_wasm_lambda::secret::Secret;
+use proxy_wasm_lambda::sigv4::{sign_request, RequestToSign, SigningKeyCache};
 
 const ANSWER: &[u8] =
     br#"{"statusCode":200,"headers":{"content-type":"application/json"},"body":"{\"ok\":true}"}"#;
@@ -49,15 +55,13 @@ fn headers() -> Vec<(String, String)> {
     .collect()
 }
 
-/// One request through: payload, signed Invoke, decoded answer.
-fn one_request(
-    target: &InvokeTarget,
-    credentials: &Credentials,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> u16 {
-    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000);
-    let payload = match target.payload {
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000)
+}
+
+fn payload(target: &InvokeTarget, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
+    let now = now();
+    match target.payload {
         PayloadFormat::Passthrough => body.to_vec(),
         PayloadFormat::Event(format) => build_event(
             format,
@@ -75,9 +79,74 @@ fn one_request(
                 now,
             },
         ),
-    };
-    let invoke = build_invoke(target, "lambda", credentials, payload, now).expect("signs");
+    }
+}
+
+/// One request through: payload, signed Invoke, decoded answer.
+fn one_request(
+    target: &InvokeTarget,
+    credentials: &Credentials,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> u16 {
+    let payload = payload(target, headers, body);
+    let invoke = build_invoke(target, "lambda", credentials, payload, now()).expect("signs");
     black_box(&invoke);
+    decode(target)
+}
+
+/// The Invoke's signed headers, as `build_invoke` signs them.
+const INVOKE_HEADERS: [(&str, &str); 2] = [
+    ("content-type", "application/json"),
+    ("x-amz-invocation-type", "RequestResponse"),
+];
+
+fn invoke_to_sign<'a>(target: &'a InvokeTarget, payload: &'a [u8]) -> RequestToSign<'a> {
+    RequestToSign {
+        method: "POST",
+        host: &target.endpoint,
+        path_and_query: &target.invoke_path,
+        headers: &INVOKE_HEADERS,
+        body: payload,
+        content_sha256_header: true,
+    }
+}
+
+/// As `one_request`, the Invoke signed through a cache kept across requests.
+fn one_request_cached(
+    cache: &SigningKeyCache,
+    target: &InvokeTarget,
+    credentials: &Credentials,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> u16 {
+    let payload = payload(target, headers, body);
+    let signature = cache
+        .sign(
+            &invoke_to_sign(target, &payload),
+            credentials,
+            &target.region,
+            "lambda",
+            now(),
+        )
+        .expect("signs");
+    // The outbound headers, as `build_invoke` lays them out.
+    let mut outbound = Vec::with_capacity(6 + INVOKE_HEADERS.len() + signature.len());
+    outbound.push((":method".to_string(), "POST".to_string()));
+    outbound.push((":path".to_string(), target.invoke_path.clone()));
+    outbound.push((":authority".to_string(), target.endpoint.clone()));
+    for (name, value) in INVOKE_HEADERS {
+        outbound.push((name.to_string(), value.to_string()));
+    }
+    outbound.push(("content-length".to_string(), payload.len().to_string()));
+    for (name, value) in signature {
+        outbound.push((name.to_string(), value));
+    }
+    black_box((&outbound, &payload));
+    decode(target)
+}
+
+fn decode(target: &InvokeTarget) -> u16 {
     let answer = InvokeAnswer {
         status: Some(200),
         headers: vec![
@@ -110,7 +179,74 @@ fn hot_path(c: &mut Criterion) {
         }
     }
     group.finish();
+
+    let cache = SigningKeyCache::new();
+    let mut group = c.benchmark_group("request_cached");
+    for payload in ["passthrough", "apigw_v2"] {
+        let target = target(payload);
+        for size in [0usize, 1024] {
+            let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+            group.throughput(Throughput::Bytes(size as u64));
+            group.bench_with_input(BenchmarkId::new(payload, size), &body, |b, body| {
+                b.iter(|| {
+                    one_request_cached(&cache, &target, &credentials, &headers, black_box(body))
+                })
+            });
+        }
+    }
+    group.finish();
 }
 
-criterion_group!(benches, hot_path);
+/// The Invoke's signature alone (passthrough of a GET: empty payload; and 1 KiB).
+fn signing(c: &mut Criterion) {
+    let credentials = credentials();
+    let target = target("passthrough");
+    let mut group = c.benchmark_group("sign");
+    for size in [0usize, 1024] {
+        let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+        let request = invoke_to_sign(&target, &body);
+        let cache = SigningKeyCache::new();
+        group.bench_function(BenchmarkId::new("cached", size), |b| {
+            b.iter(|| {
+                cache
+                    .sign(
+                        black_box(&request),
+                        &credentials,
+                        &target.region,
+                        "lambda",
+                        now(),
+                    )
+                    .expect("signs")
+            })
+        });
+        group.bench_function(BenchmarkId::new("fresh_cache", size), |b| {
+            b.iter(|| {
+                SigningKeyCache::new()
+                    .sign(
+                        black_box(&request),
+                        &credentials,
+                        &target.region,
+                        "lambda",
+                        now(),
+                    )
+                    .expect("signs")
+            })
+        });
+        group.bench_function(BenchmarkId::new("aws_sigv4_reference", size), |b| {
+            b.iter(|| {
+                sign_request(
+                    black_box(&request),
+                    &credentials,
+                    &target.region,
+                    "lambda",
+                    now(),
+                )
+                .expect("signs")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, hot_path, signing);
 criterion_main!(benches);

@@ -13,7 +13,7 @@ use crate::config::{is_header_value, validate_host, ConfigError, Fields};
 use crate::credentials::Credentials;
 use crate::invoke::OutboundRequest;
 use crate::secret::Secret;
-use crate::sigv4::{sign_request, RequestToSign, SigningError};
+use crate::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 
 /// The XML namespace of STS answers.
 pub const STS_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
@@ -369,7 +369,8 @@ pub fn build_assume_role_request(
 ) -> Result<OutboundRequest, SigningError> {
     let body = assume_role_body(settings).into_bytes();
     let to_sign = [("content-type", STS_CONTENT_TYPE)];
-    let signature_headers = sign_request(
+    // Once an hour or so: a fresh cache (the key is derived for this request only).
+    let signature_headers = SigningKeyCache::new().sign(
         &RequestToSign {
             method: "POST",
             host: &settings.sts_endpoint,
