@@ -5,7 +5,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{InvocationType, InvokeTarget};
 use crate::credentials::Credentials;
-use crate::sigv4::{sign_request, RequestToSign, SigningError};
+use crate::sigv4::{RequestToSign, SigningError, SigningKeyCache};
+
+thread_local! {
+    /// The Invoke's SigV4 signing key, derived once per day, credentials and region rather
+    /// than per request. A memo of a pure derivation: the Wasm VM is single-threaded, so one
+    /// per VM.
+    static INVOKE_SIGNER: SigningKeyCache = SigningKeyCache::new();
+}
 
 pub const INVOKE_CONTENT_TYPE: &str = "application/json";
 
@@ -49,20 +56,16 @@ pub fn build_invoke(
             to_sign.push(("x-amz-log-type", "Tail"));
         }
     }
-    let signature_headers = sign_request(
-        &RequestToSign {
-            method: "POST",
-            host: &target.endpoint,
-            path_and_query: &target.invoke_path,
-            headers: &to_sign,
-            body: &payload,
-            content_sha256_header: true,
-        },
-        credentials,
-        &target.region,
-        "lambda",
-        now,
-    )?;
+    let request = RequestToSign {
+        method: "POST",
+        host: &target.endpoint,
+        path_and_query: &target.invoke_path,
+        headers: &to_sign,
+        body: &payload,
+        content_sha256_header: true,
+    };
+    let signature_headers = INVOKE_SIGNER
+        .with(|signer| signer.sign(&request, credentials, &target.region, "lambda", now))?;
     let mut headers = Vec::with_capacity(6 + signature_headers.len());
     headers.push((":method".to_string(), "POST".to_string()));
     headers.push((":path".to_string(), target.invoke_path.clone()));
