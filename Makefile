@@ -57,8 +57,11 @@ validate-configs: wasm venv
 	$(PYTHON) tests/validate_configs.py
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_oci.py tests/test_examples.py
 
+# The whole suite in each placement of the filter (README, Using it in Envoy): in the
+# router's upstream_http_filters and in the HCM's http_filters.
 integration: wasm venv
-	$(PYTHON) -m pytest -q tests/integration
+	LAMBDA_FILTER_PLACEMENT=upstream $(PYTHON) -m pytest -q tests/integration
+	LAMBDA_FILTER_PLACEMENT=downstream $(PYTHON) -m pytest -q tests/integration
 
 test: lint unit fuzz-smoke validate-configs integration
 

@@ -432,7 +432,7 @@ def large_body_checks(urls: dict[str, str], fake: Envoy) -> list[dict]:
     for the event (6 MiB - 16 KiB) must then be 200."""
     probes = []
     for key in urls:
-        if key == "d-v2":
+        if BY_KEY[key].kind == "ours" and BY_KEY[key].mode == "apigw_v2":
             probes.append((key, LAMBDA_LIMIT, 413))
             probes.append((key, LAMBDA_LIMIT - 16 * 1024, 200))
         else:

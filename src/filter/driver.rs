@@ -273,6 +273,7 @@ impl Vm {
 
     /// The answer's headers arrived for a request forwarded in place.
     pub fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
+        let started = timing::start();
         let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
         let tail = headers
             .iter()
@@ -287,7 +288,9 @@ impl Vm {
             .borrow_mut()
             .flow
             .on_answer_headers(headers, end_of_stream);
-        self.drive(request, step, Actor::RequestContext)
+        let action = self.drive(request, step, Actor::RequestContext);
+        self.timing.record(Timed::Answer, started);
+        action
     }
 
     /// The stream is over: count and log a forwarded Invoke that the router ended.

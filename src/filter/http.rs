@@ -138,8 +138,11 @@ impl HttpContext for LambdaHttp {
                     ])
                 })
             });
-        let content_length =
-            request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
+        let content_length = if end_of_stream {
+            None
+        } else {
+            request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
+        };
         // Only an upstream filter sees its upstream host while the request's headers pass.
         let placement = if property(vec!["upstream", "address"]).is_some() {
             Placement::Upstream
