@@ -131,6 +131,7 @@ pub struct TargetSettings {
     pub log_type: Option<String>,
     pub expose_log_result: Option<bool>,
     pub client_context: Option<Value>,
+    pub invoke_mode: Option<String>,
 }
 
 /// The keys of the plugin configuration, in the order serde listed them in errors.
@@ -154,6 +155,7 @@ const CONFIG_KEYS: &[&str] = &[
     "log_type",
     "expose_log_result",
     "client_context",
+    "invoke_mode",
     "credentials",
 ];
 
@@ -477,6 +479,11 @@ pub struct InvokeTarget {
     pub expose_log_result: bool,
     /// `X-Amz-Client-Context`: the configured object as base64 JSON.
     pub client_context: Option<String>,
+    /// `invoke_mode: response_stream`: the `InvokeWithResponseStream` path
+    /// (`/2021-11-15/functions/{function}/response-streaming-invocations[?Qualifier=…]`),
+    /// computed once. Used when the request is forwarded in place; a dispatched request
+    /// falls back to the buffered Invoke (`invoke_path`).
+    pub stream_path: Option<String>,
 }
 
 /// Lambda's limit on the `X-Amz-Client-Context` header (base64 text).
@@ -544,6 +551,7 @@ impl FilterConfig {
             log_type: fields.string("log_type"),
             expose_log_result: fields.bool("expose_log_result"),
             client_context: fields.value("client_context"),
+            invoke_mode: fields.string("invoke_mode"),
         };
         let credentials = fields.object(
             "credentials",
@@ -627,7 +635,8 @@ fn merge(plugin: &TargetSettings, route: &TargetSettings) -> TargetSettings {
         custom_parameters,
         log_type,
         expose_log_result,
-        client_context
+        client_context,
+        invoke_mode
     );
     merged
 }
@@ -772,6 +781,32 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
             return Err(ConfigError::new("client_context", "must be a JSON object"));
         }
     };
+    let stream_path = match settings.invoke_mode.as_deref() {
+        None | Some("buffered") => None,
+        Some("response_stream") => {
+            if invocation_type != InvocationType::RequestResponse {
+                return Err(ConfigError::new(
+                    "invoke_mode",
+                    format!(
+                        "response_stream needs invocation_type RequestResponse, not {}",
+                        invocation_type.header_value()
+                    ),
+                ));
+            }
+            Some(function_path(
+                STREAM_PATH_PREFIX,
+                &function.identifier,
+                STREAM_PATH_SUFFIX,
+                qualifier.as_deref(),
+            ))
+        }
+        Some(other) => {
+            return Err(ConfigError::new(
+                "invoke_mode",
+                format!("'{other}' must be one of buffered, response_stream"),
+            ))
+        }
+    };
     let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
     let custom_parameters = settings.custom_parameters.clone().unwrap_or_default();
     let event = EventSettings {
@@ -803,6 +838,7 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
         log_tail,
         expose_log_result: settings.expose_log_result.unwrap_or(false),
         client_context,
+        stream_path,
     })
 }
 
@@ -859,16 +895,28 @@ pub(crate) fn validate_host(
     Ok(endpoint.to_ascii_lowercase())
 }
 
-/// Percent-encodes the function identifier as the AWS SDKs do (`:` becomes `%3A`).
+const STREAM_PATH_PREFIX: &str = "/2021-11-15/functions/";
+const STREAM_PATH_SUFFIX: &str = "/response-streaming-invocations";
+
 fn invoke_path(identifier: &str, qualifier: Option<&str>) -> String {
-    let mut path = String::from("/2015-03-31/functions/");
+    function_path(
+        "/2015-03-31/functions/",
+        identifier,
+        "/invocations",
+        qualifier,
+    )
+}
+
+/// Percent-encodes the function identifier as the AWS SDKs do (`:` becomes `%3A`).
+fn function_path(prefix: &str, identifier: &str, suffix: &str, qualifier: Option<&str>) -> String {
+    let mut path = String::from(prefix);
     for c in identifier.chars() {
         match c {
             ':' => path.push_str("%3A"),
             c => path.push(c),
         }
     }
-    path.push_str("/invocations");
+    path.push_str(suffix);
     if let Some(qualifier) = qualifier {
         path.push_str("?Qualifier=");
         path.push_str(&qualifier.replace('$', "%24"));
@@ -1290,6 +1338,46 @@ mod tests {
     }
 
     #[test]
+    fn response_stream_precomputes_the_streaming_path() {
+        let buffered = load_with_creds(r#""function":"f","region":"us-east-1""#).unwrap();
+        assert_eq!(buffered.target.stream_path, None);
+        let explicit =
+            load_with_creds(r#""function":"f","region":"us-east-1","invoke_mode":"buffered""#)
+                .unwrap();
+        assert_eq!(explicit.target.stream_path, None);
+        let streaming = load_with_creds(
+            r#""function":"arn:aws:lambda:us-east-1:123456789012:function:f:live","invoke_mode":"response_stream","log_type":"Tail""#,
+        )
+        .unwrap();
+        assert_eq!(
+            streaming.target.stream_path.as_deref(),
+            Some("/2021-11-15/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Af/response-streaming-invocations?Qualifier=live")
+        );
+        assert_eq!(
+            streaming.target.invoke_path,
+            "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Af/invocations?Qualifier=live"
+        );
+        // Per route, like every other key.
+        let target = buffered
+            .resolve_route(&route(TargetSettings {
+                invoke_mode: Some("response_stream".into()),
+                ..TargetSettings::default()
+            }))
+            .unwrap();
+        assert_eq!(
+            target.stream_path.as_deref(),
+            Some("/2021-11-15/functions/f/response-streaming-invocations")
+        );
+        let err = buffered
+            .resolve_route(&route(TargetSettings {
+                invoke_mode: Some("chunked".into()),
+                ..TargetSettings::default()
+            }))
+            .unwrap_err();
+        assert_eq!(err.field, "invoke_mode");
+    }
+
+    #[test]
     fn china_region_default_endpoint() {
         let config = load_with_creds(r#""function":"f","region":"cn-north-1""#).unwrap();
         assert_eq!(config.target.endpoint, "lambda.cn-north-1.amazonaws.com.cn");
@@ -1337,6 +1425,14 @@ mod tests {
             (
                 r#""function":"f","region":"us-east-1","payload":"xml""#,
                 "payload",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","invoke_mode":"streaming""#,
+                "invoke_mode",
+            ),
+            (
+                r#""function":"f","region":"us-east-1","invoke_mode":"response_stream","invocation_type":"Event""#,
+                "invoke_mode",
             ),
             (
                 r#""function":"f","region":"us-east-1","function_error_status":99"#,

@@ -12,7 +12,9 @@ use crate::config::{ConfigError, InvokeTarget, PayloadFormat, CUSTOM_PARAMETERS_
 use crate::credentials::Credentials;
 use crate::error::{ClientReply, RequestError};
 use crate::event::{build_event, merge_custom_parameters, RequestInfo};
-use crate::invoke::{build_invoke, OutboundRequest};
+use crate::eventstream::prelude::{PreludeSplitter, Split};
+use crate::eventstream::{StreamDecoder, StreamError, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
+use crate::invoke::{build_invoke, build_stream_invoke, OutboundRequest};
 use crate::response::{decode_invoke_answer, relayable_success, InvokeAnswer, MAX_ANSWER_BYTES};
 use crate::route::RouteTarget;
 
@@ -68,6 +70,8 @@ pub enum Phase {
     Forwarded {
         target: Rc<InvokeTarget>,
         sent_at: SystemTime,
+        /// Sent as `InvokeWithResponseStream` (`invoke_mode: response_stream`).
+        streaming: bool,
     },
     /// The answer has to be read whole before the client's response can be written.
     BufferingAnswer {
@@ -76,6 +80,10 @@ pub enum Phase {
     },
     /// A successful answer is going to the client as it arrives.
     RelayingAnswer,
+    /// A successful `InvokeWithResponseStream` answer: its event stream is decoded as it
+    /// arrives (the decoders are in [`RequestFlow`]); until the function's status and
+    /// headers are known the answer is held, then each chunk becomes the function's bytes.
+    StreamingAnswer,
     /// The answer was replaced by an error: its body is dropped (the first chunk carries the
     /// error's body when the error was decided at the headers).
     DroppingAnswer {
@@ -121,6 +129,87 @@ pub enum Step {
     Reply(ClientReply),
     /// Send the error's response to the client (and log it).
     Fail(RequestError),
+    /// A streamed answer's body: read `size` bytes of the answer's body buffer from `start`
+    /// (the bytes not decoded yet) and call [`RequestFlow::on_stream_bytes`].
+    ReadStream {
+        start: usize,
+        size: usize,
+        end_of_stream: bool,
+    },
+    /// The streamed answer's head is known: replace the answer's headers with these
+    /// (`:status` first) and its whole buffered body with `body`, and let it go. `complete`:
+    /// the stream also ended well (count the success).
+    StreamHead {
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        complete: bool,
+    },
+    /// Replace this chunk of the streamed answer with these bytes; `complete` as above.
+    StreamChunk { body: Vec<u8>, complete: bool },
+    /// The stream failed after bytes reached the client: end it abnormally (reset), log
+    /// and count the error.
+    AbortStream(RequestError),
+}
+
+/// Why a `response_stream` route's request is sent as the buffered Invoke (for the shell's
+/// log line, once per route).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StreamFallback {
+    /// The route's streaming path (names the function and qualifier).
+    pub route: String,
+    pub reason: &'static str,
+}
+
+/// The decoders of a streamed answer.
+#[derive(Debug)]
+struct AnswerStream {
+    function_error_status: u16,
+    decoder: StreamDecoder,
+    splitter: PreludeSplitter,
+    /// While the head is held, how many bytes of Envoy's buffered body were decoded.
+    fed: usize,
+    head_sent: bool,
+}
+
+impl AnswerStream {
+    /// Decodes the next bytes of the answer's body: the head (once) and the function's bytes.
+    fn decode(&mut self, bytes: &[u8], end_of_stream: bool) -> Result<Split, RequestError> {
+        let mut out = Split::default();
+        let events = self
+            .decoder
+            .push(bytes)
+            .map_err(|e| RequestError::from(&e))?;
+        for event in events {
+            if let Some(error) = RequestError::from_stream_event(&event, self.function_error_status)
+            {
+                return Err(error);
+            }
+            if let StreamEvent::Payload(payload) = event {
+                let split = self
+                    .splitter
+                    .push(payload)
+                    .map_err(|e| RequestError::from(&e))?;
+                merge_split(&mut out, split);
+            }
+        }
+        if end_of_stream {
+            self.decoder.finish().map_err(|e| RequestError::from(&e))?;
+            let split = self.splitter.finish().map_err(|e| RequestError::from(&e))?;
+            merge_split(&mut out, split);
+        }
+        Ok(out)
+    }
+}
+
+fn merge_split(out: &mut Split, split: Split) {
+    if split.head.is_some() {
+        out.head = split.head;
+    }
+    if out.body.is_empty() {
+        out.body = split.body;
+    } else {
+        out.body.extend_from_slice(&split.body);
+    }
 }
 
 /// What an event payload needs to know about the client's request, captured with the
@@ -141,6 +230,10 @@ pub struct RequestMeta {
 pub struct RequestFlow {
     phase: Phase,
     meta: Option<RequestMeta>,
+    /// Why a `response_stream` route's request cannot stream, when it cannot.
+    stream_fallback: Option<&'static str>,
+    /// The decoders of a streamed answer ([`Phase::StreamingAnswer`]).
+    stream: Option<Box<AnswerStream>>,
 }
 
 impl Default for RequestFlow {
@@ -148,6 +241,8 @@ impl Default for RequestFlow {
         RequestFlow {
             phase: Phase::Start,
             meta: None,
+            stream_fallback: None,
+            stream: None,
         }
     }
 }
@@ -184,8 +279,26 @@ impl RequestFlow {
             Phase::Forwarded { .. }
                 | Phase::BufferingAnswer { .. }
                 | Phase::RelayingAnswer
+                | Phase::StreamingAnswer
                 | Phase::DroppingAnswer { .. }
         )
+    }
+
+    /// Why this `response_stream` request is sent as the buffered Invoke, once it is
+    /// dispatched (None for any other request, and after the first call).
+    pub fn take_stream_fallback(&mut self) -> Option<StreamFallback> {
+        let Phase::ReceivingBody {
+            target, delivery, ..
+        } = &self.phase
+        else {
+            return None;
+        };
+        if *delivery != Delivery::Dispatch {
+            return None;
+        }
+        let route = target.stream_path.clone()?;
+        let reason = self.stream_fallback.take()?;
+        Some(StreamFallback { route, reason })
     }
 
     fn fail(&mut self, error: RequestError) -> Step {
@@ -224,6 +337,15 @@ impl RequestFlow {
         } else {
             Delivery::Dispatch
         };
+        if !in_place && target.stream_path.is_some() {
+            self.stream_fallback = Some(if placement == Placement::Downstream {
+                "the filter is not in the router's upstream_http_filters"
+            } else if target.cluster.is_some() && target.cluster != route_cluster {
+                "the Invoke goes to another cluster than the route's"
+            } else {
+                "a request without a body cannot carry the event payload"
+            });
+        }
         let Some(cluster) = target.cluster.clone().or(route_cluster) else {
             return self.fail(RequestError::NoCluster);
         };
@@ -263,7 +385,12 @@ impl RequestFlow {
     /// a request forwarded in place would take them along, so such a request is dispatched.
     pub fn on_request_trailers(&mut self) -> Step {
         match &mut self.phase {
-            Phase::ReceivingBody { delivery, .. } => {
+            Phase::ReceivingBody {
+                delivery, target, ..
+            } => {
+                if *delivery == Delivery::InPlace && target.stream_path.is_some() {
+                    self.stream_fallback = Some("the request has trailers");
+                }
                 *delivery = Delivery::Dispatch;
                 Step::ReadBody
             }
@@ -377,7 +504,14 @@ impl RequestFlow {
             let limit = target.invocation_type.payload_limit();
             return self.fail(RequestError::PayloadTooLarge { limit });
         }
-        let invoke = match build_invoke(target, cluster, credentials, payload, now) {
+        // Only a request forwarded in place can stream (its answer flows through the router).
+        let streaming = *delivery == Delivery::InPlace && target.stream_path.is_some();
+        let built = if streaming {
+            build_stream_invoke(target, cluster, credentials, payload, now)
+        } else {
+            build_invoke(target, cluster, credentials, payload, now)
+        };
+        let invoke = match built {
             Ok(invoke) => invoke,
             Err(e) => return self.fail(RequestError::Signing(e)),
         };
@@ -388,6 +522,7 @@ impl RequestFlow {
                 self.phase = Phase::Forwarded {
                     target: Rc::clone(target),
                     sent_at: now,
+                    streaming,
                 };
                 Step::Forward {
                     invoke,
@@ -453,10 +588,14 @@ impl RequestFlow {
         headers: Vec<(String, String)>,
         end_of_stream: bool,
     ) -> Step {
-        let Phase::Forwarded { target, .. } = &self.phase else {
+        let Phase::Forwarded {
+            target, streaming, ..
+        } = &self.phase
+        else {
             return Step::Continue;
         };
         let target = Rc::clone(target);
+        let streaming = *streaming;
         let status = headers
             .iter()
             .find(|(name, _)| name == ":status")
@@ -467,6 +606,26 @@ impl RequestFlow {
             body: Vec::new(),
             unread_body_bytes: None,
         };
+        // A streamed answer that Lambda accepted: decode its event stream. Anything else
+        // (an API error, X-Amz-Function-Error) is a plain answer, decoded as in buffered mode.
+        if streaming && status == Some(200) && answer.header("x-amz-function-error").is_none() {
+            if end_of_stream {
+                self.phase = Phase::Finished;
+                return Step::RewriteAnswerWithError(RequestError::from(
+                    &StreamError::MissingComplete,
+                ));
+            }
+            // The answer's content type is the function's stream content type.
+            self.stream = Some(Box::new(AnswerStream {
+                function_error_status: target.function_error_status,
+                decoder: StreamDecoder::new(DEFAULT_MAX_FRAME_BYTES),
+                splitter: PreludeSplitter::new(answer.header("content-type")),
+                fed: 0,
+                head_sent: false,
+            }));
+            self.phase = Phase::StreamingAnswer;
+            return Step::Pause;
+        }
         if end_of_stream {
             self.phase = Phase::Finished;
             return match decode_invoke_answer(&target, answer, false) {
@@ -508,6 +667,9 @@ impl RequestFlow {
     /// A chunk of the answer's body arrived; `buffered_size` is the size buffered so far
     /// (the chunk's size once the answer flows).
     pub fn on_answer_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
+        if self.phase == Phase::StreamingAnswer {
+            return self.on_stream_body(buffered_size, end_of_stream);
+        }
         match &mut self.phase {
             Phase::BufferingAnswer { .. } if buffered_size > MAX_ANSWER_BYTES => {
                 self.phase = if end_of_stream {
@@ -551,6 +713,81 @@ impl RequestFlow {
         }
     }
 
+    /// A chunk of a streamed answer: while the head is held, Envoy buffers the body and
+    /// `buffered_size` counts it all (only the bytes not yet decoded are read); afterwards
+    /// it is the chunk's size.
+    fn on_stream_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
+        let Some(stream) = self.stream.as_mut() else {
+            return Step::Continue;
+        };
+        let (start, size) = if stream.head_sent {
+            (0, buffered_size)
+        } else {
+            let start = stream.fed.min(buffered_size);
+            stream.fed = buffered_size;
+            (start, buffered_size - start)
+        };
+        Step::ReadStream {
+            start,
+            size,
+            end_of_stream,
+        }
+    }
+
+    /// The bytes asked for with [`Step::ReadStream`].
+    pub fn on_stream_bytes(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
+        if self.phase != Phase::StreamingAnswer {
+            return Step::Continue;
+        }
+        let Some(stream) = self.stream.as_mut() else {
+            return Step::Continue;
+        };
+        let head_sent = stream.head_sent;
+        let decoded = stream.decode(bytes, end_of_stream);
+        let done = end_of_stream || decoded.is_err();
+        if done {
+            self.stream = None;
+            self.phase = Phase::Finished;
+        }
+        match decoded {
+            Err(error) if head_sent => Step::AbortStream(error),
+            Err(error) => {
+                // Nothing reached the client yet: the error replaces the answer, the rest
+                // of its body is dropped.
+                if !end_of_stream {
+                    self.phase = Phase::DroppingAnswer { error_body: None };
+                }
+                Step::RewriteAnswerWithError(error)
+            }
+            Ok(Split {
+                head: Some(head),
+                body,
+            }) => {
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.head_sent = true;
+                }
+                let mut headers = Vec::with_capacity(head.headers.len() + 1);
+                headers.push((":status".to_string(), head.status.to_string()));
+                headers.extend(
+                    head.headers
+                        .into_iter()
+                        .filter(|(name, _)| name != "content-length"),
+                );
+                Step::StreamHead {
+                    headers,
+                    body,
+                    complete: end_of_stream,
+                }
+            }
+            Ok(Split { head: None, body }) if head_sent => Step::StreamChunk {
+                body,
+                complete: end_of_stream,
+            },
+            // The head is still undecided: Envoy keeps buffering.
+            Ok(Split { head: None, .. }) => Step::Pause,
+        }
+    }
+
     /// The stream ended (Envoy is done with the request). A request forwarded in place whose
     /// answer never came, or never came whole, was ended by Envoy (route timeout, upstream
     /// reset or connect failure), which answered or cut the client's response itself:
@@ -558,9 +795,13 @@ impl RequestFlow {
     pub fn on_stream_done(&mut self) -> Option<RequestError> {
         let unanswered = matches!(
             self.phase,
-            Phase::Forwarded { .. } | Phase::BufferingAnswer { .. } | Phase::RelayingAnswer
+            Phase::Forwarded { .. }
+                | Phase::BufferingAnswer { .. }
+                | Phase::RelayingAnswer
+                | Phase::StreamingAnswer
         );
         self.phase = Phase::Finished;
+        self.stream = None;
         unanswered.then_some(RequestError::EndedByRouter)
     }
 }
@@ -1228,5 +1469,530 @@ mod tests {
             Step::Forward { .. }
         ));
         assert_eq!(flow.invoke_sent_at(), Some(t(100)));
+    }
+
+    // ---- Response streaming (invoke_mode: response_stream) ----
+
+    mod streaming {
+        use super::*;
+        use aws_smithy_eventstream::frame::write_message_to;
+        use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
+
+        fn frame(event_type: &'static str, payload: &[u8]) -> Vec<u8> {
+            let message = Message::new_from_parts(
+                vec![
+                    Header::new(":event-type", HeaderValue::String(event_type.into())),
+                    Header::new(
+                        ":content-type",
+                        HeaderValue::String("application/octet-stream".into()),
+                    ),
+                    Header::new(":message-type", HeaderValue::String("event".into())),
+                ],
+                payload.to_vec(),
+            );
+            let mut out = Vec::new();
+            write_message_to(&message, &mut out).unwrap();
+            out
+        }
+
+        fn chunk(payload: &[u8]) -> Vec<u8> {
+            frame("PayloadChunk", payload)
+        }
+
+        fn complete(json: &str) -> Vec<u8> {
+            frame("InvokeComplete", json.as_bytes())
+        }
+
+        const PRELUDE_TYPE: &str = "application/vnd.awslambda.http-integration-response";
+
+        fn stream_config(extra: &str) -> FilterConfig {
+            config(&format!(r#","invoke_mode":"response_stream"{extra}"#))
+        }
+
+        /// Forwarded in place as InvokeWithResponseStream, the answer's 200 headers seen.
+        fn streaming(config: &FilterConfig, function_content_type: &str) -> RequestFlow {
+            let (mut flow, invoke, _) = forwarded(config, false);
+            assert_eq!(
+                invoke.header(":path"),
+                Some("/2021-11-15/functions/f/response-streaming-invocations")
+            );
+            assert_eq!(flow.take_stream_fallback(), None);
+            let headers = answer_headers(
+                "200",
+                &[
+                    ("content-type", function_content_type),
+                    ("x-amzn-requestid", "r"),
+                    ("transfer-encoding", "chunked"),
+                ],
+            );
+            assert_eq!(flow.on_answer_headers(headers, false), Step::Pause);
+            assert_eq!(flow.phase(), &Phase::StreamingAnswer);
+            assert!(flow.awaits_answer_in_place());
+            flow
+        }
+
+        /// Envoy's side: buffers the body while the filter pauses, hands over each chunk
+        /// once it continues, and collects what the client gets.
+        #[derive(Default)]
+        struct Envoy {
+            buffered: Vec<u8>,
+            holding: bool,
+            head: Option<Vec<(String, String)>>,
+            client: Vec<u8>,
+        }
+
+        impl Envoy {
+            fn new() -> Self {
+                Envoy {
+                    holding: true,
+                    ..Envoy::default()
+                }
+            }
+
+            /// One body chunk through the filter: the step it ended with.
+            fn chunk(&mut self, flow: &mut RequestFlow, bytes: &[u8], end: bool) -> Step {
+                if !self.holding {
+                    self.buffered.clear();
+                }
+                self.buffered.extend_from_slice(bytes);
+                let mut step = flow.on_answer_body(self.buffered.len(), end);
+                if let Step::ReadStream {
+                    start,
+                    size,
+                    end_of_stream,
+                } = step
+                {
+                    assert_eq!(end_of_stream, end);
+                    assert!(
+                        start + size <= self.buffered.len(),
+                        "{start}+{size} of {}",
+                        self.buffered.len()
+                    );
+                    let range = self.buffered[start..start + size].to_vec();
+                    step = flow.on_stream_bytes(&range, end);
+                }
+                match &step {
+                    Step::Pause => {
+                        assert!(self.holding, "only the head is held");
+                    }
+                    Step::StreamHead { headers, body, .. } => {
+                        assert!(self.holding && self.head.is_none());
+                        self.head = Some(headers.clone());
+                        self.client.extend_from_slice(body);
+                        self.holding = false;
+                    }
+                    Step::StreamChunk { body, .. } => {
+                        assert!(!self.holding);
+                        self.client.extend_from_slice(body);
+                    }
+                    _ => {}
+                }
+                step
+            }
+
+            fn header(&self, name: &str) -> Vec<&str> {
+                self.head
+                    .iter()
+                    .flatten()
+                    .filter(|(n, _)| n == name)
+                    .map(|(_, v)| v.as_str())
+                    .collect()
+            }
+        }
+
+        #[test]
+        fn prelude_split_across_frames_and_chunks_sets_the_head_then_bytes_flow() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, PRELUDE_TYPE);
+            let prelude = br#"{"statusCode":201,"headers":{"content-type":"text/event-stream","x-app":"1","content-length":"99"},"cookies":["a=1","b=2; Path=/"]}"#;
+            let mut first = prelude.to_vec();
+            first.extend_from_slice(&[0; 8]);
+            let (p1, p2) = first.split_at(40);
+            let mut stream = chunk(p1);
+            stream.extend(chunk(p2));
+            stream.extend(chunk(b"data: one\n\n"));
+            let mut envoy = Envoy::new();
+            // The first frame arrives in two pieces: nothing decided yet.
+            let (a, rest) = stream.split_at(10);
+            assert_eq!(envoy.chunk(&mut flow, a, false), Step::Pause);
+            assert!(matches!(
+                envoy.chunk(&mut flow, rest, false),
+                Step::StreamHead {
+                    complete: false,
+                    ..
+                }
+            ));
+            let head = envoy.head.clone().unwrap();
+            assert_eq!(head[0], (":status".to_string(), "201".to_string()));
+            assert_eq!(envoy.header("content-type"), vec!["text/event-stream"]);
+            assert_eq!(envoy.header("x-app"), vec!["1"]);
+            assert_eq!(envoy.header("set-cookie"), vec!["a=1", "b=2; Path=/"]);
+            assert!(envoy.header("content-length").is_empty());
+            assert!(envoy.header("x-amzn-requestid").is_empty());
+            assert_eq!(envoy.client, b"data: one\n\n");
+            // Afterwards each chunk becomes its payload bytes, a frame split across chunks
+            // included.
+            let two = chunk(b"data: two\n\n");
+            let (x, y) = two.split_at(5);
+            assert_eq!(
+                envoy.chunk(&mut flow, x, false),
+                Step::StreamChunk {
+                    body: Vec::new(),
+                    complete: false
+                }
+            );
+            assert_eq!(
+                envoy.chunk(&mut flow, y, false),
+                Step::StreamChunk {
+                    body: b"data: two\n\n".to_vec(),
+                    complete: false
+                }
+            );
+            assert_eq!(
+                envoy.chunk(&mut flow, &complete("{}"), true),
+                Step::StreamChunk {
+                    body: Vec::new(),
+                    complete: true
+                }
+            );
+            assert_eq!(envoy.client, b"data: one\n\ndata: two\n\n");
+            assert_eq!(flow.phase(), &Phase::Finished);
+            assert_eq!(flow.on_stream_done(), None);
+        }
+
+        #[test]
+        fn stream_without_prelude_is_200_with_the_functions_content_type() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            assert!(matches!(
+                envoy.chunk(&mut flow, &chunk(b"hello "), false),
+                Step::StreamHead { .. }
+            ));
+            assert_eq!(envoy.head.as_ref().unwrap()[0].1, "200");
+            assert_eq!(envoy.header("content-type"), vec!["text/plain"]);
+            let mut end = chunk(b"world");
+            end.extend(complete(r#"{"ErrorCode":"","LogResult":"bG9n"}"#));
+            assert!(matches!(
+                envoy.chunk(&mut flow, &end, true),
+                Step::StreamChunk { complete: true, .. }
+            ));
+            assert_eq!(envoy.client, b"hello world");
+        }
+
+        #[test]
+        fn whole_stream_in_one_chunk_is_head_body_and_success() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, "application/octet-stream");
+            let mut all = chunk(b"ab");
+            all.extend(chunk(b"cd"));
+            all.extend(complete("{}"));
+            let mut envoy = Envoy::new();
+            assert!(matches!(
+                envoy.chunk(&mut flow, &all, true),
+                Step::StreamHead { complete: true, .. }
+            ));
+            assert_eq!(envoy.client, b"abcd");
+        }
+
+        #[test]
+        fn function_error_before_the_first_byte_is_the_json_error() {
+            let config = stream_config(r#","function_error_status":500"#);
+            let mut flow = streaming(&config, PRELUDE_TYPE);
+            let mut envoy = Envoy::new();
+            // Part of the prelude, held.
+            assert_eq!(
+                envoy.chunk(&mut flow, &chunk(br#"{"statusCode":20"#), false),
+                Step::Pause
+            );
+            let step = envoy.chunk(
+                &mut flow,
+                &complete(
+                    r#"{"ErrorCode":"Unhandled","ErrorDetails":"{\"errorMessage\":\"boom\"}"}"#,
+                ),
+                false,
+            );
+            match step {
+                Step::RewriteAnswerWithError(RequestError::FunctionError {
+                    status,
+                    kind,
+                    message,
+                }) => {
+                    assert_eq!((status, kind.as_str()), (500, "Unhandled"));
+                    assert_eq!(message.as_deref(), Some("boom"));
+                }
+                other => panic!("{other:?}"),
+            }
+            // The rest of the answer is dropped.
+            assert_eq!(
+                flow.on_answer_body(10, true),
+                Step::ReplaceAnswerBody(Vec::new())
+            );
+            assert_eq!(flow.phase(), &Phase::Finished);
+            assert_eq!(flow.on_stream_done(), None);
+        }
+
+        #[test]
+        fn function_error_after_the_first_byte_aborts_the_stream() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            envoy.chunk(&mut flow, &chunk(b"partial"), false);
+            assert!(envoy.head.is_some());
+            let step = envoy.chunk(
+                &mut flow,
+                &complete(r#"{"ErrorCode":"Unhandled","ErrorDetails":"late"}"#),
+                false,
+            );
+            assert!(
+                matches!(step, Step::AbortStream(RequestError::FunctionError { .. })),
+                "{step:?}"
+            );
+            assert_eq!(flow.phase(), &Phase::Finished);
+            assert_eq!(flow.on_answer_body(5, true), Step::Continue);
+            assert_eq!(flow.on_stream_done(), None, "counted once, at the abort");
+        }
+
+        #[test]
+        fn corrupt_frame_before_and_after_the_first_byte() {
+            let config = stream_config("");
+            let mut corrupt = chunk(b"x");
+            let last = corrupt.len() - 1;
+            corrupt[last] ^= 0xff;
+
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            match envoy.chunk(&mut flow, &corrupt, false) {
+                Step::RewriteAnswerWithError(RequestError::StreamFailed { reason, .. }) => {
+                    assert_eq!(reason, "crc_mismatch")
+                }
+                other => panic!("{other:?}"),
+            }
+
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            envoy.chunk(&mut flow, &chunk(b"ok"), false);
+            match envoy.chunk(&mut flow, &corrupt, false) {
+                Step::AbortStream(RequestError::StreamFailed { reason, .. }) => {
+                    assert_eq!(reason, "crc_mismatch")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn exception_frame_after_the_first_byte_aborts() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            envoy.chunk(&mut flow, &chunk(b"ok"), false);
+            let message = Message::new_from_parts(
+                vec![
+                    Header::new(
+                        ":exception-type",
+                        HeaderValue::String("ServiceException".into()),
+                    ),
+                    Header::new(":message-type", HeaderValue::String("exception".into())),
+                ],
+                br#"{"message":"gone"}"#.to_vec(),
+            );
+            let mut bytes = Vec::new();
+            write_message_to(&message, &mut bytes).unwrap();
+            match envoy.chunk(&mut flow, &bytes, false) {
+                Step::AbortStream(RequestError::StreamFailed { reason, message }) => {
+                    assert_eq!(reason, "exception");
+                    assert!(message.contains("ServiceException"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn end_without_invoke_complete_is_a_truncated_stream() {
+            let config = stream_config("");
+            // After bytes were sent: aborted.
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            envoy.chunk(&mut flow, &chunk(b"ok"), false);
+            match envoy.chunk(&mut flow, &[], true) {
+                Step::AbortStream(RequestError::StreamFailed { reason, .. }) => {
+                    assert_eq!(reason, "truncated")
+                }
+                other => panic!("{other:?}"),
+            }
+            // Cut inside a frame before any byte: the JSON error.
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            let frame = chunk(b"never whole");
+            match envoy.chunk(&mut flow, &frame[..7], true) {
+                Step::RewriteAnswerWithError(RequestError::StreamFailed { reason, .. }) => {
+                    assert_eq!(reason, "truncated")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(flow.phase(), &Phase::Finished);
+            // A 200 with no body at all.
+            let (mut flow, _, _) = forwarded(&config, false);
+            assert!(matches!(
+                flow.on_answer_headers(answer_headers("200", &[]), true),
+                Step::RewriteAnswerWithError(RequestError::StreamFailed { .. })
+            ));
+        }
+
+        #[test]
+        fn bad_prelude_before_the_first_byte_is_a_bad_response() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, PRELUDE_TYPE);
+            let mut envoy = Envoy::new();
+            assert!(matches!(
+                envoy.chunk(&mut flow, &chunk(b"no prelude here"), false),
+                Step::RewriteAnswerWithError(RequestError::BadResponse { .. })
+            ));
+        }
+
+        #[test]
+        fn route_timeout_while_streaming_is_the_end_of_the_stream() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, "text/plain");
+            assert_eq!(flow.on_stream_done(), Some(RequestError::EndedByRouter));
+            let mut flow = streaming(&config, "text/plain");
+            let mut envoy = Envoy::new();
+            envoy.chunk(&mut flow, &chunk(b"ok"), false);
+            assert_eq!(flow.on_stream_done(), Some(RequestError::EndedByRouter));
+            assert_eq!(flow.on_stream_done(), None);
+        }
+
+        #[test]
+        fn api_errors_and_function_errors_are_decoded_as_in_buffered_mode() {
+            let config = stream_config("");
+            let (mut flow, _, _) = forwarded(&config, false);
+            let headers = answer_headers(
+                "429",
+                &[
+                    ("x-amzn-errortype", "TooManyRequestsException"),
+                    ("content-type", "application/json"),
+                ],
+            );
+            assert_eq!(flow.on_answer_headers(headers, false), Step::Pause);
+            assert_eq!(flow.on_answer_body(20, true), Step::ReadAnswerBody);
+            assert!(matches!(
+                flow.on_answer_complete(br#"{"message":"slow down"}"#.to_vec()),
+                Step::RewriteAnswerWithError(RequestError::Throttled { .. })
+            ));
+
+            let (mut flow, _, _) = forwarded(&config, false);
+            let headers = answer_headers("200", &[("x-amz-function-error", "Unhandled")]);
+            assert_eq!(flow.on_answer_headers(headers, false), Step::Pause);
+            assert!(matches!(flow.phase(), Phase::BufferingAnswer { .. }));
+        }
+
+        #[test]
+        fn requests_that_cannot_stream_fall_back_to_the_buffered_invoke_with_a_reason() {
+            let config = stream_config("");
+            // Downstream placement.
+            let mut flow = RequestFlow::default();
+            flow.on_request_headers(
+                route(&config),
+                Some("lambda".into()),
+                None,
+                true,
+                Placement::Downstream,
+            );
+            match flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT) {
+                Step::Dispatch(invoke) => assert_eq!(
+                    invoke.header(":path"),
+                    Some("/2015-03-31/functions/f/invocations")
+                ),
+                other => panic!("{other:?}"),
+            }
+            let fallback = flow.take_stream_fallback().unwrap();
+            assert_eq!(
+                fallback.route,
+                "/2021-11-15/functions/f/response-streaming-invocations"
+            );
+            assert!(fallback.reason.contains("upstream_http_filters"));
+            assert_eq!(flow.take_stream_fallback(), None);
+
+            // Upstream, a body-less request with an event payload.
+            let event = stream_config(r#","payload":"apigw_v2""#);
+            let mut flow = RequestFlow::default();
+            flow.on_request_headers(
+                route(&event),
+                Some("lambda".into()),
+                None,
+                true,
+                Placement::Upstream,
+            );
+            assert!(matches!(
+                flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT),
+                Step::Dispatch(_)
+            ));
+            assert!(flow
+                .take_stream_fallback()
+                .unwrap()
+                .reason
+                .contains("without a body"));
+
+            // Upstream, trailers.
+            let mut flow = RequestFlow::default();
+            flow.on_request_headers(
+                route(&config),
+                Some("lambda".into()),
+                None,
+                false,
+                Placement::Upstream,
+            );
+            flow.on_request_trailers();
+            assert!(matches!(
+                flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT),
+                Step::Dispatch(_)
+            ));
+            assert_eq!(
+                flow.take_stream_fallback().unwrap().reason,
+                "the request has trailers"
+            );
+
+            // A buffered route never reports a fallback.
+            let buffered = super::config("");
+            let mut flow = RequestFlow::default();
+            flow.on_request_headers(
+                route(&buffered),
+                Some("lambda".into()),
+                None,
+                true,
+                Placement::Downstream,
+            );
+            flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT);
+            assert_eq!(flow.take_stream_fallback(), None);
+        }
+
+        #[test]
+        fn memory_stays_bounded_over_a_long_stream() {
+            let config = stream_config("");
+            let mut flow = streaming(&config, "application/octet-stream");
+            let mut envoy = Envoy::new();
+            let piece = vec![7u8; 65536];
+            let frame = chunk(&piece);
+            let mut total = 0usize;
+            for i in 0..200 {
+                // Frames cut at shifting offsets across chunks.
+                let cut = (i * 977) % frame.len();
+                envoy.chunk(&mut flow, &frame[..cut], false);
+                envoy.chunk(&mut flow, &frame[cut..], false);
+                total += piece.len();
+                let held = flow
+                    .stream
+                    .as_ref()
+                    .map_or(0, |s| s.decoder.buffered() + s.splitter.buffered());
+                assert!(held <= frame.len(), "holds {held} bytes");
+                assert_eq!(envoy.client.len(), total);
+                envoy.client.clear();
+                total = 0;
+            }
+            assert!(matches!(
+                envoy.chunk(&mut flow, &complete("{}"), true),
+                Step::StreamChunk { complete: true, .. }
+            ));
+        }
     }
 }

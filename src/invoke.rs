@@ -42,6 +42,37 @@ pub fn build_invoke(
     payload: Vec<u8>,
     now: SystemTime,
 ) -> Result<OutboundRequest, SigningError> {
+    build(
+        target,
+        &target.invoke_path,
+        cluster,
+        credentials,
+        payload,
+        now,
+    )
+}
+
+/// The `InvokeWithResponseStream` request of a `response_stream` target (the buffered
+/// Invoke for any other): same headers and signing, the streaming path.
+pub fn build_stream_invoke(
+    target: &InvokeTarget,
+    cluster: &str,
+    credentials: &Credentials,
+    payload: Vec<u8>,
+    now: SystemTime,
+) -> Result<OutboundRequest, SigningError> {
+    let path = target.stream_path.as_ref().unwrap_or(&target.invoke_path);
+    build(target, path, cluster, credentials, payload, now)
+}
+
+fn build(
+    target: &InvokeTarget,
+    path: &str,
+    cluster: &str,
+    credentials: &Credentials,
+    payload: Vec<u8>,
+    now: SystemTime,
+) -> Result<OutboundRequest, SigningError> {
     let invocation_type = target.invocation_type.header_value();
     let mut to_sign = vec![
         ("content-type", INVOKE_CONTENT_TYPE),
@@ -59,7 +90,7 @@ pub fn build_invoke(
     let request = RequestToSign {
         method: "POST",
         host: &target.endpoint,
-        path_and_query: &target.invoke_path,
+        path_and_query: path,
         headers: &to_sign,
         body: &payload,
         content_sha256_header: true,
@@ -68,7 +99,7 @@ pub fn build_invoke(
         .with(|signer| signer.sign(&request, credentials, &target.region, "lambda", now))?;
     let mut headers = Vec::with_capacity(6 + signature_headers.len());
     headers.push((":method".to_string(), "POST".to_string()));
-    headers.push((":path".to_string(), target.invoke_path.clone()));
+    headers.push((":path".to_string(), path.to_string()));
     headers.push((":authority".to_string(), target.endpoint.clone()));
     for (name, value) in &to_sign {
         headers.push((name.to_string(), value.to_string()));
@@ -202,5 +233,44 @@ mod tests {
         )
         .unwrap();
         assert_eq!(event.header("x-amz-log-type"), None);
+    }
+
+    #[test]
+    fn stream_invoke_goes_to_the_streaming_path_signed_alike() {
+        let target = target(r#","invoke_mode":"response_stream","log_type":"Tail""#);
+        let stream = build_stream_invoke(
+            &target,
+            "c",
+            &credentials(None),
+            b"{}".to_vec(),
+            fixed_time(),
+        )
+        .unwrap();
+        assert_eq!(
+            stream.header(":path"),
+            Some("/2021-11-15/functions/my-fn/response-streaming-invocations")
+        );
+        assert_eq!(
+            stream.header("x-amz-invocation-type"),
+            Some("RequestResponse")
+        );
+        assert_eq!(stream.header("x-amz-log-type"), Some("Tail"));
+        let buffered = build_invoke(
+            &target,
+            "c",
+            &credentials(None),
+            b"{}".to_vec(),
+            fixed_time(),
+        )
+        .unwrap();
+        assert_eq!(
+            buffered.header(":path"),
+            Some("/2015-03-31/functions/my-fn/invocations")
+        );
+        // The path is signed: the signatures differ.
+        assert_ne!(
+            stream.header("authorization"),
+            buffered.header("authorization")
+        );
     }
 }

@@ -12,7 +12,7 @@ use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, Targ
 pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
 
 /// Keys read from route metadata.
-pub const ROUTE_KEYS: [&str; 20] = [
+pub const ROUTE_KEYS: [&str; 21] = [
     "function",
     "qualifier",
     "region",
@@ -32,6 +32,7 @@ pub const ROUTE_KEYS: [&str; 20] = [
     "expose_log_result",
     "custom_parameters",
     "client_context",
+    "invoke_mode",
     "disabled",
 ];
 
@@ -148,6 +149,7 @@ pub fn decode_route_override(
             client_context: lookup("client_context")
                 .map(|b| decode_json("client_context", &b))
                 .transpose()?,
+            invoke_mode: string("invoke_mode")?,
         },
         disabled: lookup("disabled")
             .map(|b| decode_bool("disabled", &b))

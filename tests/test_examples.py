@@ -148,3 +148,30 @@ def test_fire_and_forget_with_moto():
         if envoy is not None:
             envoy.stop()
         aws.stop()
+
+
+def test_streaming_with_the_streaming_standin():
+    import streaming_standin
+
+    standin = streaming_standin.StreamingStandIn()
+    standin.echo_line_delay_s = 0.5
+    standin.start()
+    envoy = ExampleEnvoy("streaming", standin.port, {"AWS_ACCESS_KEY_ID": standin.access_key_id,
+                                                     "AWS_SECRET_ACCESS_KEY": standin.secret_access_key})
+    try:
+        # As `curl -N`: each line arrives when the function writes it, not all at the end.
+        t0 = time.monotonic()
+        with requests.post(envoy.url("/tokens"), data=b"one\ntwo\nthree\n", stream=True, timeout=10) as r:
+            assert r.status_code == 200 and r.headers["content-type"] == "application/octet-stream"
+            arrivals = [(time.monotonic() - t0, piece) for piece in r.iter_content(chunk_size=None)]
+        assert b"".join(p for _, p in arrivals) == b"one\ntwo\nthree\n"
+        assert arrivals[0][1].startswith(b"one") and arrivals[-1][0] - arrivals[0][0] >= 0.8, arrivals
+        r = requests.post(envoy.url("/buffered"), data=b"one\ntwo\n", timeout=10)
+        assert (r.status_code, r.content) == (200, b"one\ntwo\n")
+        paths = [rec.path for rec in standin.requests]
+        assert paths == ["/2021-11-15/functions/streamer/response-streaming-invocations",
+                         "/2015-03-31/functions/streamer/invocations"], paths
+        assert all(rec.verified for rec in standin.requests)
+    finally:
+        envoy.stop()
+        standin.stop()

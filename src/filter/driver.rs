@@ -3,13 +3,13 @@
 //! acts with the request as the effective context).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::SystemTime;
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, MapType, Status};
+use proxy_wasm::types::{Action, BufferType, MapType, Status, StreamType};
 
 use super::credentials::CredentialShell;
 use super::host;
@@ -17,7 +17,7 @@ use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
 use crate::config::FilterConfig;
 use crate::error::{ClientReply, RequestError};
-use crate::flow::{RequestFlow, Step};
+use crate::flow::{RequestFlow, Step, StreamFallback};
 use crate::invoke::OutboundRequest;
 use crate::metrics::Metric;
 use crate::response::{InvokeAnswer, MAX_ANSWER_BYTES};
@@ -50,7 +50,12 @@ pub struct Vm {
     pub stats: Stats,
     /// Profiling only (feature `vm-timing`).
     pub timing: Timing,
+    /// `response_stream` routes (and reasons) whose buffered fallback was logged.
+    pub stream_fallbacks_logged: RefCell<HashSet<StreamFallback>>,
 }
+
+/// Bound on the remembered fallback log lines (a config with many routes logs again after).
+const MAX_FALLBACKS_LOGGED: usize = 256;
 
 pub fn now() -> SystemTime {
     hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
@@ -98,6 +103,10 @@ impl Vm {
                     return Action::Pause;
                 }
                 Step::Dispatch(outbound) => {
+                    let fallback = request.borrow_mut().flow.take_stream_fallback();
+                    if let Some(fallback) = fallback {
+                        self.log_stream_fallback(fallback);
+                    }
                     let started = timing::start();
                     let result = dispatch(&outbound);
                     self.timing.record(Timed::Dispatch, started);
@@ -209,6 +218,54 @@ impl Vm {
                     send(request.borrow().context_id, &reply);
                     return Action::Pause;
                 }
+                Step::ReadStream {
+                    start,
+                    size,
+                    end_of_stream,
+                } => {
+                    let bytes = read_range(BufferType::HttpResponseBody, start, size);
+                    request
+                        .borrow_mut()
+                        .flow
+                        .on_stream_bytes(&bytes, end_of_stream)
+                }
+                Step::StreamHead {
+                    headers,
+                    body,
+                    complete,
+                } => {
+                    let request = request.borrow();
+                    set_response_headers(request.context_id, &headers);
+                    replace_answer_body(&request, &body);
+                    if complete {
+                        self.stats.increment(Metric::InvokeSuccess);
+                    }
+                    return Action::Continue;
+                }
+                Step::StreamChunk { body, complete } => {
+                    replace_answer_body(&request.borrow(), &body);
+                    if complete {
+                        self.stats.increment(Metric::InvokeSuccess);
+                    }
+                    return Action::Continue;
+                }
+                Step::AbortStream(failure) => {
+                    let request = request.borrow();
+                    self.stats.increment(Metric::for_failure(&failure));
+                    let request_id = request.request_id.as_deref().unwrap_or("-");
+                    warn!(
+                        "#{} request_id={request_id} response stream ended abnormally after its first bytes: {failure}",
+                        request.context_id
+                    );
+                    replace_answer_body(&request, &[]);
+                    if let Err(status) = host::close_stream(StreamType::HttpResponse) {
+                        error!(
+                            "#{} could not reset the response stream: {status}",
+                            request.context_id
+                        );
+                    }
+                    return Action::Pause;
+                }
                 Step::Fail(failure) => {
                     let request = request.borrow();
                     self.stats.increment(Metric::for_failure(&failure));
@@ -302,6 +359,23 @@ impl Vm {
         }
     }
 
+    /// One info line per `response_stream` route and reason that falls back to the buffered
+    /// Invoke (not one per request).
+    fn log_stream_fallback(&self, fallback: StreamFallback) {
+        let mut logged = self.stream_fallbacks_logged.borrow_mut();
+        if logged.contains(&fallback) {
+            return;
+        }
+        info!(
+            "invoke_mode response_stream for {}: sent as the buffered Invoke ({})",
+            fallback.route, fallback.reason
+        );
+        if logged.len() >= MAX_FALLBACKS_LOGGED {
+            logged.clear();
+        }
+        logged.insert(fallback);
+    }
+
     /// The request's context is going away: forget it wherever it waits.
     pub fn forget(&self, context_id: u32) {
         if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
@@ -361,13 +435,32 @@ fn read_body(body_size: usize) -> Vec<u8> {
 }
 
 fn read_buffer(buffer: BufferType, size: usize) -> Vec<u8> {
+    read_range(buffer, 0, size)
+}
+
+fn read_range(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
     if size == 0 {
         return Vec::new();
     }
-    hostcalls::get_buffer(buffer, 0, size)
+    hostcalls::get_buffer(buffer, start, size)
         .ok()
         .flatten()
         .unwrap_or_default()
+}
+
+/// Replaces the answer's body buffered in this callback (`answer_size` bytes) with `body`.
+fn replace_answer_body(request: &Request, body: &[u8]) {
+    if request.answer_size == 0 && body.is_empty() {
+        return;
+    }
+    if let Err(status) =
+        host::set_buffer(BufferType::HttpResponseBody, 0, request.answer_size, body)
+    {
+        error!(
+            "#{} could not replace the answer's body: {status}",
+            request.context_id
+        );
+    }
 }
 
 /// Headers of the request that the Invoke keeps (unsigned): `:scheme`, which the router

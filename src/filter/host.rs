@@ -3,7 +3,7 @@
 //! the worker); Envoy answers `BadArgument` when, for example, a body is set on a stream
 //! that has none. These wrappers return every non-Ok status as an error.
 
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
@@ -16,6 +16,7 @@ extern "C" {
         buffer_size: usize,
     ) -> u32;
     fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
+    fn proxy_close_stream(stream_type: StreamType) -> u32;
 }
 
 fn status(code: u32) -> Result<(), u32> {
@@ -38,6 +39,13 @@ pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
     let serialized = serialize_map(pairs);
     // SAFETY: as above, `serialized` outlives the call.
     status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
+}
+
+/// Ends the stream abnormally (Envoy resets it: `proxy_close_stream`, what the SDK's
+/// `reset_http_response` calls, without its panic).
+pub fn close_stream(stream: StreamType) -> Result<(), u32> {
+    // SAFETY: no pointers are passed.
+    status(unsafe { proxy_close_stream(stream) })
 }
 
 /// The proxy-wasm map encoding: pair count, then each name and value length (u32 LE),

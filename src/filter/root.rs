@@ -155,6 +155,7 @@ impl RootContext for LambdaRoot {
             root_invokes: RefCell::new(HashMap::new()),
             stats: Stats::define(),
             timing: Default::default(),
+            stream_fallbacks_logged: RefCell::default(),
         }));
         if needs_ticks {
             // The first tick fetches credentials, so the first request rarely waits.

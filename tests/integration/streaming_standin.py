@@ -251,8 +251,11 @@ class StreamAnswer:
         yield corrupt(last, self.corruption) if index == self.corrupt_frame else last
 
 
-def echo_answer(body: bytes) -> StreamAnswer:
-    """Without a script: the function streams the request body back."""
+def echo_answer(body: bytes, line_delay_s: float = 0.0) -> StreamAnswer:
+    """Without a script: the function streams the request body back (with ``line_delay_s``,
+    one write per line, that far apart)."""
+    if line_delay_s > 0:
+        return StreamAnswer(writes=body.splitlines(keepends=True), delay_s=line_delay_s)
     return StreamAnswer(writes=[body[i : i + 65536] for i in range(0, len(body), 65536)])
 
 
@@ -290,7 +293,7 @@ class _StreamingHandler(_Handler):
                 {"message": "The request signature we calculated does not match the signature you provided. " + reason.split("\n")[0]},
             )
         else:
-            ans = standin._next_answer() or echo_answer(body)
+            ans = standin._next_answer() or echo_answer(body, standin.echo_line_delay_s)
         try:
             if isinstance(ans, StreamAnswer):
                 self._stream(ans, request_id)
@@ -365,6 +368,8 @@ class StreamingStandIn(StandIn):
         super().__init__(*args, **kw)
         self.frame_times: list[tuple[str, float, int]] = []
         self.end_times: dict[str, float] = {}
+        # Unscripted streams echo the body line by line, this far apart (0: in 64 KiB writes).
+        self.echo_line_delay_s = 0.0
 
     def _frame_sent(self, request_id: str, size: int) -> None:
         with self._lock:
@@ -390,10 +395,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--key", action="append", default=[], metavar="AKID:SECRET")
+    ap.add_argument("--echo-line-delay", type=float, default=0.0, metavar="SECONDS",
+                    help="unscripted streams echo the request body one line per write, this far apart")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     keys = dict(k.split(":", 1) for k in args.key) if args.key else None
-    s = StreamingStandIn(args.port, keys, verbose=args.verbose).start()
+    s = StreamingStandIn(args.port, keys, verbose=args.verbose)
+    s.echo_line_delay_s = args.echo_line_delay
+    s.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
