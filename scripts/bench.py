@@ -84,10 +84,11 @@ class Listener:
     mode: str  # payload mode for native/ours: passthrough | json | apigw_v2
     expect: dict  # decoded JSON body a GET must get
     upstream: bool = False  # the Wasm filter in the router's upstream_http_filters
+    split: bool = False  # ...and in the HCM too, with split_placement on
 
     @property
     def vm_id(self) -> str | None:
-        where = "_up" if self.upstream else ""
+        where = "_split" if self.split else "_up" if self.upstream else ""
         return {"noop": f"bench_noop{where}", "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
 
 
@@ -101,10 +102,12 @@ LISTENERS = [
     Listener("b-up", "no-op proxy-wasm filter, upstream", "noop", "", RAW, upstream=True),
     Listener("e-pt", "ours upstream, passthrough", "ours", "passthrough", RAW, upstream=True),
     Listener("e-v2", "ours upstream, apigw_v2", "ours", "apigw_v2", DECODED, upstream=True),
+    Listener("f-v2", "ours split (both chains), apigw_v2", "ours", "apigw_v2", DECODED,
+             upstream=True, split=True),
 ]
 BY_KEY = {lst.key: lst for lst in LISTENERS}
 # Native listener -> ours in the same payload mode, for the "native ÷ ours" CPU ratio.
-PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json"}
+PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json", "f-v2": "c-json"}
 
 
 class BenchError(Exception):
@@ -243,6 +246,8 @@ def filters_for(lst: Listener, ours_wasm: Path) -> list:
                      credentials=CREDENTIALS)}]
     config = {"function": FUNCTION_ARN, "region": REGION, "endpoint": LAMBDA_HOST,
               "payload": lst.mode, "timeout_ms": 10000, "credentials": CREDENTIALS}
+    if lst.split:
+        config["split_placement"] = True
     return [wasm_filter(lst.vm_id, ours_wasm, json.dumps(config), root_id="proxy_wasm_lambda")]
 
 
@@ -255,7 +260,7 @@ def measuring_config(admin_port: int, ports: dict[str, int], ours_wasm: Path,
         route = [{"match": {"prefix": "/"}, "route": {"cluster": target, "timeout": "15s"}}]
         filters = filters_for(lst, ours_wasm)
         listeners.append(listener(f"l_{key.replace('-', '_')}", port, route,
-                                  [] if lst.upstream else filters,
+                                  filters if lst.split or not lst.upstream else [],
                                   filters if lst.upstream else None))
     return bootstrap(admin_port, listeners, [
         cluster("fake_any", fake_any),
@@ -511,7 +516,8 @@ def print_tables(summary: dict, rounds: int, seconds: float) -> None:
     print("\n  native÷ours CPU: CPU/req of c-pt ÷ ours in passthrough (d-pt, e-pt) and of "
           "c-json ÷ ours in apigw_v2 (d-v2, e-v2); ≥ 1 means ours is cheaper. Δ vs a: CPU/req "
           "above the plain hop. d-*: filter in the HCM (dispatches the Invoke); e-*, b-up: "
-          "filter in the router's upstream_http_filters (rewrites the request in place).")
+          "filter in the router's upstream_http_filters (rewrites the request in place); f-v2: in "
+          "both chains with split_placement.")
 
 
 def print_large(results: list[dict]) -> None:

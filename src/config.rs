@@ -157,6 +157,7 @@ const CONFIG_KEYS: &[&str] = &[
     "client_context",
     "invoke_mode",
     "credentials",
+    "split_placement",
 ];
 
 const CREDENTIALS_KEYS: &[&str] = &[
@@ -497,6 +498,9 @@ pub struct FilterConfig {
     /// Where the credentials come from, for the one log line at start (no secret):
     /// e.g. `chain: container (AWS_CONTAINER_CREDENTIALS_FULL_URI http://…)`.
     pub credentials_origin: String,
+    /// The filter is in both chains: in the HCM it takes only the requests that cannot be
+    /// rewritten in place, and leaves the rest to its twin in the router's upstream filters.
+    pub split_placement: bool,
 }
 
 /// A route's overrides from its metadata, before validation.
@@ -576,6 +580,7 @@ impl FilterConfig {
                 max_wait_ms: f.u64("max_wait_ms"),
             },
         );
+        let split_placement = fields.bool("split_placement").unwrap_or(false);
         fields.finish()?;
         let target = validate_target(&settings)?;
         let (credentials, credentials_origin) = load_credentials(credentials, &target.region, env)?;
@@ -584,6 +589,7 @@ impl FilterConfig {
             target,
             credentials,
             credentials_origin,
+            split_placement,
         })
     }
 
@@ -1265,11 +1271,15 @@ fn static_credentials(
 mod tests {
     use super::*;
 
-    /// The two key lists are kept apart (different orders and extras: `credentials` only in
-    /// the plugin config, `disabled` only per route); every target key must be in both.
+    /// The two key lists are kept apart (different orders and extras: `credentials` and
+    /// `split_placement` only in the plugin config, `disabled` only per route); every target
+    /// key must be in both.
     #[test]
     fn every_plugin_target_key_can_be_overridden_per_route() {
-        for key in CONFIG_KEYS.iter().filter(|k| **k != "credentials") {
+        for key in CONFIG_KEYS
+            .iter()
+            .filter(|k| !["credentials", "split_placement"].contains(*k))
+        {
             assert!(
                 crate::route::ROUTE_KEYS.contains(key),
                 "{key} missing from ROUTE_KEYS"

@@ -31,6 +31,11 @@ pub enum Placement {
     /// Invoke and the answer comes back through the router, so the route's timeout, retry
     /// policy and connection pool apply and no second stream is opened.
     Upstream,
+    /// In the HCM with the same filter also upstream (`split_placement`): takes only the
+    /// requests that cannot be rewritten in place, so that the upstream twin never has to
+    /// dispatch (a local reply there ends the upstream request, and Envoy closes its
+    /// HTTP/1 connection).
+    DownstreamSplit,
 }
 
 /// How one request's Invoke is sent.
@@ -329,16 +334,20 @@ impl RequestFlow {
         };
         // In place only to the cluster the router already picked, and only with somewhere to
         // put the payload: a passthrough body, or an event that replaces the request's body.
-        let in_place = placement == Placement::Upstream
-            && (target.cluster.is_none() || target.cluster == route_cluster)
+        let can_go_in_place = (target.cluster.is_none() || target.cluster == route_cluster)
             && (!end_of_stream || target.payload == PayloadFormat::Passthrough);
+        if placement == Placement::DownstreamSplit && can_go_in_place {
+            self.phase = Phase::Finished;
+            return Step::Continue;
+        }
+        let in_place = placement == Placement::Upstream && can_go_in_place;
         let delivery = if in_place {
             Delivery::InPlace
         } else {
             Delivery::Dispatch
         };
         if !in_place && target.stream_path.is_some() {
-            self.stream_fallback = Some(if placement == Placement::Downstream {
+            self.stream_fallback = Some(if can_go_in_place {
                 "the filter is not in the router's upstream_http_filters"
             } else if target.cluster.is_some() && target.cluster != route_cluster {
                 "the Invoke goes to another cluster than the route's"
@@ -1994,5 +2003,53 @@ mod tests {
                 Step::StreamChunk { complete: true, .. }
             ));
         }
+    }
+
+    #[test]
+    fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
+        let v2 = config(r#","payload":"apigw_v2""#);
+        let mut get = RequestFlow::default();
+        let step = get.on_request_headers(
+            route(&v2),
+            Some("lambda".into()),
+            None,
+            true,
+            Placement::DownstreamSplit,
+        );
+        assert_eq!(step, Step::ReadBody);
+        assert!(matches!(
+            get.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT),
+            Step::Dispatch(_)
+        ));
+        let mut post = RequestFlow::default();
+        let step = post.on_request_headers(
+            route(&v2),
+            Some("lambda".into()),
+            Some(2),
+            false,
+            Placement::DownstreamSplit,
+        );
+        assert_eq!(step, Step::Continue);
+        assert_eq!(post.phase(), &Phase::Finished);
+        let passthrough = config("");
+        let mut get = RequestFlow::default();
+        let step = get.on_request_headers(
+            route(&passthrough),
+            Some("lambda".into()),
+            None,
+            true,
+            Placement::DownstreamSplit,
+        );
+        assert_eq!(step, Step::Continue);
+        let elsewhere = config(r#","cluster":"other""#);
+        let mut post = RequestFlow::default();
+        let step = post.on_request_headers(
+            route(&elsewhere),
+            Some("lambda".into()),
+            Some(2),
+            false,
+            Placement::DownstreamSplit,
+        );
+        assert_eq!(step, Step::Pause);
     }
 }

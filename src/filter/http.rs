@@ -146,6 +146,8 @@ impl HttpContext for LambdaHttp {
         // Only an upstream filter sees its upstream host while the request's headers pass.
         let placement = if property(vec!["upstream", "address"]).is_some() {
             Placement::Upstream
+        } else if vm.config.split_placement {
+            Placement::DownstreamSplit
         } else {
             Placement::Downstream
         };

@@ -85,7 +85,8 @@ class EnvoyConfig:
     per_connection_buffer_limit_bytes: int = 8388608
     fail_open: bool = False  # wasm filter failure policy; leave False so config errors surface
     # "downstream": the filter in the HCM's http_filters (dispatches the Invoke);
-    # "upstream": in the router's upstream_http_filters (rewrites the request in place).
+    # "upstream": in the router's upstream_http_filters (rewrites the request in place);
+    # "split": in both, with split_placement on.
     # LAMBDA_FILTER_PLACEMENT sets the default, so the whole suite runs in either placement.
     placement: str = field(default_factory=lambda: default_placement())
 
@@ -176,8 +177,17 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
             upstream_filters = [wasm_filter, UPSTREAM_CODEC]
         elif cfg.placement == "downstream":
             http_filters.append(wasm_filter)
+        elif cfg.placement == "split":
+            # Both chains, one configuration with split_placement: the HCM instance takes
+            # only the requests that cannot be rewritten in place.
+            if not isinstance(cfg.plugin_config, dict):
+                raise ValueError("placement 'split' needs the plugin config as a dict")
+            split = json.dumps({**cfg.plugin_config, "split_placement": True})
+            wasm_cfg["configuration"]["value"] = split
+            http_filters.append(wasm_filter)
+            upstream_filters = [wasm_filter, UPSTREAM_CODEC]
         else:
-            raise ValueError(f"placement must be 'downstream' or 'upstream', not {cfg.placement!r}")
+            raise ValueError(f"placement must be 'downstream', 'upstream' or 'split', not {cfg.placement!r}")
     router: dict[str, Any] = {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
     if upstream_filters:
         router["upstream_http_filters"] = upstream_filters

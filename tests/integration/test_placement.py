@@ -92,3 +92,36 @@ def test_upstream_route_timeout_is_json_and_counted(envoy_factory, standin):
     while "ended_by_router" not in envoy.log() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "ended_by_router" in envoy.log(), "the ended Invoke is logged with its class"
+
+
+def cluster_stats(envoy) -> dict:
+    return envoy.stats("cluster.lambda.upstream_(cx_total|rq_total)$")
+
+
+@pytest.mark.parametrize("placement", ["upstream", "split"])
+def test_body_less_event_requests_and_the_upstream_connection(envoy_factory, standin, placement):
+    """Upstream alone, a body-less request with an event payload is dispatched and the local
+    reply ends its upstream request: Envoy closes that HTTP/1 connection each time. With the
+    filter in both chains (split_placement), the HCM instance takes such requests before any
+    upstream request exists, and the connection to Lambda is reused."""
+    envoy = start(envoy_factory, standin, placement, payload="apigw_v2")
+    session = requests.Session()
+    rounds = 10
+    for n in range(rounds):
+        standin.script(Answer(200, {"content-type": "application/json"}, {"statusCode": 200, "body": f"get {n}"}))
+        r = session.get(envoy.url(f"/items/{n}"), timeout=HTTP_TIMEOUT)
+        assert (r.status_code, r.text) == (200, f"get {n}"), show(r)
+        standin.script(Answer(200, {"content-type": "application/json"}, {"statusCode": 201, "body": f"post {n}"}))
+        r = session.post(envoy.url("/items"), json={"n": n}, timeout=HTTP_TIMEOUT)
+        assert (r.status_code, r.text) == (201, f"post {n}"), show(r)
+    for rec in standin.wait_for_requests(2 * rounds):
+        assert rec.verified, rec.reason
+    expected = {"invoke.in_place": rounds, "invoke.dispatched": rounds, "invocations.success": 2 * rounds}
+    stats = wait_for_stats(envoy, expected)
+    for name, value in expected.items():
+        assert stats.get(PREFIX + name) == value, f"{name}: {stats}"
+    connections = cluster_stats(envoy).get("cluster.lambda.upstream_cx_total")
+    if placement == "split":
+        assert connections == 1, f"split placement opened {connections} connections for {2 * rounds} requests"
+    else:
+        assert connections >= rounds, f"expected a new connection per dispatched request, saw {connections}"
