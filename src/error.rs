@@ -95,6 +95,9 @@ pub enum RequestError {
     /// timeout, an upstream reset or connect failure): Envoy's router answered the client,
     /// or cut the response it had started.
     EndedByRouter,
+    /// The router retried a request rewritten in place, and the client's request the event
+    /// is built from is no longer kept (or the attempt key is not one the filter made).
+    RetryUnavailable,
     /// `InvokeWithResponseStream`: Lambda's event stream broke (corrupt, oversized or
     /// truncated frame, exception frame) before the first byte reached the client. After
     /// that the stream is reset instead.
@@ -125,6 +128,7 @@ impl RequestError {
             RequestError::UpstreamTimeout => "upstream_timeout",
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
             RequestError::EndedByRouter => "ended_by_router",
+            RequestError::RetryUnavailable => "retry_unavailable",
             RequestError::StreamFailed { .. } => "bad_stream",
         }
     }
@@ -149,6 +153,7 @@ impl RequestError {
             RequestError::UpstreamUnavailable { status } => *status,
             // Never sent: the router has answered (504 or 503) by the time this is known.
             RequestError::EndedByRouter => 503,
+            RequestError::RetryUnavailable => 502,
         }
     }
 
@@ -230,6 +235,10 @@ impl RequestError {
             RequestError::UpstreamUnavailable { .. } => {
                 put("message", Some("the Lambda endpoint could not be reached"))
             }
+            RequestError::RetryUnavailable => put(
+                "message",
+                Some("the router retried the Invoke, and the client's request it is built from is no longer known"),
+            ),
             RequestError::EndedByRouter => put(
                 "message",
                 Some("the router ended the Invoke before Lambda's whole answer came (route timeout, reset or connect failure)"),

@@ -267,6 +267,23 @@ impl RequestFlow {
         self.meta = Some(meta);
     }
 
+    /// Whether the request is to be rewritten in place (as far as its headers tell).
+    pub fn forwards_in_place(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::ReceivingBody {
+                delivery: Delivery::InPlace,
+                ..
+            }
+        )
+    }
+
+    /// The router retried this request and the client's request it was built from is not
+    /// known (see `attempts`).
+    pub fn on_unknown_retry(&mut self) -> Step {
+        self.fail(RequestError::RetryUnavailable)
+    }
+
     /// When the Invoke in flight was sent.
     pub fn invoke_sent_at(&self) -> Option<SystemTime> {
         match &self.phase {

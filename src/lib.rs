@@ -5,6 +5,7 @@
 
 pub mod ambient;
 pub mod arn;
+pub mod attempts;
 pub mod config;
 pub mod container_credentials;
 pub mod credential_state;

@@ -148,6 +148,7 @@ impl Metric {
             | RequestError::UpstreamTimeout
             | RequestError::UpstreamUnavailable { .. }
             | RequestError::EndedByRouter
+            | RequestError::RetryUnavailable
             | RequestError::StreamFailed { .. } => Metric::InvokeUpstreamError,
         }
     }

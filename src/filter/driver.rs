@@ -15,6 +15,7 @@ use super::credentials::CredentialShell;
 use super::host;
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
+use crate::attempts::{AttemptStash, ATTEMPT_HEADER};
 use crate::config::FilterConfig;
 use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step, StreamFallback};
@@ -31,6 +32,8 @@ pub struct Request {
     pub body_size: usize,
     /// Bytes of the answer's body buffered so far (requests forwarded in place).
     pub answer_size: usize,
+    /// The key under which the client's request is kept for the router's retries.
+    pub attempt_key: Option<String>,
     /// When the request started waiting for credentials.
     pub parked_at: Option<SystemTime>,
 }
@@ -41,6 +44,8 @@ pub type SharedRequest = Rc<RefCell<Request>>;
 pub struct Vm {
     pub config: Rc<FilterConfig>,
     pub routes: RefCell<RouteCache>,
+    /// Client requests kept for the router's retries of requests rewritten in place.
+    pub attempts: RefCell<AttemptStash>,
     pub credentials: RefCell<CredentialShell>,
     /// Requests waiting for credentials, by context id.
     pub parked: RefCell<HashMap<u32, SharedRequest>>,
@@ -145,7 +150,12 @@ impl Vm {
                     let started = timing::start();
                     let request = request.borrow();
                     let context_id = request.context_id;
-                    if let Err(status) = forward(&invoke, replace_body, request.body_size) {
+                    if let Err(status) = forward(
+                        &invoke,
+                        replace_body,
+                        request.body_size,
+                        request.attempt_key.as_deref(),
+                    ) {
                         // Rewriting failed half-way: never let it continue unsigned.
                         error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
                         let failure = RequestError::DispatchFailed {
@@ -471,7 +481,12 @@ const KEPT_REQUEST_HEADERS: [&str; 2] = [":scheme", "x-request-id"];
 /// Rewrites the request into the Invoke: one call replaces the whole header map (so nothing
 /// else the client sent goes on), one more replaces the body when the payload is not the
 /// client's body.
-fn forward(invoke: &OutboundRequest, replace_body: bool, body_size: usize) -> Result<(), u32> {
+fn forward(
+    invoke: &OutboundRequest,
+    replace_body: bool,
+    body_size: usize,
+    attempt_key: Option<&str>,
+) -> Result<(), u32> {
     let kept: Vec<(&str, String)> = KEPT_REQUEST_HEADERS
         .iter()
         .filter_map(|name| {
@@ -484,6 +499,9 @@ fn forward(invoke: &OutboundRequest, replace_body: bool, body_size: usize) -> Re
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + kept.len());
     headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     headers.extend(kept.iter().map(|(n, v)| (*n, v.as_str())));
+    if let Some(key) = attempt_key {
+        headers.push((ATTEMPT_HEADER, key));
+    }
     host::set_map(MapType::HttpRequestHeaders, &headers)?;
     if replace_body {
         host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &invoke.body)?;

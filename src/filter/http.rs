@@ -7,9 +7,11 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
+use super::credentials::random_u64;
 use super::driver::{Actor, Request, SharedRequest, Vm};
 use super::timing::{self, Phase as Timed};
-use crate::flow::{Placement, RequestFlow, RequestMeta};
+use crate::attempts::ATTEMPT_HEADER;
+use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
 use crate::route::{decode_route_override, METADATA_NAMESPACE};
 
 pub struct LambdaHttp {
@@ -27,6 +29,7 @@ impl LambdaHttp {
                 request_id: None,
                 body_size: 0,
                 answer_size: 0,
+                attempt_key: None,
                 parked_at: None,
             })),
         }
@@ -43,8 +46,8 @@ fn request_header(name: &str) -> Option<String> {
         .flatten()
 }
 
-/// The client's request as an event needs it (one header-map read, only for event formats).
-fn request_meta(request_id: Option<String>) -> RequestMeta {
+/// The client's request as an event needs it, from its header map.
+fn request_meta(request_id: Option<String>, headers: Vec<(String, String)>) -> RequestMeta {
     let mut meta = RequestMeta {
         request_id,
         protocol: property(vec!["request", "protocol"])
@@ -55,7 +58,7 @@ fn request_meta(request_id: Option<String>) -> RequestMeta {
             .map(|address| strip_port(&address)),
         ..RequestMeta::default()
     };
-    for (name, value) in hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default() {
+    for (name, value) in headers {
         match name.as_str() {
             ":method" => meta.method = value,
             ":path" => match value.split_once('?') {
@@ -83,6 +86,41 @@ fn strip_port(address: &str) -> String {
             host.to_string()
         }
         _ => address.to_string(),
+    }
+}
+
+impl LambdaHttp {
+    /// Captures the client's request for an event payload (one header-map read). A request
+    /// rewritten in place is kept for the router's retries, which see the rewritten map: a
+    /// retry finds the client's request by the key the first attempt sent along.
+    fn capture_request(&self, vm: &Vm, step: Step) -> Step {
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let in_place = self.request.borrow().flow.forwards_in_place();
+        let attempt = headers
+            .iter()
+            .find(|(name, _)| name == ATTEMPT_HEADER)
+            .map(|(_, key)| key.clone());
+        let mut request = self.request.borrow_mut();
+        match attempt.filter(|_| in_place) {
+            Some(key) => match vm.attempts.borrow().get(&key) {
+                Some(meta) => {
+                    request.flow.set_request_meta(meta);
+                    request.attempt_key = Some(key);
+                    step
+                }
+                None => request.flow.on_unknown_retry(),
+            },
+            None => {
+                let meta = request_meta(request.request_id.clone(), headers);
+                if in_place {
+                    let key = format!("{:016x}{:016x}", random_u64(), random_u64());
+                    vm.attempts.borrow_mut().keep(key.clone(), meta.clone());
+                    request.attempt_key = Some(key);
+                }
+                request.flow.set_request_meta(meta);
+                step
+            }
+        }
     }
 }
 
@@ -158,10 +196,11 @@ impl HttpContext for LambdaHttp {
             end_of_stream,
             placement,
         );
-        if self.request.borrow().flow.wants_request_meta() {
-            let meta = request_meta(self.request.borrow().request_id.clone());
-            self.request.borrow_mut().flow.set_request_meta(meta);
-        }
+        let step = if self.request.borrow().flow.wants_request_meta() {
+            self.capture_request(&vm, step)
+        } else {
+            step
+        };
         vm.timing.record(Timed::Headers, started);
         vm.drive(&self.request, step, Actor::RequestContext)
     }

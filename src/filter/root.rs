@@ -150,6 +150,7 @@ impl RootContext for LambdaRoot {
         self.vm = Some(Rc::new(Vm {
             config: Rc::new(config),
             routes: RefCell::new(RouteCache::default()),
+            attempts: RefCell::new(Default::default()),
             credentials: RefCell::new(credentials),
             parked: RefCell::new(HashMap::new()),
             root_invokes: RefCell::new(HashMap::new()),

@@ -4,6 +4,7 @@ the router). The rest of the suite runs in either placement (LAMBDA_FILTER_PLACE
 tests pin one and check what only that placement does."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -125,3 +126,47 @@ def test_body_less_event_requests_and_the_upstream_connection(envoy_factory, sta
         assert connections == 1, f"split placement opened {connections} connections for {2 * rounds} requests"
     else:
         assert connections >= rounds, f"expected a new connection per dispatched request, saw {connections}"
+
+
+def test_upstream_retry_of_an_event_request_rebuilds_the_clients_event(envoy_factory, standin):
+    """The router's retry hands the upstream filter the header map the first attempt rewrote:
+    the retry's event is still built from the client's request, never from the Invoke's
+    headers (which carry the signature and the session token)."""
+    token = "retry-test-session-token-0123456789"
+    routes = [eh.Route("/", "lambda", timeout_s=5, retry_policy={"retry_on": "5xx", "num_retries": 1})]
+    envoy = envoy_factory(
+        plugin_config(dict(standin.credentials(), session_token=token), payload="apigw_v2"),
+        routes=routes,
+        clusters={"lambda": standin.port},
+        placement="upstream",
+    )
+    standin.script(
+        Answer(500, {"content-type": "application/json", "x-amzn-errortype": "ServiceException"},
+               {"Message": "try again"}),
+        Answer(200, {"content-type": "application/json"}, {"statusCode": 200, "body": "second"}),
+    )
+    r = requests.post(envoy.url("/orders/7?x=1"), json={"n": 7}, headers={"x-client": "c"},
+                      timeout=HTTP_TIMEOUT)
+    assert (r.status_code, r.text) == (200, "second"), show(r)
+    first, second = standin.wait_for_requests(2)
+    events = []
+    for attempt in (first, second):
+        assert attempt.verified, attempt.reason
+        event = json.loads(attempt.body)
+        events.append(event)
+        assert event["rawPath"] == "/orders/7" and event["rawQueryString"] == "x=1", event
+        assert event["headers"].get("x-client") == "c", event["headers"]
+        assert token not in attempt.body.decode(), "the session token reached the function's event"
+        assert "authorization" not in event["headers"], event["headers"]
+        assert not any(name.startswith("x-amz-") for name in event["headers"]), event["headers"]
+    assert events[0]["body"] == events[1]["body"] and events[0]["headers"] == events[1]["headers"]
+
+
+def test_upstream_attempt_key_from_a_client_is_refused(envoy_factory, standin):
+    """A client cannot make the filter rebuild another request's event: a forged attempt key
+    is unknown, and the request is refused without invoking."""
+    envoy = start(envoy_factory, standin, "upstream", payload="apigw_v2")
+    r = requests.post(envoy.url("/x"), json={}, headers={"x-proxy-wasm-lambda-attempt": "0" * 32},
+                      timeout=HTTP_TIMEOUT)
+    assert_error(r, 502, "retry_unavailable")
+    assert standin.requests == []
