@@ -8,11 +8,15 @@ Two Envoy 1.40 processes on 127.0.0.1:
     b       no-op proxy-wasm filter (bench/noop-filter) in front of the router
     c-pt    native envoy.filters.http.aws_lambda, payload_passthrough: true
     c-json  native envoy.filters.http.aws_lambda, payload_passthrough: false
-    d-pt    proxy_wasm_lambda, "payload": "passthrough"
-    d-v2    proxy_wasm_lambda, "payload": "apigw_v2"
+    d-pt    proxy_wasm_lambda in the HCM (dispatches the Invoke), "payload": "passthrough"
+    d-v2    proxy_wasm_lambda in the HCM, "payload": "apigw_v2"
+    b-up    the no-op filter in the router's upstream_http_filters
+    e-pt    proxy_wasm_lambda upstream (rewrites the request in place), passthrough
+    e-v2    proxy_wasm_lambda upstream, apigw_v2
+    f-v2    proxy_wasm_lambda in both chains with "split_placement", apigw_v2
 - the *fake Lambda* Envoy answers a fixed API-Gateway-style proxy response with
   `direct_response`, after reading the whole request body (buffer filter). Its `invoke`
-  listener (used by c/d) answers 200 only to a SigV4-signed `POST /2015-03-31/functions/…/invocations`
+  listener (used by c/d/e/f) answers 200 only to a SigV4-signed `POST /2015-03-31/functions/…/invocations`
   for Host lambda.us-east-1.amazonaws.com, and 404 to anything else, so a listener that does not
   really invoke fails the pre-check.
 
