@@ -9,10 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::config::is_header_value;
-use crate::credentials::Credentials;
-use crate::secret::Secret;
-use crate::sts::{parse_expiration, TemporaryCredentials};
+use crate::sts::{temporary_credentials, TemporaryCredentials};
 
 /// Ambient answers are read up to this many bytes (real ones are under 2 KB).
 pub const MAX_AMBIENT_ANSWER_BYTES: usize = 16 * 1024;
@@ -158,7 +155,7 @@ pub fn parse_credentials_json(
             ));
         }
     }
-    let field = |name: &str| -> Result<&str, AmbientError> {
+    let field = |name: &'static str| -> Result<&str, AmbientError> {
         object
             .get(name)
             .and_then(Value::as_str)
@@ -166,39 +163,13 @@ pub fn parse_credentials_json(
             .filter(|s| !s.is_empty())
             .ok_or_else(|| bad(format!("{what} credentials have no {name}")))
     };
-    // Sent in headers: with a control character no request could be signed.
-    let sendable = |name: &str| {
-        field(name).and_then(|text| {
-            if is_header_value(text) {
-                Ok(text)
-            } else {
-                Err(bad(format!("{what} {name} has control characters")))
-            }
-        })
-    };
-    let access_key_id = sendable("AccessKeyId")?.to_string();
-    let secret_access_key = Secret::new(field("SecretAccessKey")?);
-    let session_token = Secret::new(sendable("Token")?);
-    let expiration_text = field("Expiration")?;
-    let expiration = parse_expiration(expiration_text).ok_or_else(|| {
-        bad(format!(
-            "{what} Expiration '{}' is not an RFC 3339 UTC time",
-            clean(expiration_text)
-        ))
-    })?;
-    Ok(TemporaryCredentials {
-        credentials: Credentials {
-            access_key_id,
-            secret_access_key,
-            session_token: Some(session_token),
-        },
-        expiration,
-    })
+    temporary_credentials(what, "Token", field, bad)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
     use std::time::{Duration, SystemTime};
 
     /// The example of the EC2 user guide ("Retrieve security credentials from instance

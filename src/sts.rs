@@ -765,21 +765,35 @@ fn credentials_of(d: &XmlElements) -> Result<TemporaryCredentials, StsError> {
         d.trimmed_text(d.child(credentials, name))
             .ok_or_else(|| bad(format!("AssumeRole credentials have no {name}")))
     };
+    temporary_credentials("AssumeRole", "SessionToken", field, bad)
+}
+
+/// The temporary credentials of an answer, from the four fields every AWS credential source
+/// sends; `token` names the session token's field (`SessionToken` from STS, `Token` from
+/// IMDS and container endpoints) and `what` the answer in errors.
+pub(crate) fn temporary_credentials<'a, E>(
+    what: &str,
+    token: &'static str,
+    field: impl Fn(&'static str) -> Result<&'a str, E>,
+    bad: impl Fn(String) -> E,
+) -> Result<TemporaryCredentials, E> {
     // Both are sent in headers: with a control character no request could be signed.
     let sendable = |name: &'static str| {
         field(name).and_then(|text| {
-            is_header_value(text)
-                .then_some(text)
-                .ok_or_else(|| bad(format!("AssumeRole {name} has control characters")))
+            if is_header_value(text) {
+                Ok(text)
+            } else {
+                Err(bad(format!("{what} {name} has control characters")))
+            }
         })
     };
     let access_key_id = sendable("AccessKeyId")?.to_string();
     let secret_access_key = Secret::new(field("SecretAccessKey")?);
-    let session_token = Secret::new(sendable("SessionToken")?);
+    let session_token = Secret::new(sendable(token)?);
     let expiration_text = field("Expiration")?;
     let expiration = parse_expiration(expiration_text).ok_or_else(|| {
         bad(format!(
-            "AssumeRole Expiration '{}' is not an RFC 3339 time",
+            "{what} Expiration '{}' is not an RFC 3339 UTC time",
             clean_message(expiration_text)
         ))
     })?;
