@@ -150,12 +150,7 @@ impl Vm {
                     let started = timing::start();
                     let request = request.borrow();
                     let context_id = request.context_id;
-                    if let Err(status) = forward(
-                        &invoke,
-                        replace_body,
-                        request.body_size,
-                        request.attempt_key.as_deref(),
-                    ) {
+                    if let Err(status) = forward(&invoke, replace_body, &request) {
                         // Rewriting failed half-way: never let it continue unsigned.
                         error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
                         let failure = RequestError::DispatchFailed {
@@ -473,38 +468,34 @@ fn replace_answer_body(request: &Request, body: &[u8]) {
     }
 }
 
-/// Headers of the request that the Invoke keeps (unsigned): `:scheme`, which the router
-/// set for the upstream, and `x-request-id`, because the router's header map is the
-/// request's own, which access logs and the router's local replies read after the rewrite.
-const KEPT_REQUEST_HEADERS: [&str; 2] = [":scheme", "x-request-id"];
-
 /// Rewrites the request into the Invoke: one call replaces the whole header map (so nothing
-/// else the client sent goes on), one more replaces the body when the payload is not the
-/// client's body.
-fn forward(
-    invoke: &OutboundRequest,
-    replace_body: bool,
-    body_size: usize,
-    attempt_key: Option<&str>,
-) -> Result<(), u32> {
-    let kept: Vec<(&str, String)> = KEPT_REQUEST_HEADERS
-        .iter()
-        .filter_map(|name| {
-            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-                .ok()
-                .flatten()
-                .map(|value| (*name, value))
-        })
-        .collect();
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + kept.len());
+/// the client sent goes on), one more replaces the body when the payload is not the client's
+/// body. Kept, unsigned: `:scheme`, which the router set for the upstream, and `x-request-id`
+/// (read with the request's headers), because the router's header map is the request's own,
+/// which access logs and the router's local replies read after the rewrite.
+fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> Result<(), u32> {
+    let scheme = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":scheme")
+        .ok()
+        .flatten();
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + 3);
     headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    headers.extend(kept.iter().map(|(n, v)| (*n, v.as_str())));
-    if let Some(key) = attempt_key {
+    if let Some(scheme) = &scheme {
+        headers.push((":scheme", scheme));
+    }
+    if let Some(request_id) = &request.request_id {
+        headers.push(("x-request-id", request_id));
+    }
+    if let Some(key) = &request.attempt_key {
         headers.push((ATTEMPT_HEADER, key));
     }
     host::set_map(MapType::HttpRequestHeaders, &headers)?;
     if replace_body {
-        host::set_buffer(BufferType::HttpRequestBody, 0, body_size, &invoke.body)?;
+        host::set_buffer(
+            BufferType::HttpRequestBody,
+            0,
+            request.body_size,
+            &invoke.body,
+        )?;
     }
     Ok(())
 }
