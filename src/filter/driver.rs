@@ -470,14 +470,26 @@ fn replace_answer_body(request: &Request, body: &[u8]) {
 
 /// Rewrites the request into the Invoke: one call replaces the whole header map (so nothing
 /// the client sent goes on), one more replaces the body when the payload is not the client's
-/// body. Kept, unsigned: `:scheme`, which the router set for the upstream, and `x-request-id`
-/// (read with the request's headers), because the router's header map is the request's own,
-/// which access logs and the router's local replies read after the rewrite.
+/// body. The router's header map is the request's own, which access logs and the router's
+/// local replies read after the rewrite, so a few headers are set for them (unsigned; Lambda
+/// ignores them): `:scheme`, set by the router for the upstream; `x-request-id`; and
+/// `x-envoy-original-path`, the client's path, as Envoy's own path rewrites keep it (Envoy's
+/// default access log format prints it).
 fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> Result<(), u32> {
-    let scheme = hostcalls::get_map_value(MapType::HttpRequestHeaders, ":scheme")
-        .ok()
-        .flatten();
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + 3);
+    let current = |name: &str| {
+        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+    };
+    let scheme = current(":scheme");
+    // A retry sees the map the first attempt rewrote: its original path is the client's.
+    let client_path = match current(":path") {
+        Some(path) if Some(path.as_str()) == invoke.header(":path") => {
+            current(ORIGINAL_PATH_HEADER)
+        }
+        path => path,
+    };
+    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + 4);
     headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     if let Some(scheme) = &scheme {
         headers.push((":scheme", scheme));
@@ -485,20 +497,20 @@ fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> R
     if let Some(request_id) = &request.request_id {
         headers.push(("x-request-id", request_id));
     }
+    if let Some(path) = &client_path {
+        headers.push((ORIGINAL_PATH_HEADER, path));
+    }
     if let Some(key) = &request.attempt_key {
         headers.push((ATTEMPT_HEADER, key));
     }
     host::set_map(MapType::HttpRequestHeaders, &headers)?;
     if replace_body {
-        host::set_buffer(
-            BufferType::HttpRequestBody,
-            0,
-            request.body_size,
-            &invoke.body,
-        )?;
+        host::set_buffer(BufferType::HttpRequestBody, 0, request.body_size, &invoke.body)?;
     }
     Ok(())
 }
+
+const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 
 /// The answer's status and headers become the reply's (with its body's length).
 fn rewrite_answer_headers(context_id: u32, reply: &ClientReply) {

@@ -155,6 +155,8 @@ def test_upstream_retry_of_an_event_request_rebuilds_the_clients_event(envoy_fac
         event = json.loads(attempt.body)
         events.append(event)
         assert event["rawPath"] == "/orders/7" and event["rawQueryString"] == "x=1", event
+        # For access logs (the router's header map is the request's own): the client's path.
+        assert attempt.header("x-envoy-original-path") == "/orders/7?x=1", attempt.headers
         assert event["headers"].get("x-client") == "c", event["headers"]
         assert token not in attempt.body.decode(), "the session token reached the function's event"
         assert "authorization" not in event["headers"], event["headers"]
