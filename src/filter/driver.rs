@@ -505,7 +505,12 @@ fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> R
     }
     host::set_map(MapType::HttpRequestHeaders, &headers)?;
     if replace_body {
-        host::set_buffer(BufferType::HttpRequestBody, 0, request.body_size, &invoke.body)?;
+        host::set_buffer(
+            BufferType::HttpRequestBody,
+            0,
+            request.body_size,
+            &invoke.body,
+        )?;
     }
     Ok(())
 }
