@@ -539,10 +539,10 @@ def build_noop_filter() -> None:
                    cwd=NOOP_CRATE, check=True)
 
 
-def rss_soak(envoy: Envoy, url: str, total: int, opts: argparse.Namespace) -> dict:
+def rss_soak(envoy: Envoy, url: str, key: str, total: int, opts: argparse.Namespace) -> dict:
     """GETs through `url` in wrk chunks until `total` requests, sampling RSS between chunks."""
     samples = [{"requests": 0, "rss_kib": envoy.rss_kib()}]
-    print(f"\nRSS soak: {total:,} GETs through d-v2; RSS {samples[0]['rss_kib'] / 1024:.1f} MiB "
+    print(f"\nRSS soak: {total:,} GETs through {key}; RSS {samples[0]['rss_kib'] / 1024:.1f} MiB "
           "before")
     done, rps, errors = 0, None, {}
     while done < total:
@@ -563,7 +563,7 @@ def rss_soak(envoy: Envoy, url: str, total: int, opts: argparse.Namespace) -> di
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--listeners", default=",".join(BY_KEY),
+    p.add_argument("--listeners", default=None,
                    help=f"comma-separated subset of {','.join(BY_KEY)}")
     p.add_argument("--cases", default=",".join(CASES),
                    help=f"comma-separated subset of {','.join(CASES)}")
@@ -572,16 +572,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=int(os.environ.get("BENCH_WARMUP", 1)))
     p.add_argument("--json", metavar="FILE", help="write all raw numbers to FILE")
     p.add_argument("--rss-soak", type=int, metavar="N",
-                   help="instead of the comparison: N GETs through d-v2, RSS before/after")
+                   help="instead of the comparison: N GETs through one listener (the first of "
+                        "--listeners, else d-v2), RSS before/after")
     p.add_argument("--no-large", action="store_true", help="skip the 6 MiB POST checks")
     p.add_argument("--keep", action="store_true", help="keep the workdir (configs, logs)")
     opts = p.parse_args()
     opts.connections = int(os.environ.get("BENCH_CONNECTIONS", 16))
     opts.threads = int(os.environ.get("BENCH_THREADS", 1))
-    opts.listener_keys = [k for k in opts.listeners.split(",") if k]
+    opts.listener_keys = [k for k in (opts.listeners or ",".join(BY_KEY)).split(",") if k]
     opts.case_names = [c for c in opts.cases.split(",") if c]
     if opts.rss_soak:
-        opts.listener_keys = ["d-v2"]
+        opts.listener_keys = opts.listener_keys[:1] if opts.listeners else ["d-v2"]
     for k in opts.listener_keys:
         if k not in BY_KEY:
             p.error(f"unknown listener {k!r} (known: {', '.join(BY_KEY)})")
@@ -650,7 +651,8 @@ def run(opts: argparse.Namespace, workdir: Path) -> int:
         print(f"measuring Envoy RSS at start: {report['rss_kib_start'] / 1024:.1f} MiB")
 
         if opts.rss_soak:
-            report["rss_soak"] = rss_soak(envoy, urls["d-v2"], opts.rss_soak, opts)
+            key = opts.listener_keys[0]
+            report["rss_soak"] = rss_soak(envoy, urls[key], key, opts.rss_soak, opts)
             failures = report["rss_soak"]["errors"]
             if failures:
                 print(f"\nFAIL: wrk errors during the soak: {failures}")
