@@ -272,3 +272,25 @@ def test_body_less_event_request_falls_back_even_upstream(envoy_factory, standin
     rec = standin.wait_for_requests(1)[0]
     assert rec.verified and rec.path == BUFFERED_PATH, (rec.path, rec.reason)
     assert "cannot carry the event payload" in wait_for_log(envoy, "sent as the buffered Invoke")
+
+
+def test_stream_memory_is_bounded_by_the_cluster_buffer_limit(envoy_factory, standin):
+    """The VM reads each chunk Envoy hands it, and Envoy's chunks grow up to the connection's
+    buffer limit when the client is slower than Lambda; Wasm memory never shrinks, so the
+    largest chunk sets the VM's high-water mark. With a small limit on the streaming cluster a
+    first, cold 50 MB stream leaves Envoy's memory where it was (8 MiB: about +50 MB)."""
+    envoy = envoy_factory(
+        plugin_config(standin.credentials(), invoke_mode="response_stream"),
+        routes=[eh.Route("/", "lambda", timeout_s=120)],
+        clusters={"lambda": standin.port},
+        placement="upstream",
+        per_connection_buffer_limit_bytes=256 * 1024,
+    )
+    started = envoy_rss_kb(envoy)
+    total = 50 * 1024 * 1024
+    standin.script(StreamAnswer(large_bytes=total, chunk_bytes=64 * 1024))
+    with requests.post(envoy.url("/"), json={}, stream=True, timeout=120) as r:
+        assert r.status_code == 200, show(r)
+        assert sum(len(p) for p in r.iter_content(chunk_size=256 * 1024)) == total
+    growth_mb = (envoy_rss_kb(envoy) - started) / 1024
+    assert growth_mb < 10, f"Envoy grew by {growth_mb:.1f} MB over a 50 MB stream"
