@@ -170,8 +170,8 @@ impl Vm {
                     );
                     self.timing.record(Timed::Dispatch, started);
                     if actor == Actor::Root {
-                        if let Err(status) = hostcalls::resume_http_request() {
-                            warn!("#{context_id} could not resume the request: {status:?}");
+                        if let Err(status) = host::continue_stream(StreamType::HttpRequest) {
+                            warn!("#{context_id} could not resume the request: {status}");
                         }
                     }
                     return Action::Continue;

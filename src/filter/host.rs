@@ -17,6 +17,7 @@ extern "C" {
     ) -> u32;
     fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_close_stream(stream_type: StreamType) -> u32;
+    fn proxy_continue_stream(stream_type: StreamType) -> u32;
 }
 
 fn status(code: u32) -> Result<(), u32> {
@@ -46,6 +47,12 @@ pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
 pub fn close_stream(stream: StreamType) -> Result<(), u32> {
     // SAFETY: no pointers are passed.
     status(unsafe { proxy_close_stream(stream) })
+}
+
+/// Resumes a paused stream (what the SDK's `resume_http_request` calls, without its panic).
+pub fn continue_stream(stream: StreamType) -> Result<(), u32> {
+    // SAFETY: no pointers are passed.
+    status(unsafe { proxy_continue_stream(stream) })
 }
 
 /// The proxy-wasm map encoding: pair count, then each name and value length (u32 LE),
