@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -245,15 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(d), file=sys.stderr, flush=True)
 
     rt = LambdaRuntime(args.port, keys=keys, verbose=args.verbose, on_invoke=log).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(json.dumps({"url": rt.url, "port": rt.port, "keys": rt.secrets, "functions": sorted(rt.functions)}),
-          flush=True)
-    while not stop.wait(0.5):
-        pass
-    rt.stop()
-    return 0
+    return ls.serve_until_signalled(
+        rt, {"url": rt.url, "port": rt.port, "keys": rt.secrets, "functions": sorted(rt.functions)})
 
 
 if __name__ == "__main__":

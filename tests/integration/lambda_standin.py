@@ -455,6 +455,19 @@ class LoopbackServer:
         return f"http://127.0.0.1:{self.port}"
 
 
+def serve_until_signalled(server, info: dict[str, Any]) -> int:
+    """Command-line use of a started server: prints `info` as one JSON line, serves until
+    SIGTERM or SIGINT, stops it."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    print(json.dumps(info), flush=True)
+    while not stop.wait(0.5):
+        pass
+    server.stop()
+    return 0
+
+
 class StandIn(LoopbackServer):
     """Threaded Lambda Invoke stand-in.  Use start()/stop() or as a context manager."""
 
@@ -555,14 +568,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(d), file=sys.stderr, flush=True)
 
     s = StandIn(args.port, keys, verbose=args.verbose, on_request=log).start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(json.dumps({"url": s.url, "port": s.port, "keys": s.secrets}), flush=True)
-    while not stop.wait(0.5):
-        pass
-    s.stop()
-    return 0
+    return serve_until_signalled(s, {"url": s.url, "port": s.port, "keys": s.secrets})
 
 
 if __name__ == "__main__":

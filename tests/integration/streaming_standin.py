@@ -39,10 +39,8 @@ import argparse
 import hashlib
 import json
 import re
-import signal
 import struct
 import sys
-import threading
 import time
 import uuid
 import zlib
@@ -51,6 +49,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 # As the tests import it (conftest puts this folder on sys.path), or run from this folder.
+import lambda_standin as ls
 from lambda_standin import Answer, RecordedRequest, StandIn, _Handler, verify_sigv4
 
 EVENTSTREAM_CONTENT_TYPE = "application/vnd.amazon.eventstream"
@@ -403,14 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     s = StreamingStandIn(args.port, keys, verbose=args.verbose)
     s.echo_line_delay_s = args.echo_line_delay
     s.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(json.dumps({"url": s.url, "port": s.port, "keys": s.secrets}), flush=True)
-    while not stop.wait(0.5):
-        pass
-    s.stop()
-    return 0
+    return ls.serve_until_signalled(s, {"url": s.url, "port": s.port, "keys": s.secrets})
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ import datetime as dt
 import http.client
 import json
 import re
-import signal
 import sys
 import threading
 import time
@@ -50,6 +49,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable
 from urllib.parse import parse_qs
 
+import lambda_standin as ls
 from lambda_standin import LoopbackServer, TrackingServer
 
 _EXPIRATION_RE = re.compile(rb"<Expiration>([^<]*)</Expiration>")
@@ -334,14 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     p = StsProxy(args.upstream_port, port=args.port).start()
     p.set_rewrite_expiration(args.rewrite_expiration_s)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(json.dumps({"url": p.url, "port": p.port}), flush=True)
-    while not stop.wait(0.5):
-        pass
-    p.stop()
-    return 0
+    return ls.serve_until_signalled(p, {"url": p.url, "port": p.port})
 
 
 if __name__ == "__main__":
