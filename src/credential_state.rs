@@ -179,7 +179,7 @@ impl SharedRecord {
             "last_error".into(),
             optional(self.last_error.as_deref().map(text)),
         );
-        Value::Object(object).to_string().into_bytes()
+        serde_json::to_vec(&Value::Object(object)).unwrap_or_default()
     }
 
     /// Never fails: empty, corrupt or foreign bytes give the empty record. Unknown keys

@@ -309,11 +309,13 @@ impl RequestError {
 /// `ErrorDetails` of a failed streaming invocation: the `errorMessage` when it holds the
 /// runtime's error JSON (as the buffered answer's body), else its text; cut.
 fn stream_error_message(details: &str) -> String {
-    let message = serde_json::from_str::<Value>(details).ok().and_then(|v| {
-        v.get("errorMessage")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    });
+    let message = serde_json::from_slice::<Value>(details.as_bytes())
+        .ok()
+        .and_then(|v| {
+            v.get("errorMessage")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        });
     message
         .as_deref()
         .unwrap_or(details)

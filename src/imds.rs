@@ -112,7 +112,7 @@ impl ImdsClient {
         if let Some(role) = &self.role {
             object.insert("role".into(), role.as_str().into());
         }
-        serde_json::Value::Object(object).to_string().into_bytes()
+        serde_json::to_vec(&serde_json::Value::Object(object)).unwrap_or_default()
     }
 
     /// Takes over a session another VM exported; anything unreadable is ignored (the next

@@ -246,7 +246,7 @@ fn status_code(value: &Value) -> Result<u16, ProxyResponseError> {
 }
 
 fn invalid_status(value: &Value) -> ProxyResponseError {
-    ProxyResponseError::InvalidStatusCode(quote(&value.to_string()))
+    ProxyResponseError::InvalidStatusCode(quote(&crate::config::json_text(value)))
 }
 
 fn quote(text: &str) -> String {
