@@ -1,7 +1,7 @@
 //! Plugin configuration: parsed once at configure time into an immutable, validated
 //! [`FilterConfig`]; per-route overrides (route metadata) are validated by the same code.
 
-use std::collections::BTreeMap;
+use crate::string_map::StringMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -127,7 +127,7 @@ pub struct TargetSettings {
     pub resource: Option<String>,
     pub target_group_arn: Option<String>,
     pub multi_value_headers: Option<bool>,
-    pub custom_parameters: Option<BTreeMap<String, String>>,
+    pub custom_parameters: Option<StringMap>,
     pub log_type: Option<String>,
     pub expose_log_result: Option<bool>,
     pub client_context: Option<Value>,
@@ -303,10 +303,10 @@ impl Fields {
     }
 
     /// An object of string values.
-    pub(crate) fn string_map(&mut self, key: &str) -> Option<BTreeMap<String, String>> {
+    pub(crate) fn string_map(&mut self, key: &str) -> Option<StringMap> {
         match self.value(key)? {
             Value::Object(map) => {
-                let mut strings = BTreeMap::new();
+                let mut strings = StringMap::new();
                 for (name, value) in map {
                     match value {
                         Value::String(s) => {
@@ -473,7 +473,7 @@ pub struct InvokeTarget {
     pub event: EventSettings,
     /// Delivered to the function: stage variables in API Gateway events, a top-level
     /// `custom_parameters` field of JSON-object bodies in passthrough mode.
-    pub custom_parameters: BTreeMap<String, String>,
+    pub custom_parameters: StringMap,
     /// Ask for the last 4 KB of the function's log (`X-Amz-Log-Type: Tail`).
     pub log_tail: bool,
     /// Pass Lambda's `x-amz-log-result` to the client (off by default: logs may be sensitive).

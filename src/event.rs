@@ -5,6 +5,7 @@
 //!
 //! The events are written straight into the payload buffer: no intermediate JSON tree.
 
+use crate::string_map::StringMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -92,16 +93,13 @@ impl<'a> RequestInfo<'a> {
 
     /// Headers grouped by name (sorted), with `host` from the authority when the request has
     /// no `host` header (Envoy turns HTTP/1 Host into `:authority`), and without `skip`.
-    fn grouped_headers(&self, skip: Option<&str>) -> BTreeMap<&'a str, Vec<&'a str>> {
-        let mut grouped: BTreeMap<&'a str, Vec<&'a str>> = BTreeMap::new();
-        for (name, value) in self.headers {
-            if Some(name.as_str()) != skip {
-                grouped
-                    .entry(name.as_str())
-                    .or_default()
-                    .push(value.as_str());
-            }
-        }
+    fn grouped_headers(&self, skip: Option<&str>) -> Grouped<'a> {
+        let mut grouped = group(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_str()))
+                .filter(|(name, _)| Some(*name) != skip),
+        );
         if let Some(host) = self.host {
             grouped.entry("host").or_insert_with(|| vec![host]);
         }
@@ -125,7 +123,7 @@ pub struct EventSettings {
     /// v1 `resource` and `requestContext.resourcePath`.
     pub resource: Option<String>,
     /// `stageVariables` (v1, v2): where custom parameters go.
-    pub stage_variables: BTreeMap<String, String>,
+    pub stage_variables: StringMap,
     /// ALB `requestContext.elb.targetGroupArn`.
     pub target_group_arn: String,
     /// ALB: send `multiValueHeaders`/`multiValueQueryStringParameters` instead of
@@ -141,7 +139,7 @@ impl Default for EventSettings {
             api_id: String::new(),
             account_id: String::new(),
             resource: None,
-            stage_variables: BTreeMap::new(),
+            stage_variables: StringMap::new(),
             target_group_arn: String::new(),
             alb_multi_value_headers: false,
         }
@@ -222,23 +220,37 @@ fn last<'a>(values: &[&'a str]) -> &'a str {
     values.last().copied().unwrap_or("")
 }
 
-/// Query parameters percent-decoded (`+` is a space), grouped by name in order.
-fn decoded_query(raw: &str) -> BTreeMap<Cow<'_, str>, Vec<Cow<'_, str>>> {
-    let mut query: BTreeMap<Cow<str>, Vec<Cow<str>>> = BTreeMap::new();
-    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-        query.entry(key).or_default().push(value);
+/// Values grouped by name (names sorted, values in order). Every grouping in this module
+/// uses this one map type: each `BTreeMap` instantiation costs kilobytes of .wasm.
+type Grouped<'a> = BTreeMap<&'a str, Vec<&'a str>>;
+
+fn group<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Grouped<'a> {
+    let mut grouped = Grouped::new();
+    for (name, value) in pairs {
+        grouped.entry(name).or_default().push(value);
     }
-    query
+    grouped
+}
+
+/// Query parameters percent-decoded (`+` is a space), in order; group them with
+/// [`group`].
+fn decoded_query(raw: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn as_strs(pairs: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 /// Query parameters exactly as sent (still percent-encoded), grouped by name in order.
-fn raw_query(raw: &str) -> BTreeMap<&str, Vec<&str>> {
-    let mut query: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        query.entry(key).or_default().push(value);
-    }
-    query
+fn raw_query(raw: &str) -> Grouped<'_> {
+    group(
+        raw.split('&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| pair.split_once('=').unwrap_or((pair, ""))),
+    )
 }
 
 /// The path of a route key (`ANY /{proxy+}` → `/{proxy+}`).
@@ -500,13 +512,7 @@ fn event_capacity(request: &RequestInfo) -> usize {
 }
 
 fn stage_variables(json: &mut JsonWriter, settings: &EventSettings) {
-    json.str_map(
-        "stageVariables",
-        settings
-            .stage_variables
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str())),
-    );
+    json.str_map("stageVariables", settings.stage_variables.iter());
 }
 
 /// `{"proxy": …}` when the route template ends with `/{proxy+}`; `null` or nothing otherwise.
@@ -547,7 +553,8 @@ fn v2_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
         json.str(name, &join(&values, ","));
     }
     json.end_object();
-    let query = decoded_query(request.raw_query);
+    let query_pairs = decoded_query(request.raw_query);
+    let query = group(as_strs(&query_pairs));
     if !query.is_empty() {
         json.object("queryStringParameters");
         for (key, values) in &query {
@@ -614,7 +621,8 @@ fn v1_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
         (None, None) => route_path(DEFAULT_V1_ROUTE_KEY),
     };
     let headers = request.grouped_headers(None);
-    let query = decoded_query(request.raw_query);
+    let query_pairs = decoded_query(request.raw_query);
+    let query = group(as_strs(&query_pairs));
     let (body, is_base64_encoded) = encode_body(request);
     let domain = request.host.map(domain_name).unwrap_or("");
     let mut json = JsonWriter::with_capacity(event_capacity(request));
@@ -633,12 +641,12 @@ fn v1_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
     } else {
         json.object("queryStringParameters");
         for (key, values) in &query {
-            json.str(key, values.last().map_or("", |v| v.as_ref()));
+            json.str(key, last(values));
         }
         json.end_object();
         json.str_array_map(
             "multiValueQueryStringParameters",
-            query.iter().map(|(k, v)| (k.as_ref(), v.as_slice())),
+            query.iter().map(|(k, v)| (*k, v.as_slice())),
         );
     }
     path_parameters(&mut json, resource, request.path, true);
@@ -719,13 +727,12 @@ fn alb_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
 // ---------------------------------------------------------------- Envoy
 
 fn envoy_event(request: &RequestInfo) -> Vec<u8> {
-    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for (name, value) in request.headers {
-        grouped
-            .entry(name.as_str())
-            .or_default()
-            .push(value.as_str());
-    }
+    let grouped = group(
+        request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str())),
+    );
     let (body, is_base64_encoded) = encode_body(request);
     let mut json = JsonWriter::with_capacity(event_capacity(request));
     json.begin_object();
@@ -762,11 +769,7 @@ fn envoy_event(request: &RequestInfo) -> Vec<u8> {
 /// The body's own bytes are kept (member order, number spelling) by appending the member
 /// before the closing brace; only a body that already has a member `field` is rewritten
 /// from its parsed form (members then in sorted order) to replace it.
-pub fn merge_custom_parameters(
-    body: &[u8],
-    field: &str,
-    params: &BTreeMap<String, String>,
-) -> Option<Vec<u8>> {
+pub fn merge_custom_parameters(body: &[u8], field: &str, params: &StringMap) -> Option<Vec<u8>> {
     let serde_json::Value::Object(mut members) = serde_json::from_slice(body).ok()? else {
         return None;
     };
@@ -784,7 +787,7 @@ pub fn merge_custom_parameters(
         json.out.extend_from_slice(body.get(start..end)?);
         json.first = members.is_empty();
     }
-    json.str_map(field, params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    json.str_map(field, params.iter());
     json.end_object();
     Some(json.finish())
 }
@@ -1402,10 +1405,7 @@ mod tests {
 
     #[test]
     fn merge_custom_parameters_cases() {
-        let params = BTreeMap::from([
-            ("tenant".to_string(), "acme".to_string()),
-            ("quote".to_string(), "a\"b".to_string()),
-        ]);
+        let params = StringMap::from([("tenant", "acme"), ("quote", "a\"b")]);
         let merged = |body: &str| {
             merge_custom_parameters(body.as_bytes(), "custom_parameters", &params)
                 .map(|out| String::from_utf8(out).unwrap())

@@ -22,6 +22,7 @@ pub mod response;
 pub mod route;
 pub mod secret;
 pub mod sigv4;
+pub mod string_map;
 pub mod sts;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,7 +1,8 @@
 //! Per-route overrides from route metadata (`filter_metadata.proxy_wasm_lambda`), decoded
 //! from the host's property encoding, and the cache of resolved route targets.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::string_map::StringMap;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde_json::Value;
@@ -82,12 +83,11 @@ fn decode_json(key: &str, bytes: &[u8]) -> Result<Value, ConfigError> {
     serde_json::from_slice(bytes).map_err(|_| not_json_object(key))
 }
 
-fn decode_string_map(key: &str, bytes: &[u8]) -> Result<BTreeMap<String, String>, ConfigError> {
+fn decode_string_map(key: &str, bytes: &[u8]) -> Result<StringMap, ConfigError> {
     let Value::Object(map) = decode_json(key, bytes)? else {
         return Err(not_json_object(key));
     };
-    // Inserts, not `collect`: BTreeMap's FromIterator brings in a stable sort.
-    let mut strings = BTreeMap::new();
+    let mut strings = StringMap::new();
     for (name, value) in map {
         let Value::String(value) = value else {
             return Err(not_json_object(key));
@@ -327,8 +327,8 @@ mod tests {
         )]))
         .unwrap();
         assert_eq!(
-            route.settings.custom_parameters.unwrap()["action"],
-            "grant-access"
+            route.settings.custom_parameters.unwrap().get("action"),
+            Some("grant-access")
         );
         // A protobuf-serialized Struct (what Envoy gives for a YAML map) is refused clearly.
         let err = decode_route_override(lookup_from(&[(
