@@ -251,7 +251,10 @@ impl Fields {
 
     /// The member `key`, absent when missing or `null`.
     pub(crate) fn value(&mut self, key: &str) -> Option<Value> {
-        self.map.remove(key).filter(|v| !v.is_null())
+        self.map
+            .get_mut(key)
+            .map(Value::take)
+            .filter(|v| !v.is_null())
     }
 
     pub(crate) fn string(&mut self, key: &str) -> Option<String> {

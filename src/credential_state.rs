@@ -28,12 +28,11 @@ pub const LEASE_SLACK: Duration = Duration::from_secs(1);
 
 /// Milliseconds since the Unix epoch (0 before it, saturating far after).
 pub fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    time.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
 }
 
-fn ms(duration: Duration) -> u64 {
+/// Whole milliseconds, saturating.
+pub fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -770,13 +770,13 @@ fn envoy_event(request: &RequestInfo) -> Vec<u8> {
 /// before the closing brace; only a body that already has a member `field` is rewritten
 /// from its parsed form (members then in sorted order) to replace it.
 pub fn merge_custom_parameters(body: &[u8], field: &str, params: &StringMap) -> Option<Vec<u8>> {
-    let serde_json::Value::Object(mut members) = serde_json::from_slice(body).ok()? else {
+    let serde_json::Value::Object(members) = serde_json::from_slice(body).ok()? else {
         return None;
     };
     let mut json = JsonWriter::with_capacity(body.len() + field.len() + 64);
-    if members.remove(field).is_some() {
+    if members.contains_key(field) {
         json.begin_object();
-        for (key, value) in &members {
+        for (key, value) in members.iter().filter(|(key, _)| key.as_str() != field) {
             json.key(key);
             let _ = serde_json::to_writer(&mut json.out, value);
         }

@@ -158,7 +158,7 @@ pub enum Step {
 
 /// Why a `response_stream` route's request is sent as the buffered Invoke (for the shell's
 /// log line, once per route).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamFallback {
     /// The route's streaming path (names the function and qualifier).
     pub route: String,

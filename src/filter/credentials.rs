@@ -664,7 +664,7 @@ impl FetchedShell {
         let class = last.unwrap_or_else(|| "sts_unavailable".to_string());
         let message = format!(
             "no AWS credentials within {} ms (last {failed} failure: {class})",
-            self.max_wait.as_millis()
+            crate::credential_state::ms(self.max_wait)
         );
         for context_id in expired {
             work.fail.push((

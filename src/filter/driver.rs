@@ -3,7 +3,7 @@
 //! acts with the request as the effective context).
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -56,7 +56,7 @@ pub struct Vm {
     /// Profiling only (feature `vm-timing`).
     pub timing: Timing,
     /// `response_stream` routes (and reasons) whose buffered fallback was logged.
-    pub stream_fallbacks_logged: RefCell<HashSet<StreamFallback>>,
+    pub stream_fallbacks_logged: RefCell<Vec<StreamFallback>>,
 }
 
 /// Bound on the remembered fallback log lines (a config with many routes logs again after).
@@ -378,7 +378,7 @@ impl Vm {
         if logged.len() >= MAX_FALLBACKS_LOGGED {
             logged.clear();
         }
-        logged.insert(fallback);
+        logged.push(fallback);
     }
 
     /// The request's context is going away: forget it wherever it waits.
