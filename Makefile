@@ -9,7 +9,7 @@ export ENVOY_BIN := $(abspath $(VENV)/bin/envoy)
 export MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
 export LAMBDA_WASM := $(abspath $(WASM))
 
-.PHONY: bench soak all toolchain tools venv wasm lint unit integration validate-configs test demo clean
+.PHONY: bench bench-sha256 soak all toolchain tools venv wasm lint unit integration validate-configs test demo clean
 
 all: wasm
 
@@ -86,6 +86,12 @@ bench: wasm venv
 		$(SUDO) apt-get install -y wrk nghttp2-client || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client)
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
+
+# SHA-256 of a 256 KiB body in V8's Wasm vs native code: the bound at large bodies.
+bench-sha256: toolchain
+	@command -v node >/dev/null || $(SUDO) apt-get install -y nodejs || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs)
+	bench/sha256-bound/run.sh
 
 # Fuzzing (fuzz/, cargo-fuzz + libFuzzer). Stable Rust: no sanitizer (the code is memory-safe;
 # what is hunted is panics, overflows, hangs and runaway allocation), with debug assertions
