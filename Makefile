@@ -29,7 +29,7 @@ venv: $(VENV)/.installed
 # Debian packages the build and tests need: wasm-opt (binaryen) shrinks the .wasm.
 APT_PACKAGES := binaryen
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int --enable-simd
 
 tools:
 	@command -v wasm-opt >/dev/null || { $(SUDO) apt-get install -y -q $(APT_PACKAGES) || \

@@ -14,6 +14,8 @@ Two Envoy 1.40 processes on 127.0.0.1:
     e-pt    proxy_wasm_lambda upstream (rewrites the request in place), passthrough
     e-v2    proxy_wasm_lambda upstream, apigw_v2
     f-v2    proxy_wasm_lambda in both chains with "split_placement", apigw_v2
+    g-floor the baseline filter's `floor` mode upstream (bench/noop-filter): the host calls and
+            buffering of an in-place Invoke with nothing computed (no hash, no signature)
 - the *fake Lambda* Envoy answers a fixed API-Gateway-style proxy response with
   `direct_response`, after reading the whole request body (buffer filter). Its `invoke`
   listener (used by c/d/e/f) answers 200 only to a SigV4-signed `POST /2015-03-31/functions/…/invocations`
@@ -84,7 +86,7 @@ HCM_TYPE = T + "filters.network.http_connection_manager.v3.HttpConnectionManager
 class Listener:
     key: str
     title: str
-    kind: str  # plain | noop | native | ours
+    kind: str  # plain | noop | floor | native | ours
     mode: str  # payload mode for native/ours: passthrough | json | apigw_v2
     expect: dict  # decoded JSON body a GET must get
     upstream: bool = False  # the Wasm filter in the router's upstream_http_filters
@@ -93,7 +95,8 @@ class Listener:
     @property
     def vm_id(self) -> str | None:
         where = "_split" if self.split else "_up" if self.upstream else ""
-        return {"noop": f"bench_noop{where}", "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
+        return {"noop": f"bench_noop{where}", "floor": f"bench_floor{where}",
+                "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
 
 
 LISTENERS = [
@@ -108,10 +111,13 @@ LISTENERS = [
     Listener("e-v2", "ours upstream, apigw_v2", "ours", "apigw_v2", DECODED, upstream=True),
     Listener("f-v2", "ours split (both chains), apigw_v2", "ours", "apigw_v2", DECODED,
              upstream=True, split=True),
+    Listener("g-floor", "floor of an in-place Invoke (nothing computed), upstream", "floor",
+             "passthrough", RAW, upstream=True),
 ]
 BY_KEY = {lst.key: lst for lst in LISTENERS}
 # Native listener -> ours in the same payload mode, for the "native ÷ ours" CPU ratio.
-PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json", "f-v2": "c-json"}
+PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json", "f-v2": "c-json",
+         "g-floor": "c-pt"}
 
 
 class BenchError(Exception):
@@ -240,6 +246,8 @@ def filters_for(lst: Listener, ours_wasm: Path) -> list:
         return []
     if lst.kind == "noop":
         return [wasm_filter(lst.vm_id, NOOP_WASM)]
+    if lst.kind == "floor":
+        return [wasm_filter(lst.vm_id, NOOP_WASM, "floor")]
     if lst.kind == "native":
         return [{"name": "envoy.filters.http.aws_lambda",
                  "typed_config": typed(
@@ -260,7 +268,7 @@ def measuring_config(admin_port: int, ports: dict[str, int], ours_wasm: Path,
     listeners = []
     for key, port in ports.items():
         lst = BY_KEY[key]
-        target = "fake_lambda" if lst.kind in ("native", "ours") else "fake_any"
+        target = "fake_lambda" if lst.kind in ("native", "ours", "floor") else "fake_any"
         route = [{"match": {"prefix": "/"}, "route": {"cluster": target, "timeout": "15s"}}]
         filters = filters_for(lst, ours_wasm)
         listeners.append(listener(f"l_{key.replace('-', '_')}", port, route,
@@ -449,7 +457,7 @@ def large_body_checks(urls: dict[str, str], fake: Envoy) -> list[dict]:
     results = []
     for key, size, expected in probes:
         stat = "http.fake_{}.downstream_cx_rx_bytes_total".format(
-            "invoke" if BY_KEY[key].kind in ("native", "ours") else "any")
+            "invoke" if BY_KEY[key].kind in ("native", "ours", "floor") else "any")
         rx0 = fake.counter(stat)
         t0 = time.monotonic()
         try:
@@ -521,7 +529,8 @@ def print_tables(summary: dict, rounds: int, seconds: float) -> None:
           "c-json ÷ ours in apigw_v2 (d-v2, e-v2); ≥ 1 means ours is cheaper. Δ vs a: CPU/req "
           "above the plain hop. d-*: filter in the HCM (dispatches the Invoke); e-*, b-up: "
           "filter in the router's upstream_http_filters (rewrites the request in place); f-v2: in "
-          "both chains with split_placement.")
+          "both chains with split_placement; g-floor: c-pt ÷ the floor of any in-place Invoke "
+          "filter without hashing or signing.")
 
 
 def print_large(results: list[dict]) -> None:
