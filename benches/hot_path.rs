@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use proxy_wasm_lambda::config::{FilterConfig, InvokeTarget, PayloadFormat, RouteOverride};
 use proxy_wasm_lambda::credentials::Credentials;
 use proxy_wasm_lambda::event::{build_event, RequestInfo};
@@ -248,5 +248,40 @@ fn signing(c: &mut Criterion) {
     group.finish();
 }
 
+/// `SIGN_ONLY=N cargo bench --bench hot_path`: signs the Invoke N times through a warm
+/// cache (empty payload, or `SIGN_PAYLOAD` bytes) and exits, for instruction counts under
+/// callgrind; the difference between two values of N is the cost of that many signatures.
+fn sign_only(iterations: usize) {
+    let size = std::env::var("SIGN_PAYLOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0usize);
+    let credentials = credentials();
+    let target = target("passthrough");
+    let body: Vec<u8> = (0..size).map(|i| b'a' + (i % 26) as u8).collect();
+    let request = invoke_to_sign(&target, &body);
+    let cache = SigningKeyCache::new();
+    for _ in 0..iterations {
+        let signature = cache
+            .sign(
+                black_box(&request),
+                &credentials,
+                &target.region,
+                "lambda",
+                now(),
+            )
+            .expect("signs");
+        black_box(signature);
+    }
+}
+
 criterion_group!(benches, hot_path, signing);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(iterations) = std::env::var("SIGN_ONLY").ok().and_then(|v| v.parse().ok()) {
+        sign_only(iterations);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

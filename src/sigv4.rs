@@ -1,9 +1,11 @@
 //! SigV4 signing. Time is passed in (the host clock).
 //!
 //! [`SigningKeyCache::sign`] is the per-request signer: it writes the canonical request for
-//! our known header set straight into SHA-256 and reuses the day's signing key (four HMACs)
-//! while the credentials, day, region and service stay the same. Key derivation and the
-//! final HMAC are `aws-sigv4`'s own (`generate_signing_key`, `calculate_signature`).
+//! our known header set and hashes it (the leading blocks shared with the last request to
+//! the same function are not hashed again), and reuses the day's signing key (four HMACs)
+//! while the credentials, day, region and service stay the same. Key derivation is
+//! `aws-sigv4`'s own (`generate_signing_key`); the final HMAC-SHA256 starts from the key's
+//! inner and outer hash states, kept with the key.
 //!
 //! [`sign_request`] is the reference: `aws-sigv4`'s full signer with its default settings.
 //! The tests hold the two to byte-identical output (the AWS SigV4 test suite, and thousands
@@ -122,7 +124,7 @@ impl PayloadHasher {
 
     /// The lower-case hex digest.
     pub fn finish(self) -> String {
-        hex(&self.0.finalize())
+        hex_string(&self.0.finalize())
     }
 }
 
@@ -137,26 +139,48 @@ pub fn payload_sha256(body: &[u8]) -> Cow<'static, str> {
     if body.is_empty() {
         Cow::Borrowed(EMPTY_PAYLOAD_SHA256)
     } else {
-        Cow::Owned(hex(&Sha256::digest(body)))
+        Cow::Owned(hex_string(&Sha256::digest(body)))
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of a SHA-256 digest (32 bytes), on the stack.
+fn hex_digest(digest: &[u8]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.extend_from_slice(&[DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]);
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
-    // Always ASCII.
-    String::from_utf8(out).unwrap_or_default()
+    out
+}
+
+/// Hex digits are ASCII: never the empty fallback.
+fn ascii_str(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).unwrap_or_default()
+}
+
+fn hex_string(digest: &[u8]) -> String {
+    ascii_str(&hex_digest(digest)).to_string()
 }
 
 /// Signs requests, keeping the signing key of the last (credentials, day, region, service)
 /// it signed for. Single-threaded (one per Wasm VM); used through `&self`.
 #[derive(Default)]
 pub struct SigningKeyCache {
-    entry: Cell<Option<CachedKey>>,
+    // Boxed: taken out of and put back in its cell on every signature.
+    entry: Cell<Option<Box<CachedKey>>>,
+    canonical_prefix: Cell<Option<Box<CanonicalPrefix>>>,
     derivations: Cell<u64>,
+}
+
+/// The whole SHA-256 blocks at the start of the last canonical request that came before its
+/// first per-request value (the payload hash, date or token: method, path, query and the
+/// headers sorted ahead), and the hash state after them. Requests to the same function
+/// share them, so they are hashed once, not on every signature. Never holds the token: the
+/// date always comes before it.
+struct CanonicalPrefix {
+    blocks: Vec<u8>,
+    state: Sha256,
 }
 
 /// A derived signing key and what it was derived for. The key (and the secret kept to
@@ -169,7 +193,11 @@ struct CachedKey {
     service: String,
     /// `YYYYMMDD/region/service/aws4_request`.
     scope: String,
-    key: [u8; 32],
+    /// HMAC-SHA256 (RFC 2104) under the signing key: SHA-256 after the key XOR ipad block,
+    /// and after the key XOR opad block. The same for every signature of the day, so each
+    /// signature starts from clones rather than hashing the two pad blocks again.
+    inner_hmac: Sha256,
+    outer_hmac: Sha256,
 }
 
 impl fmt::Debug for CachedKey {
@@ -177,7 +205,7 @@ impl fmt::Debug for CachedKey {
         f.debug_struct("CachedKey")
             .field("access_key_id", &self.access_key_id)
             .field("scope", &self.scope)
-            .field("key", &"*****")
+            .field("hmac_key_state", &"*****")
             .finish_non_exhaustive()
     }
 }
@@ -211,6 +239,7 @@ impl CachedKey {
             v4::generate_signing_key(credentials.secret_access_key.expose(), now, region, service);
         let key = <[u8; 32]>::try_from(derived.as_ref())
             .map_err(|_| SigningError::new("unexpected signing key length"))?;
+        let (inner_hmac, outer_hmac) = hmac_key_states(&key);
         Ok(CachedKey {
             access_key_id: credentials.access_key_id.clone(),
             secret: credentials.secret_access_key.clone(),
@@ -218,9 +247,36 @@ impl CachedKey {
             region: region.to_string(),
             service: service.to_string(),
             scope: format!("{date}/{region}/{service}/aws4_request"),
-            key,
+            inner_hmac,
+            outer_hmac,
         })
     }
+
+    /// Lower-case hex HMAC-SHA256 under the signing key of `message`, given in pieces.
+    fn signature(&self, message: &[&[u8]]) -> [u8; 64] {
+        let mut inner = self.inner_hmac.clone();
+        for piece in message {
+            inner.update(piece);
+        }
+        let mut outer = self.outer_hmac.clone();
+        outer.update(inner.finalize());
+        hex_digest(&outer.finalize())
+    }
+}
+
+/// The SHA-256 states after one block of `key` XOR ipad, and of `key` XOR opad (RFC 2104;
+/// a 32-byte key is shorter than the 64-byte block, so it is zero-padded, not hashed).
+fn hmac_key_states(key: &[u8; 32]) -> (Sha256, Sha256) {
+    let mut inner_pad = [0x36u8; 64];
+    let mut outer_pad = [0x5cu8; 64];
+    for ((inner, outer), k) in inner_pad.iter_mut().zip(outer_pad.iter_mut()).zip(key) {
+        *inner ^= k;
+        *outer ^= k;
+    }
+    (
+        Sha256::new_with_prefix(inner_pad),
+        Sha256::new_with_prefix(outer_pad),
+    )
 }
 
 impl SigningKeyCache {
@@ -287,18 +343,28 @@ impl SigningKeyCache {
     ) -> Result<Vec<(&'static str, String)>, SigningError> {
         let (day, second_of_day) = split_time(now)?;
         let date_time = format_date_time(day, second_of_day);
+        let date_time = date_time.as_str();
         let token = credentials.session_token.as_ref().map(Secret::expose);
-        let canonical = CanonicalParts::new(request, payload_hash, token, &date_time)?;
+        let canonical = CanonicalParts::new(request, payload_hash, token, date_time)?;
 
         let entry = match self.entry.take() {
             Some(entry) if entry.matches(credentials, day, region, service) => entry,
             _ => {
                 self.derivations.set(self.derivations.get().wrapping_add(1));
                 let date = date_time.get(..8).unwrap_or_default();
-                CachedKey::derive(credentials, day, date, now, region, service)?
+                Box::new(CachedKey::derive(
+                    credentials,
+                    day,
+                    date,
+                    now,
+                    region,
+                    service,
+                )?)
             }
         };
-        let result = canonical.sign(&entry, &date_time);
+        let mut prefix = self.canonical_prefix.take();
+        let result = canonical.sign(&entry, date_time, &mut prefix);
+        self.canonical_prefix.set(prefix);
         self.entry.set(Some(entry));
         Ok(result)
     }
@@ -370,66 +436,44 @@ impl<'a> CanonicalParts<'a> {
         })
     }
 
-    fn sign(mut self, key: &CachedKey, date_time: &str) -> Vec<(&'static str, String)> {
+    /// `prefix` is the last canonical request's, replaced when this one starts differently.
+    fn sign(
+        mut self,
+        key: &CachedKey,
+        date_time: &str,
+        prefix: &mut Option<Box<CanonicalPrefix>>,
+    ) -> Vec<(&'static str, String)> {
         // Stable: values of a repeated header keep their order.
-        self.headers.sort_by(|a, b| a.0.cmp(&b.0));
+        insertion_sort_by(&mut self.headers, |a, b| a.0 > b.0);
 
-        let mut creq = Sha256::new();
-        creq.update(self.method.as_bytes());
-        creq.update(b"\n");
+        // Written whole, then hashed (its leading blocks from `prefix` when they match).
+        let headers_len: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| 2 * name.len() + value.len() + 2)
+            .sum();
+        let mut creq = Vec::with_capacity(
+            self.method.len() + 2 * self.path.len() + 2 * self.query.len() + headers_len + 72,
+        );
+        creq.extend_from_slice(self.method.as_bytes());
+        creq.push(b'\n');
         // Already encoded on the wire: encoded again (`%` becomes `%25`), as `aws-sigv4`
         // does for every service but S3.
         for piece in utf8_percent_encode(&self.path, PATH_ENCODE_SET) {
-            creq.update(piece.as_bytes());
+            creq.extend_from_slice(piece.as_bytes());
         }
-        creq.update(b"\n");
-        creq.update(canonical_query(self.query).as_bytes());
-        creq.update(b"\n");
-        let mut signed_headers = String::with_capacity(self.headers.len() * 16);
-        let mut previous: Option<&str> = None;
-        for (name, value) in &self.headers {
-            if previous == Some(name.as_ref()) {
-                creq.update(b",");
-            } else {
-                if previous.is_some() {
-                    creq.update(b"\n");
-                    signed_headers.push(';');
-                }
-                signed_headers.push_str(name);
-                creq.update(name.as_bytes());
-                creq.update(b":");
-            }
-            creq.update(value.as_bytes());
-            previous = Some(name);
-        }
-        creq.update(b"\n\n");
-        creq.update(signed_headers.as_bytes());
-        creq.update(b"\n");
-        creq.update(self.payload_hash.as_bytes());
-        let creq_hash = hex(&creq.finalize());
+        creq.push(b'\n');
+        creq.extend_from_slice(canonical_query(self.query).as_bytes());
+        creq.push(b'\n');
 
-        let mut string_to_sign = String::with_capacity(
-            ALGORITHM.len() + date_time.len() + key.scope.len() + creq_hash.len() + 3,
-        );
-        for part in [
-            ALGORITHM,
-            "\n",
-            date_time,
-            "\n",
-            key.scope.as_str(),
-            "\n",
-            creq_hash.as_str(),
-        ] {
-            string_to_sign.push_str(part);
-        }
-        let signature = v4::calculate_signature(key.key, string_to_sign.as_bytes());
-
+        // The signed header names are listed straight into the authorization value.
+        let signed_headers_len: usize = self.headers.iter().map(|(name, _)| name.len() + 1).sum();
         let mut authorization = String::with_capacity(
             ALGORITHM.len()
                 + key.access_key_id.len()
                 + key.scope.len()
-                + signed_headers.len()
-                + signature.len()
+                + signed_headers_len
+                + 64
                 + 45,
         );
         for part in [
@@ -439,12 +483,52 @@ impl<'a> CanonicalParts<'a> {
             "/",
             key.scope.as_str(),
             ", SignedHeaders=",
-            signed_headers.as_str(),
-            ", Signature=",
-            signature.as_str(),
         ] {
             authorization.push_str(part);
         }
+        let signed_headers_start = authorization.len();
+        let mut per_request_start = None;
+        let mut previous: Option<&str> = None;
+        for (name, value) in &self.headers {
+            if previous == Some(name.as_ref()) {
+                creq.push(b',');
+            } else {
+                if previous.is_some() {
+                    creq.push(b'\n');
+                    authorization.push(';');
+                }
+                authorization.push_str(name);
+                creq.extend_from_slice(name.as_bytes());
+                creq.push(b':');
+            }
+            // The payload hash, date and token: the first of them ends the shared prefix.
+            if per_request_start.is_none()
+                && [X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN].contains(&name.as_ref())
+            {
+                per_request_start = Some(creq.len());
+            }
+            creq.extend_from_slice(value.as_bytes());
+            previous = Some(name);
+        }
+        creq.extend_from_slice(b"\n\n");
+        creq.extend_from_slice(&authorization.as_bytes()[signed_headers_start..]);
+        creq.push(b'\n');
+        creq.extend_from_slice(self.payload_hash.as_bytes());
+        let per_request_start = per_request_start.unwrap_or(creq.len());
+        let creq_hash = hash_canonical_request(&creq, per_request_start, prefix);
+
+        // The string to sign, fed to the HMAC in pieces.
+        let signature = key.signature(&[
+            ALGORITHM.as_bytes(),
+            b"\n",
+            date_time.as_bytes(),
+            b"\n",
+            key.scope.as_bytes(),
+            b"\n",
+            &creq_hash,
+        ]);
+        authorization.push_str(", Signature=");
+        authorization.push_str(ascii_str(&signature));
 
         let mut out = Vec::with_capacity(4);
         out.push((X_AMZ_DATE, date_time.to_string()));
@@ -457,6 +541,31 @@ impl<'a> CanonicalParts<'a> {
         }
         out
     }
+}
+
+/// Lower-case hex SHA-256 of a canonical request, starting from `prefix`'s state when its
+/// blocks are this request's first bytes; otherwise `prefix` becomes the whole blocks before
+/// `per_request_start`.
+fn hash_canonical_request(
+    creq: &[u8],
+    per_request_start: usize,
+    prefix: &mut Option<Box<CanonicalPrefix>>,
+) -> [u8; 64] {
+    const BLOCK: usize = 64;
+    let (blocks, rest) = creq.split_at(per_request_start - per_request_start % BLOCK);
+    let mut hasher = match prefix {
+        Some(prefix) if prefix.blocks == blocks => prefix.state.clone(),
+        _ => {
+            let state = Sha256::new_with_prefix(blocks);
+            *prefix = Some(Box::new(CanonicalPrefix {
+                blocks: blocks.to_vec(),
+                state: state.clone(),
+            }));
+            state
+        }
+    };
+    hasher.update(rest);
+    hex_digest(&hasher.finalize())
 }
 
 /// `http`'s URI length limit.
@@ -581,6 +690,18 @@ fn normalize_uri_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(normalized)
 }
 
+/// Stable sort of a handful of items (headers, query pairs); `out_of_order(a, b)` is true
+/// when `a` belongs after `b`. Much smaller in the .wasm than the standard library's sort.
+fn insertion_sort_by<T>(items: &mut [T], out_of_order: impl Fn(&T, &T) -> bool) {
+    for sorted in 1..items.len() {
+        let mut i = sorted;
+        while i > 0 && out_of_order(&items[i - 1], &items[i]) {
+            items.swap(i - 1, i);
+            i -= 1;
+        }
+    }
+}
+
 /// Decoded as a form, each name and value encoded again, sorted on the encoded pairs.
 fn canonical_query(query: &str) -> String {
     if query.is_empty() {
@@ -594,7 +715,7 @@ fn canonical_query(query: &str) -> String {
             )
         })
         .collect();
-    pairs.sort();
+    insertion_sort_by(&mut pairs, |a, b| a > b);
     let mut out = String::with_capacity(query.len() + 8);
     for (i, (name, value)) in pairs.iter().enumerate() {
         if i > 0 {
@@ -709,31 +830,38 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     )
 }
 
-/// `YYYYMMDDTHHMMSSZ` (the day within 0000-9999, see [`split_time`]).
-fn format_date_time(day: i64, second_of_day: u32) -> String {
-    let (year, month, dom) = civil_from_days(day);
-    let mut out = String::with_capacity(16);
-    let year = u32::try_from(year).unwrap_or(0);
-    for (value, digits) in [(year, 4), (month, 2), (dom, 2)] {
-        push_digits(&mut out, value, digits);
+/// `YYYYMMDDTHHMMSSZ`, on the stack.
+struct DateTime([u8; 16]);
+
+impl DateTime {
+    fn as_str(&self) -> &str {
+        ascii_str(&self.0)
     }
-    out.push('T');
-    for unit in [
-        second_of_day / 3600,
-        second_of_day / 60 % 60,
-        second_of_day % 60,
-    ] {
-        push_digits(&mut out, unit, 2);
-    }
-    out.push('Z');
-    out
 }
 
-/// `value`'s last `digits` decimal digits, zero-padded.
-fn push_digits(out: &mut String, value: u32, digits: u32) {
-    for place in (0..digits).rev() {
-        let digit = value / 10u32.pow(place) % 10;
-        out.push(char::from(b'0' + digit as u8));
+/// `YYYYMMDDTHHMMSSZ` (the day within 0000-9999, see [`split_time`]).
+fn format_date_time(day: i64, second_of_day: u32) -> DateTime {
+    let (year, month, dom) = civil_from_days(day);
+    let year = u32::try_from(year).unwrap_or(0);
+    let mut out = *b"00000000T000000Z";
+    for (value, digits) in [
+        (year, 0..4),
+        (month, 4..6),
+        (dom, 6..8),
+        (second_of_day / 3600, 9..11),
+        (second_of_day / 60 % 60, 11..13),
+        (second_of_day % 60, 13..15),
+    ] {
+        write_digits(&mut out[digits], value);
+    }
+    DateTime(out)
+}
+
+/// `value`'s last `out.len()` decimal digits, zero-padded.
+fn write_digits(out: &mut [u8], mut value: u32) {
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
     }
 }
 
@@ -1539,7 +1667,13 @@ mod tests {
             )
             .unwrap();
         let entry = cache.entry.take().unwrap();
-        let key_hex = hex(&entry.key);
+        let key = v4::generate_signing_key(
+            credentials.secret_access_key.expose(),
+            now,
+            "us-east-1",
+            "lambda",
+        );
+        let key_hex = hex_string(key.as_ref());
         let printed = format!("{cache:?} {entry:?}");
         assert!(!printed.contains(&key_hex), "{printed}");
         assert!(!printed.contains("wJalr"), "{printed}");
@@ -1584,6 +1718,66 @@ mod tests {
                 .sign_with_payload_hash(&request, bad, &credentials, "us-east-1", "lambda", now)
                 .is_err());
         }
+    }
+
+    /// Requests that share the last one's leading blocks (same function; other payloads,
+    /// times, tokens) start from its hash state; one that differs only in a later block
+    /// replaces it. All sign as the reference does.
+    #[test]
+    fn shared_canonical_prefix_signs_like_the_reference() {
+        let cache = SigningKeyCache::new();
+        let function = "f".repeat(200);
+        let long = format!("/2015-03-31/functions/{function}/invocations");
+        let differs_late = format!("/2015-03-31/functions/{function}g/invocations");
+        let paths = [
+            "/2015-03-31/functions/my-fn/invocations",
+            "/2015-03-31/functions/my-fn/invocations?Qualifier=prod",
+            long.as_str(),
+            differs_late.as_str(),
+        ];
+        for round in 0..3u64 {
+            for path in paths {
+                for body in [&b""[..], b"{}", &[b'x'; 300]] {
+                    for token in [None, Some("token-a"), Some("token-b")] {
+                        let request = RequestToSign {
+                            path_and_query: path,
+                            content_sha256_header: round != 1,
+                            ..invoke_request(body)
+                        };
+                        let credentials = example_credentials(token);
+                        let now = at(1_795_428_000 + round * 7);
+                        let fast = cache
+                            .sign(&request, &credentials, "us-east-1", "lambda", now)
+                            .unwrap();
+                        let reference =
+                            sign_request(&request, &credentials, "us-east-1", "lambda", now)
+                                .unwrap();
+                        assert_eq!(fast, reference, "{path} {body:?} {token:?}");
+                    }
+                }
+            }
+        }
+
+        // The same function again: the kept prefix (whole blocks) is used, not replaced.
+        let kept = cache.canonical_prefix.take().unwrap();
+        assert!(kept.blocks.len() >= 3 * 64 && kept.blocks.len().is_multiple_of(64));
+        let kept_at: *const CanonicalPrefix = &*kept;
+        cache.canonical_prefix.set(Some(kept));
+        let request = RequestToSign {
+            path_and_query: &differs_late,
+            ..invoke_request(b"another body")
+        };
+        let credentials = example_credentials(Some("token-c"));
+        let now = at(1_795_428_999);
+        let fast = cache
+            .sign(&request, &credentials, "us-east-1", "lambda", now)
+            .unwrap();
+        assert_eq!(
+            fast,
+            sign_request(&request, &credentials, "us-east-1", "lambda", now).unwrap()
+        );
+        let after = cache.canonical_prefix.take().unwrap();
+        assert!(std::ptr::eq(kept_at, &*after));
     }
 
     /// The Invoke golden value pinned in src/invoke.rs (checked with botocore).
@@ -1642,12 +1836,16 @@ mod tests {
                 SystemTime::UNIX_EPOCH - Duration::from_secs(seconds.unsigned_abs())
             })
             .unwrap();
-            assert_eq!(format_date_time(day, second), expected, "{seconds}");
+            assert_eq!(
+                format_date_time(day, second).as_str(),
+                expected,
+                "{seconds}"
+            );
         }
         // Just before the epoch, with a fraction: still the last second of 1969.
         let (day, second) =
             split_time(SystemTime::UNIX_EPOCH - Duration::from_millis(500)).unwrap();
-        assert_eq!(format_date_time(day, second), "19691231T235959Z");
+        assert_eq!(format_date_time(day, second).as_str(), "19691231T235959Z");
         assert!(split_time(at(253_402_300_800)).is_err());
     }
 }
