@@ -28,6 +28,7 @@ const flag = (name) => {
 const REQUESTS = Number(opt('--requests', '200000'));
 const ROUNDS = Number(opt('--rounds', '5'));
 const COUNT = flag('--count');
+const WARMUP = Number(opt('--warmup', '20000'));
 const WASM = args[0] || 'target/wasm32-wasip1/release/proxy_wasm_lambda.wasm';
 
 const PLUGIN_CONFIG = JSON.stringify({
@@ -307,9 +308,9 @@ if (!auth || !auth[1].startsWith('AWS4-HMAC-SHA256 ')) {
   throw new Error('the request was not rewritten into a signed Invoke');
 }
 if (localReplies.length) throw new Error(`local replies sent: ${JSON.stringify(localReplies)}`);
-console.log(`signed: ${auth[1]}`);
-console.log(`rewritten request: ${signed.map(([n, v]) => `${n}: ${v.length > 60 ? v.slice(0, 60) + '…' : v}`).join(' | ')}`);
-console.log(`answer headers: ${pairsOf(2).map(([n, v]) => `${n}: ${v}`).join(' | ')}`);
+if (COUNT) console.log(`signed: ${auth[1]}`);
+if (COUNT) console.log(`rewritten request: ${signed.map(([n, v]) => `${n}: ${v.length > 60 ? v.slice(0, 60) + '…' : v}`).join(' | ')}`);
+if (COUNT) console.log(`answer headers: ${pairsOf(2).map(([n, v]) => `${n}: ${v}`).join(' | ')}`);
 
 if (COUNT) {
   calls.clear();
@@ -322,13 +323,21 @@ if (COUNT) {
   process.exit(0);
 }
 
-for (let i = 0; i < 20000; i++) oneRequest(); // warm up (TurboFan)
-const results = [];
+for (let i = 0; i < WARMUP; i++) oneRequest(); // warm up (TurboFan)
+// Wall time and CPU time (user + system: less disturbed by other load on the machine).
+const wall = [], cpu = [];
 for (let r = 0; r < ROUNDS; r++) {
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   for (let i = 0; i < REQUESTS; i++) oneRequest();
-  results.push(Number(process.hrtime.bigint() - t0) / REQUESTS);
+  const c = process.cpuUsage(c0);
+  wall.push(Number(process.hrtime.bigint() - t0) / REQUESTS);
+  cpu.push(((c.user + c.system) * 1000) / REQUESTS);
 }
-results.sort((a, b) => a - b);
-console.log(`ns/request over ${REQUESTS} requests x ${ROUNDS}: min ${results[0].toFixed(0)} median ${results[ROUNDS >> 1].toFixed(0)} (${results.map((v) => v.toFixed(0)).join(' ')})`);
+const line = (name, v) => {
+  v.sort((a, b) => a - b);
+  console.log(`${name} ns/request over ${REQUESTS} requests x ${ROUNDS}: min ${v[0].toFixed(0)} median ${v[ROUNDS >> 1].toFixed(0)}`);
+};
+line('wall', wall);
+line('cpu ', cpu);
 console.log(`wasm memory: ${memory.buffer.byteLength} bytes`);
