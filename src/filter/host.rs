@@ -3,6 +3,8 @@
 //! the worker); Envoy answers `BadArgument` when, for example, a body is set on a stream
 //! that has none. These wrappers return every non-Ok status as an error.
 
+use std::ptr::null_mut;
+
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
 #[allow(clashing_extern_declarations)]
@@ -18,6 +20,12 @@ extern "C" {
     fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_close_stream(stream_type: StreamType) -> u32;
     fn proxy_continue_stream(stream_type: StreamType) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
 }
 
 fn status(code: u32) -> Result<(), u32> {
@@ -33,6 +41,24 @@ pub fn set_buffer(buffer: BufferType, start: usize, size: usize, value: &[u8]) -
     // SAFETY: the pointer and length describe `value`, which outlives the call; the host
     // copies the bytes before returning.
     status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
+}
+
+/// A property by its path already serialized (segments joined by NUL, e.g.
+/// `b"xds\0cluster_name"`): what the SDK's `get_property` does without building the path
+/// on every call. `None` when the host has no value (or refuses).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path outlives the call; on success the host wrote a buffer it allocated
+    // with `proxy_on_memory_allocate` (the global allocator), which the Vec now owns.
+    unsafe {
+        if proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) != Status::Ok as u32
+            || data.is_null()
+        {
+            return None;
+        }
+        Some(Vec::from_raw_parts(data, size, size))
+    }
 }
 
 /// Replaces the whole header map.

@@ -9,6 +9,7 @@ use proxy_wasm::types::{Action, MapType};
 
 use super::credentials::random_u64;
 use super::driver::{Actor, Request, SharedRequest, Vm};
+use super::host;
 use super::timing::{self, Phase as Timed};
 use crate::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
@@ -39,6 +40,9 @@ impl LambdaHttp {
 fn property(path: Vec<&str>) -> Option<Vec<u8>> {
     hostcalls::get_property(path).ok().flatten()
 }
+
+/// The route's filter metadata under [`METADATA_NAMESPACE`], serialized for the host.
+const ROUTE_METADATA_PATH: &[u8] = b"xds\0route_metadata\0filter_metadata\0proxy_wasm_lambda";
 
 fn request_header(name: &str) -> Option<String> {
     hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
@@ -154,14 +158,8 @@ impl HttpContext for LambdaHttp {
         let started = timing::start();
         self.request.borrow_mut().request_id = request_header("x-request-id");
         let route_cluster =
-            property(vec!["xds", "cluster_name"]).and_then(|bytes| String::from_utf8(bytes).ok());
-        let metadata_key = property(vec![
-            "xds",
-            "route_metadata",
-            "filter_metadata",
-            METADATA_NAMESPACE,
-        ])
-        .unwrap_or_default();
+            host::property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok());
+        let metadata_key = host::property(ROUTE_METADATA_PATH).unwrap_or_default();
         let route = vm
             .routes
             .borrow_mut()
@@ -182,7 +180,7 @@ impl HttpContext for LambdaHttp {
             request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
         };
         // Only an upstream filter sees its upstream host while the request's headers pass.
-        let placement = if property(vec!["upstream", "address"]).is_some() {
+        let placement = if host::property(b"upstream\0address").is_some() {
             Placement::Upstream
         } else if vm.config.split_placement {
             Placement::DownstreamSplit
@@ -248,5 +246,22 @@ impl HttpContext for LambdaHttp {
             request.flow.on_answer_body(body_size, end_of_stream)
         };
         vm.drive(&self.request, step, Actor::RequestContext)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_metadata_path_is_the_namespace() {
+        let path = [
+            "xds",
+            "route_metadata",
+            "filter_metadata",
+            METADATA_NAMESPACE,
+        ]
+        .join("\0");
+        assert_eq!(ROUTE_METADATA_PATH, path.as_bytes());
     }
 }
