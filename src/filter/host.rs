@@ -88,17 +88,41 @@ fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
         .iter()
         .map(|(name, value)| name.len() + value.len() + 10)
         .sum::<usize>();
-    let mut bytes = Vec::with_capacity(size);
-    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    // Zeroed (the NULs) and written in place: `extend_from_slice` per piece stays a chain
+    // of calls in the size-optimised build.
+    let mut bytes = vec![0u8; size];
+    let mut lengths = 4;
+    let mut strings = 4 + 8 * pairs.len();
+    put(&mut bytes, 0, &(pairs.len() as u32).to_le_bytes());
     for (name, value) in pairs {
-        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (name, value) in pairs {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
+        put(&mut bytes, lengths, &(name.len() as u32).to_le_bytes());
+        put(&mut bytes, lengths + 4, &(value.len() as u32).to_le_bytes());
+        lengths += 8;
+        put(&mut bytes, strings, name.as_bytes());
+        strings += name.len() + 1;
+        put(&mut bytes, strings, value.as_bytes());
+        strings += value.len() + 1;
     }
     bytes
+}
+
+/// Copies `piece` into `bytes` at `at` (always in bounds: the map's size is computed first).
+fn put(bytes: &mut [u8], at: usize, piece: &[u8]) {
+    if let Some(target) = bytes.get_mut(at..at + piece.len()) {
+        target.copy_from_slice(piece);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_serialization() {
+        assert_eq!(serialize_map(&[]), vec![0, 0, 0, 0]);
+        let bytes = serialize_map(&[(":path", "/x"), ("a", "")]);
+        let mut expected = vec![2, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(b":path\0/x\0a\0\0");
+        assert_eq!(bytes, expected);
+    }
 }
