@@ -7,6 +7,8 @@ use std::ptr::null_mut;
 
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
+use crate::header_map;
+
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -20,6 +22,18 @@ extern "C" {
     fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_close_stream(stream_type: StreamType) -> u32;
     fn proxy_continue_stream(stream_type: StreamType) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -61,9 +75,47 @@ pub fn property(path: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A header's value (`None` when absent, or when the host refuses). The SDK's
+/// `get_map_value` panics on a value that is not UTF-8 (bytes 0x80-0xFF are valid in an
+/// HTTP header value): such a value is taken with U+FFFD in place of the invalid bytes.
+pub fn map_value(map: MapType, name: &str) -> Option<String> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the name outlives the call; on success the host wrote a buffer it allocated
+    // with `proxy_on_memory_allocate`, which the Vec now owns.
+    unsafe {
+        if proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size)
+            != Status::Ok as u32
+        {
+            return None;
+        }
+        if data.is_null() {
+            return Some(String::new());
+        }
+        Some(header_map::text(Vec::from_raw_parts(data, size, size)))
+    }
+}
+
+/// The whole header map, in order (empty when the host refuses). As [`map_value`], values
+/// (and names) that are not UTF-8 do not panic as in the SDK's `get_map`.
+pub fn map(map: MapType) -> Vec<(String, String)> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as above.
+    let bytes = unsafe {
+        if proxy_get_header_map_pairs(map, &mut data, &mut size) != Status::Ok as u32
+            || data.is_null()
+        {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    header_map::deserialize(&bytes)
+}
+
 /// Replaces the whole header map.
 pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
-    let serialized = serialize_map(pairs);
+    let serialized = header_map::serialize(pairs);
     // SAFETY: as above, `serialized` outlives the call.
     status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
 }
@@ -79,50 +131,4 @@ pub fn close_stream(stream: StreamType) -> Result<(), u32> {
 pub fn continue_stream(stream: StreamType) -> Result<(), u32> {
     // SAFETY: no pointers are passed.
     status(unsafe { proxy_continue_stream(stream) })
-}
-
-/// The proxy-wasm map encoding: pair count, then each name and value length (u32 LE),
-/// then each name and value followed by a NUL.
-fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(name, value)| name.len() + value.len() + 10)
-        .sum::<usize>();
-    // Zeroed (the NULs) and written in place: `extend_from_slice` per piece stays a chain
-    // of calls in the size-optimised build.
-    let mut bytes = vec![0u8; size];
-    let mut lengths = 4;
-    let mut strings = 4 + 8 * pairs.len();
-    put(&mut bytes, 0, &(pairs.len() as u32).to_le_bytes());
-    for (name, value) in pairs {
-        put(&mut bytes, lengths, &(name.len() as u32).to_le_bytes());
-        put(&mut bytes, lengths + 4, &(value.len() as u32).to_le_bytes());
-        lengths += 8;
-        put(&mut bytes, strings, name.as_bytes());
-        strings += name.len() + 1;
-        put(&mut bytes, strings, value.as_bytes());
-        strings += value.len() + 1;
-    }
-    bytes
-}
-
-/// Copies `piece` into `bytes` at `at` (always in bounds: the map's size is computed first).
-fn put(bytes: &mut [u8], at: usize, piece: &[u8]) {
-    if let Some(target) = bytes.get_mut(at..at + piece.len()) {
-        target.copy_from_slice(piece);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn map_serialization() {
-        assert_eq!(serialize_map(&[]), vec![0, 0, 0, 0]);
-        let bytes = serialize_map(&[(":path", "/x"), ("a", "")]);
-        let mut expected = vec![2, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
-        expected.extend_from_slice(b":path\0/x\0a\0\0");
-        assert_eq!(bytes, expected);
-    }
 }

@@ -13,7 +13,7 @@ use super::host;
 use super::timing::{self, Phase as Timed};
 use crate::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
-use crate::route::{decode_route_override, METADATA_NAMESPACE};
+use crate::route::{decode_route_override, METADATA_NAMESPACE, ROUTE_METADATA_PROPERTY};
 
 pub struct LambdaHttp {
     vm: Option<Rc<Vm>>,
@@ -41,13 +41,8 @@ fn property(path: Vec<&str>) -> Option<Vec<u8>> {
     hostcalls::get_property(path).ok().flatten()
 }
 
-/// The route's filter metadata under [`METADATA_NAMESPACE`], serialized for the host.
-const ROUTE_METADATA_PATH: &[u8] = b"xds\0route_metadata\0filter_metadata\0proxy_wasm_lambda";
-
 fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    host::map_value(MapType::HttpRequestHeaders, name)
 }
 
 /// The client's request as an event needs it, from its header map.
@@ -98,7 +93,7 @@ impl LambdaHttp {
     /// rewritten in place is kept for the router's retries, which see the rewritten map: a
     /// retry finds the client's request by the key the first attempt sent along.
     fn capture_request(&self, vm: &Vm, step: Step) -> Step {
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let headers = host::map(MapType::HttpRequestHeaders);
         let in_place = self.request.borrow().flow.forwards_in_place();
         let attempt = headers
             .iter()
@@ -159,7 +154,7 @@ impl HttpContext for LambdaHttp {
         self.request.borrow_mut().request_id = request_header("x-request-id");
         let route_cluster =
             host::property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok());
-        let metadata_key = host::property(ROUTE_METADATA_PATH).unwrap_or_default();
+        let metadata_key = host::property(ROUTE_METADATA_PROPERTY).unwrap_or_default();
         let route = vm
             .routes
             .borrow_mut()
@@ -246,22 +241,5 @@ impl HttpContext for LambdaHttp {
             request.flow.on_answer_body(body_size, end_of_stream)
         };
         vm.drive(&self.request, step, Actor::RequestContext)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn route_metadata_path_is_the_namespace() {
-        let path = [
-            "xds",
-            "route_metadata",
-            "filter_metadata",
-            METADATA_NAMESPACE,
-        ]
-        .join("\0");
-        assert_eq!(ROUTE_METADATA_PATH, path.as_bytes());
     }
 }
