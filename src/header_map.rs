@@ -26,6 +26,7 @@ pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// Copies `piece` into `bytes` at `at` (always in bounds: the map's size is computed first).
+#[inline(always)]
 fn put(bytes: &mut [u8], at: usize, piece: &[u8]) {
     if let Some(target) = bytes.get_mut(at..at + piece.len()) {
         target.copy_from_slice(piece);
