@@ -9,7 +9,7 @@ export ENVOY_BIN := $(abspath $(VENV)/bin/envoy)
 export MOTO_SERVER := $(abspath $(VENV)/bin/moto_server)
 export LAMBDA_WASM := $(abspath $(WASM))
 
-.PHONY: bench bench-sha256 soak all toolchain tools venv wasm lint unit integration validate-configs test demo clean
+.PHONY: bench bench-vm bench-sha256 soak all toolchain tools venv wasm lint unit integration validate-configs test demo clean
 
 all: wasm
 
@@ -86,6 +86,13 @@ bench: wasm venv
 		$(SUDO) apt-get install -y wrk nghttp2-client || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client)
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
+
+# ns per request of the filter in node's V8 under a JS proxy-wasm host (bench/v8-harness/):
+# the CPU inside the VM alone, quick and quiet enough to compare builds.
+bench-vm: wasm
+	@command -v node >/dev/null || $(SUDO) apt-get install -y nodejs || \
+		($(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs)
+	node --no-liftoff bench/v8-harness/harness.cjs $(WASM)
 
 # SHA-256 of a 256 KiB body in V8's Wasm vs native code: the bound at large bodies.
 bench-sha256: toolchain

@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod eventstream;
 pub mod flow;
+pub mod header_map;
 pub mod imds;
 pub mod invoke;
 pub mod metrics;

@@ -12,6 +12,11 @@ use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, Targ
 /// The `filter_metadata` namespace routes use.
 pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
 
+/// The property path of the route's filter metadata under [`METADATA_NAMESPACE`], as the host
+/// takes it (segments joined by NUL).
+pub const ROUTE_METADATA_PROPERTY: &[u8] =
+    b"xds\0route_metadata\0filter_metadata\0proxy_wasm_lambda";
+
 /// Keys read from route metadata.
 pub const ROUTE_KEYS: [&str; 21] = [
     "function",
@@ -203,6 +208,18 @@ impl RouteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_metadata_property_is_the_namespace() {
+        let path = [
+            "xds",
+            "route_metadata",
+            "filter_metadata",
+            METADATA_NAMESPACE,
+        ]
+        .join("\0");
+        assert_eq!(ROUTE_METADATA_PROPERTY, path.as_bytes());
+    }
     use std::cell::Cell;
 
     fn lookup_from(pairs: &[(&str, Vec<u8>)]) -> impl Fn(&str) -> Option<Vec<u8>> {

@@ -106,7 +106,9 @@ const QUERY_ENCODE_SET: &AsciiSet = &CONTROLS
     .add(b'`')
     .add(b'\\');
 
-/// The path ("greedy label") encode set: as the query's, but `/` stays.
+/// The path ("greedy label") encode set: as the query's, but `/` stays
+/// ([`push_path_encoded`] writes it).
+#[cfg(test)]
 const PATH_ENCODE_SET: &AsciiSet = &QUERY_ENCODE_SET.remove(b'/');
 
 /// SHA-256 of a payload fed in pieces, for [`SigningKeyCache::sign_with_payload_hash`].
@@ -147,9 +149,14 @@ pub fn payload_sha256(body: &[u8]) -> Cow<'static, str> {
 fn hex_digest(digest: &[u8]) -> [u8; 64] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0u8; 64];
-    for (pair, b) in out.chunks_exact_mut(2).zip(digest) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0x0f)];
+    // A plain indexed loop: the release build is optimised for size, which leaves an
+    // iterator chain here as calls per byte.
+    let mut i = 0;
+    while i < 32 && i < digest.len() {
+        let b = digest[i];
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        i += 1;
     }
     out
 }
@@ -169,17 +176,40 @@ fn hex_string(digest: &[u8]) -> String {
 pub struct SigningKeyCache {
     // Boxed: taken out of and put back in its cell on every signature.
     entry: Cell<Option<Box<CachedKey>>>,
-    canonical_prefix: Cell<Option<Box<CanonicalPrefix>>>,
+    template: Cell<Option<Box<CanonicalTemplate>>>,
     derivations: Cell<u64>,
 }
 
-/// The whole SHA-256 blocks at the start of the last canonical request that came before its
-/// first per-request value (the payload hash, date or token: method, path, query and the
-/// headers sorted ahead), and the hash state after them. Requests to the same function
-/// share them, so they are hashed once, not on every signature. Never holds the token: the
-/// date always comes before it.
-struct CanonicalPrefix {
-    blocks: Vec<u8>,
+/// A value that changes from one signature to the next, cut out of a [`CanonicalTemplate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    PayloadHash,
+    DateTime,
+    Token,
+}
+
+/// The canonical request of the last request signed, with its per-request values (payload
+/// hash, date, token) cut out, and what it was made from. Requests to the same function
+/// (same method, host, path, query and signed headers) only fill in the slots: nothing is
+/// validated, normalized, encoded or sorted again. Also keeps the SHA-256 state after the
+/// whole blocks before the first slot, so those are hashed once, not on every signature.
+/// Never holds a value of a slot (the token in particular).
+struct CanonicalTemplate {
+    method: String,
+    host: String,
+    path_and_query: String,
+    headers: Vec<(String, String)>,
+    content_sha256_header: bool,
+    with_token: bool,
+    /// The canonical request without the slots' values.
+    pieces: Vec<u8>,
+    /// Where each value goes in `pieces`, in order.
+    slots: Vec<(usize, Slot)>,
+    /// `content-type;host;…`, as signed.
+    signed_headers: String,
+    /// Length of the whole blocks of `pieces` before the first slot, and the hash state
+    /// after them.
+    blocks_len: usize,
     state: Sha256,
 }
 
@@ -345,26 +375,32 @@ impl SigningKeyCache {
         let date_time = format_date_time(day, second_of_day);
         let date_time = date_time.as_str();
         let token = credentials.session_token.as_ref().map(Secret::expose);
-        let canonical = CanonicalParts::new(request, payload_hash, token, date_time)?;
+        let template = match self.template.take() {
+            Some(template) if template.made_from(request, token.is_some()) => {
+                if let Some(token) = token {
+                    check_header_value(token)?;
+                }
+                template
+            }
+            _ => Box::new(CanonicalParts::new(request, token)?.template(request)),
+        };
 
         let entry = match self.entry.take() {
             Some(entry) if entry.matches(credentials, day, region, service) => entry,
             _ => {
                 self.derivations.set(self.derivations.get().wrapping_add(1));
                 let date = date_time.get(..8).unwrap_or_default();
-                Box::new(CachedKey::derive(
-                    credentials,
-                    day,
-                    date,
-                    now,
-                    region,
-                    service,
-                )?)
+                match CachedKey::derive(credentials, day, date, now, region, service) {
+                    Ok(entry) => Box::new(entry),
+                    Err(error) => {
+                        self.template.set(Some(template));
+                        return Err(error);
+                    }
+                }
             }
         };
-        let mut prefix = self.canonical_prefix.take();
-        let result = canonical.sign(&entry, date_time, &mut prefix);
-        self.canonical_prefix.set(prefix);
+        let result = template.sign(&entry, payload_hash, date_time, token);
+        self.template.set(Some(template));
         self.entry.set(Some(entry));
         Ok(result)
     }
@@ -377,19 +413,14 @@ struct CanonicalParts<'a> {
     path: Cow<'a, str>,
     query: &'a str,
     /// The signed headers, in request order.
-    headers: Vec<(Cow<'a, str>, Cow<'a, str>)>,
-    payload_hash: &'a str,
-    content_sha256_header: bool,
-    token: Option<&'a str>,
+    headers: Vec<SignedHeader<'a>>,
 }
 
+/// A signed header's name and its value, or the slot of a per-request value.
+type SignedHeader<'a> = (Cow<'a, str>, Result<Cow<'a, str>, Slot>);
+
 impl<'a> CanonicalParts<'a> {
-    fn new(
-        request: &'a RequestToSign<'a>,
-        payload_hash: &'a str,
-        token: Option<&'a str>,
-        date_time: &'a str,
-    ) -> Result<Self, SigningError> {
+    fn new(request: &'a RequestToSign<'a>, token: Option<&str>) -> Result<Self, SigningError> {
         check_host(request.host)?;
         // `aws-sigv4` parses `https://{host}{path_and_query}` as a URI.
         if "https://".len() + request.host.len() + request.path_and_query.len() > MAX_URI_LEN {
@@ -401,7 +432,10 @@ impl<'a> CanonicalParts<'a> {
         }
 
         let mut headers = Vec::with_capacity(request.headers.len() + 4);
-        headers.push((Cow::Borrowed("host"), normalize_header_value(request.host)?));
+        headers.push((
+            Cow::Borrowed("host"),
+            Ok(normalize_header_value(request.host)?),
+        ));
         for (name, value) in request.headers {
             let name = header_name(name)?;
             let value = normalize_header_value(value)?;
@@ -412,17 +446,14 @@ impl<'a> CanonicalParts<'a> {
             if replaced || EXCLUDED_HEADERS.contains(&name.as_ref()) {
                 continue;
             }
-            headers.push((name, value));
+            headers.push((name, Ok(value)));
         }
-        headers.push((Cow::Borrowed(X_AMZ_DATE), Cow::Borrowed(date_time)));
-        if let Some(token) = token {
-            headers.push((Cow::Borrowed(X_AMZ_SECURITY_TOKEN), Cow::Borrowed(token)));
+        headers.push((Cow::Borrowed(X_AMZ_DATE), Err(Slot::DateTime)));
+        if token.is_some() {
+            headers.push((Cow::Borrowed(X_AMZ_SECURITY_TOKEN), Err(Slot::Token)));
         }
         if request.content_sha256_header {
-            headers.push((
-                Cow::Borrowed(X_AMZ_CONTENT_SHA256),
-                Cow::Borrowed(payload_hash),
-            ));
+            headers.push((Cow::Borrowed(X_AMZ_CONTENT_SHA256), Err(Slot::PayloadHash)));
         }
 
         Ok(CanonicalParts {
@@ -430,92 +461,122 @@ impl<'a> CanonicalParts<'a> {
             path: normalize_uri_path(path),
             query,
             headers,
-            payload_hash,
-            content_sha256_header: request.content_sha256_header,
-            token,
         })
     }
 
-    /// `prefix` is the last canonical request's, replaced when this one starts differently.
-    fn sign(
-        mut self,
-        key: &CachedKey,
-        date_time: &str,
-        prefix: &mut Option<Box<CanonicalPrefix>>,
-    ) -> Vec<(&'static str, String)> {
+    /// The canonical request with slots for the per-request values.
+    fn template(mut self, request: &RequestToSign<'_>) -> CanonicalTemplate {
         // Stable: values of a repeated header keep their order.
         insertion_sort_by(&mut self.headers, |a, b| a.0 > b.0);
 
-        // Written whole, then hashed (its leading blocks from `prefix` when they match).
         let headers_len: usize = self
             .headers
             .iter()
-            .map(|(name, value)| 2 * name.len() + value.len() + 2)
+            .map(|(name, value)| 2 * name.len() + value.as_ref().map_or(0, |v| v.len()) + 2)
             .sum();
-        let mut creq = Vec::with_capacity(
-            self.method.len() + 2 * self.path.len() + 2 * self.query.len() + headers_len + 72,
+        let mut pieces = Vec::with_capacity(
+            self.method.len() + 3 * self.path.len() + 2 * self.query.len() + headers_len + 8,
         );
-        creq.extend_from_slice(self.method.as_bytes());
-        creq.push(b'\n');
+        let mut slots = Vec::with_capacity(4);
+        pieces.extend_from_slice(self.method.as_bytes());
+        pieces.push(b'\n');
         // Already encoded on the wire: encoded again (`%` becomes `%25`), as `aws-sigv4`
         // does for every service but S3.
-        for piece in utf8_percent_encode(&self.path, PATH_ENCODE_SET) {
-            creq.extend_from_slice(piece.as_bytes());
-        }
-        creq.push(b'\n');
-        creq.extend_from_slice(canonical_query(self.query).as_bytes());
-        creq.push(b'\n');
+        push_path_encoded(&mut pieces, &self.path);
+        pieces.push(b'\n');
+        pieces.extend_from_slice(canonical_query(self.query).as_bytes());
+        pieces.push(b'\n');
 
-        // The signed header names are listed straight into the authorization value.
-        let signed_headers_len: usize = self.headers.iter().map(|(name, _)| name.len() + 1).sum();
-        let mut authorization = String::with_capacity(
-            ALGORITHM.len()
-                + key.access_key_id.len()
-                + key.scope.len()
-                + signed_headers_len
-                + 64
-                + 45,
-        );
-        for part in [
-            ALGORITHM,
-            " Credential=",
-            key.access_key_id.as_str(),
-            "/",
-            key.scope.as_str(),
-            ", SignedHeaders=",
-        ] {
-            authorization.push_str(part);
-        }
-        let signed_headers_start = authorization.len();
-        let mut per_request_start = None;
+        let mut signed_headers = String::with_capacity(headers_len / 2);
         let mut previous: Option<&str> = None;
         for (name, value) in &self.headers {
             if previous == Some(name.as_ref()) {
-                creq.push(b',');
+                pieces.push(b',');
             } else {
                 if previous.is_some() {
-                    creq.push(b'\n');
-                    authorization.push(';');
+                    pieces.push(b'\n');
+                    signed_headers.push(';');
                 }
-                authorization.push_str(name);
-                creq.extend_from_slice(name.as_bytes());
-                creq.push(b':');
+                signed_headers.push_str(name);
+                pieces.extend_from_slice(name.as_bytes());
+                pieces.push(b':');
             }
-            // The payload hash, date and token: the first of them ends the shared prefix.
-            if per_request_start.is_none()
-                && [X_AMZ_CONTENT_SHA256, X_AMZ_DATE, X_AMZ_SECURITY_TOKEN].contains(&name.as_ref())
-            {
-                per_request_start = Some(creq.len());
+            match value {
+                Ok(value) => pieces.extend_from_slice(value.as_bytes()),
+                Err(slot) => slots.push((pieces.len(), *slot)),
             }
-            creq.extend_from_slice(value.as_bytes());
             previous = Some(name);
         }
-        creq.extend_from_slice(b"\n\n");
-        creq.extend_from_slice(&authorization.as_bytes()[signed_headers_start..]);
-        creq.push(b'\n');
-        creq.extend_from_slice(self.payload_hash.as_bytes());
-        let per_request_start = per_request_start.unwrap_or(creq.len());
-        let creq_hash = hash_canonical_request(&creq, per_request_start, prefix);
+        pieces.extend_from_slice(b"\n\n");
+        pieces.extend_from_slice(signed_headers.as_bytes());
+        pieces.push(b'\n');
+        slots.push((pieces.len(), Slot::PayloadHash));
+
+        let first_slot = slots.first().map_or(pieces.len(), |(at, _)| *at);
+        let blocks_len = first_slot - first_slot % 64;
+        let state = Sha256::new_with_prefix(pieces.get(..blocks_len).unwrap_or_default());
+        CanonicalTemplate {
+            method: request.method.to_string(),
+            host: request.host.to_string(),
+            path_and_query: request.path_and_query.to_string(),
+            headers: request
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            content_sha256_header: request.content_sha256_header,
+            with_token: self.headers.iter().any(|(_, v)| *v == Err(Slot::Token)),
+            pieces,
+            slots,
+            signed_headers,
+            blocks_len,
+            state,
+        }
+    }
+}
+
+impl CanonicalTemplate {
+    /// Whether `request` (with a session token or not) has this canonical request.
+    fn made_from(&self, request: &RequestToSign<'_>, with_token: bool) -> bool {
+        self.with_token == with_token
+            && self.content_sha256_header == request.content_sha256_header
+            && self.method == request.method
+            && self.host == request.host
+            && self.path_and_query == request.path_and_query
+            && self.headers.len() == request.headers.len()
+            && self
+                .headers
+                .iter()
+                .zip(request.headers)
+                .all(|((n, v), (name, value))| n == name && v == value)
+    }
+
+    fn sign(
+        &self,
+        key: &CachedKey,
+        payload_hash: &str,
+        date_time: &str,
+        token: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
+        // The canonical request after the hashed blocks: the rest of the pieces, slots
+        // filled in.
+        let value = |slot: Slot| match slot {
+            Slot::PayloadHash => payload_hash,
+            Slot::DateTime => date_time,
+            Slot::Token => token.unwrap_or_default(),
+        };
+        let values_len: usize = self.slots.iter().map(|(_, slot)| value(*slot).len()).sum();
+        let mut rest = Vec::with_capacity(self.pieces.len() - self.blocks_len + values_len);
+        let mut at = self.blocks_len;
+        for &(slot_at, slot) in &self.slots {
+            rest.extend_from_slice(self.pieces.get(at..slot_at).unwrap_or_default());
+            rest.extend_from_slice(value(slot).as_bytes());
+            at = slot_at;
+        }
+        rest.extend_from_slice(self.pieces.get(at..).unwrap_or_default());
+        let mut hasher = self.state.clone();
+        hasher.update(&rest);
+        let creq_hash = hex_digest(&hasher.finalize());
 
         // The string to sign, fed to the HMAC in pieces.
         let signature = key.signature(&[
@@ -527,45 +588,39 @@ impl<'a> CanonicalParts<'a> {
             b"\n",
             &creq_hash,
         ]);
-        authorization.push_str(", Signature=");
-        authorization.push_str(ascii_str(&signature));
+        let mut authorization = String::with_capacity(
+            ALGORITHM.len()
+                + key.access_key_id.len()
+                + key.scope.len()
+                + self.signed_headers.len()
+                + 64
+                + 45,
+        );
+        for part in [
+            ALGORITHM,
+            " Credential=",
+            key.access_key_id.as_str(),
+            "/",
+            key.scope.as_str(),
+            ", SignedHeaders=",
+            self.signed_headers.as_str(),
+            ", Signature=",
+            ascii_str(&signature),
+        ] {
+            authorization.push_str(part);
+        }
 
         let mut out = Vec::with_capacity(4);
         out.push((X_AMZ_DATE, date_time.to_string()));
         out.push(("authorization", authorization));
         if self.content_sha256_header {
-            out.push((X_AMZ_CONTENT_SHA256, self.payload_hash.to_string()));
+            out.push((X_AMZ_CONTENT_SHA256, payload_hash.to_string()));
         }
-        if let Some(token) = self.token {
+        if let Some(token) = token {
             out.push((X_AMZ_SECURITY_TOKEN, token.to_string()));
         }
         out
     }
-}
-
-/// Lower-case hex SHA-256 of a canonical request, starting from `prefix`'s state when its
-/// blocks are this request's first bytes; otherwise `prefix` becomes the whole blocks before
-/// `per_request_start`.
-fn hash_canonical_request(
-    creq: &[u8],
-    per_request_start: usize,
-    prefix: &mut Option<Box<CanonicalPrefix>>,
-) -> [u8; 64] {
-    const BLOCK: usize = 64;
-    let (blocks, rest) = creq.split_at(per_request_start - per_request_start % BLOCK);
-    let mut hasher = match prefix {
-        Some(prefix) if prefix.blocks == blocks => prefix.state.clone(),
-        _ => {
-            let state = Sha256::new_with_prefix(blocks);
-            *prefix = Some(Box::new(CanonicalPrefix {
-                blocks: blocks.to_vec(),
-                state: state.clone(),
-            }));
-            state
-        }
-    };
-    hasher.update(rest);
-    hex_digest(&hasher.finalize())
 }
 
 /// `http`'s URI length limit.
@@ -700,6 +755,31 @@ fn insertion_sort_by<T>(items: &mut [T], out_of_order: impl Fn(&T, &T) -> bool) 
             i -= 1;
         }
     }
+}
+
+/// Appends `path` percent-encoded with [`PATH_ENCODE_SET`] (what `utf8_percent_encode`
+/// writes: every byte but the unreserved ones and `/`, upper-case hex), copying the runs that
+/// need no encoding whole: the percent-encoding iterator costs calls per byte in the
+/// size-optimised build.
+fn push_path_encoded(out: &mut Vec<u8>, path: &str) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = path.as_bytes();
+    let mut run_start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/')) {
+            out.extend_from_slice(&bytes[run_start..i]);
+            out.extend_from_slice(&[
+                b'%',
+                DIGITS[usize::from(b >> 4)],
+                DIGITS[usize::from(b & 0x0f)],
+            ]);
+            run_start = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[run_start..]);
 }
 
 /// Decoded as a form, each name and value encoded again, sorted on the encoded pairs.
@@ -1720,11 +1800,11 @@ mod tests {
         }
     }
 
-    /// Requests that share the last one's leading blocks (same function; other payloads,
-    /// times, tokens) start from its hash state; one that differs only in a later block
-    /// replaces it. All sign as the reference does.
+    /// Requests to the same function as the last one (other payloads, times, tokens) fill in
+    /// its canonical template; any other request (a later difference, another query, header
+    /// set or token presence) replaces it. All sign as the reference does.
     #[test]
-    fn shared_canonical_prefix_signs_like_the_reference() {
+    fn canonical_template_signs_like_the_reference() {
         let cache = SigningKeyCache::new();
         let function = "f".repeat(200);
         let long = format!("/2015-03-31/functions/{function}/invocations");
@@ -1759,10 +1839,10 @@ mod tests {
         }
 
         // The same function again: the kept prefix (whole blocks) is used, not replaced.
-        let kept = cache.canonical_prefix.take().unwrap();
-        assert!(kept.blocks.len() >= 3 * 64 && kept.blocks.len().is_multiple_of(64));
-        let kept_at: *const CanonicalPrefix = &*kept;
-        cache.canonical_prefix.set(Some(kept));
+        let kept = cache.template.take().unwrap();
+        assert!(kept.blocks_len >= 3 * 64 && kept.blocks_len.is_multiple_of(64));
+        let kept_at: *const CanonicalTemplate = &*kept;
+        cache.template.set(Some(kept));
         let request = RequestToSign {
             path_and_query: &differs_late,
             ..invoke_request(b"another body")
@@ -1776,8 +1856,33 @@ mod tests {
             fast,
             sign_request(&request, &credentials, "us-east-1", "lambda", now).unwrap()
         );
-        let after = cache.canonical_prefix.take().unwrap();
+        let after = cache.template.take().unwrap();
         assert!(std::ptr::eq(kept_at, &*after));
+        cache.template.set(Some(after));
+
+        // Another function: a new template.
+        let request = RequestToSign {
+            path_and_query: &long,
+            ..invoke_request(b"another body")
+        };
+        let fast = cache
+            .sign(&request, &credentials, "us-east-1", "lambda", now)
+            .unwrap();
+        assert_eq!(
+            fast,
+            sign_request(&request, &credentials, "us-east-1", "lambda", now).unwrap()
+        );
+        let replaced = cache.template.take().unwrap();
+        assert!(!std::ptr::eq(kept_at, &*replaced));
+        assert_eq!(replaced.path_and_query, long);
+        cache.template.set(Some(replaced));
+
+        // A token that cannot be sent is refused on a template's request too.
+        let bad = example_credentials(Some("bad\ntoken"));
+        assert!(cache
+            .sign(&request, &bad, "us-east-1", "lambda", now)
+            .is_err());
+        assert!(sign_request(&request, &bad, "us-east-1", "lambda", now).is_err());
     }
 
     /// The Invoke golden value pinned in src/invoke.rs (checked with botocore).
@@ -1798,6 +1903,34 @@ mod tests {
     }
 
     /// The word-at-a-time check agrees with `http`'s rule for every byte at every position.
+    #[test]
+    fn path_encoding_matches_percent_encoding() {
+        let mut inputs: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        inputs.extend(
+            [
+                "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A1:function:f/invocations",
+                "/a b/é/日本/~x_y-z.w/",
+                "",
+                "%%%",
+                "/ünïcödé?#[]",
+            ]
+            .map(String::from),
+        );
+        for input in &inputs {
+            let mut ours = Vec::new();
+            push_path_encoded(&mut ours, input);
+            let reference = utf8_percent_encode(input, PATH_ENCODE_SET).to_string();
+            assert_eq!(String::from_utf8(ours).unwrap(), reference, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn hex_digest_is_lower_case_hex() {
+        let digest: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(37)).collect();
+        let expected: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(ascii_str(&hex_digest(&digest)), expected);
+    }
+
     #[test]
     fn header_value_check_matches_http_for_every_byte() {
         let valid = |b: u8| (b >= 0x20 && b != 0x7f) || b == b'\t';

@@ -336,7 +336,7 @@ impl Vm {
     /// The answer's headers arrived for a request forwarded in place.
     pub fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
         let started = timing::start();
-        let headers = hostcalls::get_map(MapType::HttpResponseHeaders).unwrap_or_default();
+        let headers = host::map(MapType::HttpResponseHeaders);
         let tail = headers
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-log-result"));
@@ -413,7 +413,7 @@ pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
 /// bytes is left in the host (Envoy frees it with the call) and only its size reported, so
 /// an oversized answer never grows the VM's memory.
 pub fn read_call_answer(body_size: usize, max_body: usize) -> InvokeAnswer {
-    let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
+    let headers = host::map(MapType::HttpCallResponseHeaders);
     let status = headers
         .iter()
         .find(|(name, _)| name == ":status")
@@ -476,11 +476,7 @@ fn replace_answer_body(request: &Request, body: &[u8]) {
 /// `x-envoy-original-path`, the client's path, as Envoy's own path rewrites keep it (Envoy's
 /// default access log format prints it).
 fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> Result<(), u32> {
-    let current = |name: &str| {
-        hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
-    };
+    let current = |name: &str| host::map_value(MapType::HttpRequestHeaders, name);
     let scheme = current(":scheme");
     // A retry sees the map the first attempt rewrote: its original path is the client's.
     let client_path = match current(":path") {

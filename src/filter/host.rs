@@ -3,7 +3,11 @@
 //! the worker); Envoy answers `BadArgument` when, for example, a body is set on a stream
 //! that has none. These wrappers return every non-Ok status as an error.
 
+use std::ptr::null_mut;
+
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
+
+use crate::header_map;
 
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
@@ -18,6 +22,24 @@ extern "C" {
     fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_close_stream(stream_type: StreamType) -> u32;
     fn proxy_continue_stream(stream_type: StreamType) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
 }
 
 fn status(code: u32) -> Result<(), u32> {
@@ -35,9 +57,65 @@ pub fn set_buffer(buffer: BufferType, start: usize, size: usize, value: &[u8]) -
     status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
 }
 
+/// A property by its path already serialized (segments joined by NUL, e.g.
+/// `b"xds\0cluster_name"`): what the SDK's `get_property` does without building the path
+/// on every call. `None` when the host has no value (or refuses).
+pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the path outlives the call; on success the host wrote a buffer it allocated
+    // with `proxy_on_memory_allocate` (the global allocator), which the Vec now owns.
+    unsafe {
+        if proxy_get_property(path.as_ptr(), path.len(), &mut data, &mut size) != Status::Ok as u32
+            || data.is_null()
+        {
+            return None;
+        }
+        Some(Vec::from_raw_parts(data, size, size))
+    }
+}
+
+/// A header's value (`None` when absent, or when the host refuses). The SDK's
+/// `get_map_value` panics on a value that is not UTF-8 (bytes 0x80-0xFF are valid in an
+/// HTTP header value): such a value is taken with U+FFFD in place of the invalid bytes.
+pub fn map_value(map: MapType, name: &str) -> Option<String> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the name outlives the call; on success the host wrote a buffer it allocated
+    // with `proxy_on_memory_allocate`, which the Vec now owns.
+    unsafe {
+        if proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size)
+            != Status::Ok as u32
+        {
+            return None;
+        }
+        if data.is_null() {
+            return Some(String::new());
+        }
+        Some(header_map::text(Vec::from_raw_parts(data, size, size)))
+    }
+}
+
+/// The whole header map, in order (empty when the host refuses). As [`map_value`], values
+/// (and names) that are not UTF-8 do not panic as in the SDK's `get_map`.
+pub fn map(map: MapType) -> Vec<(String, String)> {
+    let mut data: *mut u8 = null_mut();
+    let mut size: usize = 0;
+    // SAFETY: as above.
+    let bytes = unsafe {
+        if proxy_get_header_map_pairs(map, &mut data, &mut size) != Status::Ok as u32
+            || data.is_null()
+        {
+            return Vec::new();
+        }
+        Vec::from_raw_parts(data, size, size)
+    };
+    header_map::deserialize(&bytes)
+}
+
 /// Replaces the whole header map.
 pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
-    let serialized = serialize_map(pairs);
+    let serialized = header_map::serialize(pairs);
     // SAFETY: as above, `serialized` outlives the call.
     status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
 }
@@ -53,26 +131,4 @@ pub fn close_stream(stream: StreamType) -> Result<(), u32> {
 pub fn continue_stream(stream: StreamType) -> Result<(), u32> {
     // SAFETY: no pointers are passed.
     status(unsafe { proxy_continue_stream(stream) })
-}
-
-/// The proxy-wasm map encoding: pair count, then each name and value length (u32 LE),
-/// then each name and value followed by a NUL.
-fn serialize_map(pairs: &[(&str, &str)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(name, value)| name.len() + value.len() + 10)
-        .sum::<usize>();
-    let mut bytes = Vec::with_capacity(size);
-    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (name, value) in pairs {
-        bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-    }
-    for (name, value) in pairs {
-        bytes.extend_from_slice(name.as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(value.as_bytes());
-        bytes.push(0);
-    }
-    bytes
 }

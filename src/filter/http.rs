@@ -9,10 +9,11 @@ use proxy_wasm::types::{Action, MapType};
 
 use super::credentials::random_u64;
 use super::driver::{Actor, Request, SharedRequest, Vm};
+use super::host;
 use super::timing::{self, Phase as Timed};
 use crate::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
-use crate::route::{decode_route_override, METADATA_NAMESPACE};
+use crate::route::{decode_route_override, METADATA_NAMESPACE, ROUTE_METADATA_PROPERTY};
 
 pub struct LambdaHttp {
     vm: Option<Rc<Vm>>,
@@ -41,9 +42,7 @@ fn property(path: Vec<&str>) -> Option<Vec<u8>> {
 }
 
 fn request_header(name: &str) -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
-        .ok()
-        .flatten()
+    host::map_value(MapType::HttpRequestHeaders, name)
 }
 
 /// The client's request as an event needs it, from its header map.
@@ -94,7 +93,7 @@ impl LambdaHttp {
     /// rewritten in place is kept for the router's retries, which see the rewritten map: a
     /// retry finds the client's request by the key the first attempt sent along.
     fn capture_request(&self, vm: &Vm, step: Step) -> Step {
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default();
+        let headers = host::map(MapType::HttpRequestHeaders);
         let in_place = self.request.borrow().flow.forwards_in_place();
         let attempt = headers
             .iter()
@@ -154,14 +153,8 @@ impl HttpContext for LambdaHttp {
         let started = timing::start();
         self.request.borrow_mut().request_id = request_header("x-request-id");
         let route_cluster =
-            property(vec!["xds", "cluster_name"]).and_then(|bytes| String::from_utf8(bytes).ok());
-        let metadata_key = property(vec![
-            "xds",
-            "route_metadata",
-            "filter_metadata",
-            METADATA_NAMESPACE,
-        ])
-        .unwrap_or_default();
+            host::property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok());
+        let metadata_key = host::property(ROUTE_METADATA_PROPERTY).unwrap_or_default();
         let route = vm
             .routes
             .borrow_mut()
@@ -182,7 +175,7 @@ impl HttpContext for LambdaHttp {
             request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
         };
         // Only an upstream filter sees its upstream host while the request's headers pass.
-        let placement = if property(vec!["upstream", "address"]).is_some() {
+        let placement = if host::property(b"upstream\0address").is_some() {
             Placement::Upstream
         } else if vm.config.split_placement {
             Placement::DownstreamSplit

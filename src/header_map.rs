@@ -1,0 +1,110 @@
+//! The proxy-wasm header map encoding (ABI 0.2.1), for the host calls in `filter::host`.
+
+/// The proxy-wasm map encoding: pair count, then each name and value length (u32 LE),
+/// then each name and value followed by a NUL.
+pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 10)
+        .sum::<usize>();
+    // Zeroed (the NULs) and written in place: `extend_from_slice` per piece stays a chain
+    // of calls in the size-optimised build.
+    let mut bytes = vec![0u8; size];
+    let mut lengths = 4;
+    let mut strings = 4 + 8 * pairs.len();
+    put(&mut bytes, 0, &(pairs.len() as u32).to_le_bytes());
+    for (name, value) in pairs {
+        put(&mut bytes, lengths, &(name.len() as u32).to_le_bytes());
+        put(&mut bytes, lengths + 4, &(value.len() as u32).to_le_bytes());
+        lengths += 8;
+        put(&mut bytes, strings, name.as_bytes());
+        strings += name.len() + 1;
+        put(&mut bytes, strings, value.as_bytes());
+        strings += value.len() + 1;
+    }
+    bytes
+}
+
+/// Copies `piece` into `bytes` at `at` (always in bounds: the map's size is computed first).
+#[inline(always)]
+fn put(bytes: &mut [u8], at: usize, piece: &[u8]) {
+    if let Some(target) = bytes.get_mut(at..at + piece.len()) {
+        target.copy_from_slice(piece);
+    }
+}
+
+/// The proxy-wasm map encoding (see [`serialize`]); stops at the first pair that does
+/// not fit in `bytes`.
+pub fn deserialize(bytes: &[u8]) -> Vec<(String, String)> {
+    let u32_at = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| u32::from_le_bytes(b) as usize)
+    };
+    let Some(count) = u32_at(0) else {
+        return Vec::new();
+    };
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
+    let mut strings = 4usize.saturating_add(count.saturating_mul(8));
+    for index in 0..count {
+        let (Some(name_len), Some(value_len)) = (u32_at(4 + 8 * index), u32_at(8 + 8 * index))
+        else {
+            break;
+        };
+        let name_at = strings;
+        let value_at = name_at.saturating_add(name_len).saturating_add(1);
+        strings = value_at.saturating_add(value_len).saturating_add(1);
+        let (Some(name), Some(value)) = (
+            bytes.get(name_at..name_at + name_len),
+            bytes.get(value_at..value_at + value_len),
+        ) else {
+            break;
+        };
+        pairs.push((text(name.to_vec()), text(value.to_vec())));
+    }
+    pairs
+}
+
+/// The bytes as text, invalid UTF-8 replaced (U+FFFD).
+pub fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes)
+        .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_deserialization() {
+        let pairs = [(":status", "200"), ("x-empty", ""), ("content-type", "a/b")];
+        let bytes = serialize(&pairs);
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(deserialize(&bytes), owned);
+        assert!(deserialize(&[]).is_empty());
+        // Truncated: the pairs that fit.
+        assert_eq!(deserialize(&bytes[..bytes.len() - 5]), owned[..2]);
+        assert!(deserialize(&[9, 0, 0, 0, 1]).is_empty());
+        // Not UTF-8 (obs-text): replaced, no panic.
+        let mut latin1 = serialize(&[("x-name", "caf?")]);
+        let at = latin1.len() - 2;
+        latin1[at] = 0xe9;
+        assert_eq!(
+            deserialize(&latin1),
+            vec![("x-name".to_string(), "caf\u{fffd}".to_string())]
+        );
+    }
+
+    #[test]
+    fn map_serialization() {
+        assert_eq!(serialize(&[]), vec![0, 0, 0, 0]);
+        let bytes = serialize(&[(":path", "/x"), ("a", "")]);
+        let mut expected = vec![2, 0, 0, 0, 5, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend_from_slice(b":path\0/x\0a\0\0");
+        assert_eq!(bytes, expected);
+    }
+}
