@@ -38,7 +38,7 @@ fn put(bytes: &mut [u8], at: usize, piece: &[u8]) {
 pub fn deserialize(bytes: &[u8]) -> Vec<(String, String)> {
     let u32_at = |at: usize| {
         bytes
-            .get(at..at + 4)
+            .get(at..at.checked_add(4)?)
             .and_then(|b| <[u8; 4]>::try_from(b).ok())
             .map(|b| u32::from_le_bytes(b) as usize)
     };
@@ -48,16 +48,22 @@ pub fn deserialize(bytes: &[u8]) -> Vec<(String, String)> {
     let mut pairs = Vec::with_capacity(count.min(bytes.len() / 8));
     let mut strings = 4usize.saturating_add(count.saturating_mul(8));
     for index in 0..count {
-        let (Some(name_len), Some(value_len)) = (u32_at(4 + 8 * index), u32_at(8 + 8 * index))
-        else {
+        // Checked: on wasm32 a corrupt count or length must not wrap around.
+        let Some(lengths_at) = index.checked_mul(8).and_then(|at| at.checked_add(4)) else {
+            break;
+        };
+        let (Some(name_len), Some(value_len)) = (
+            u32_at(lengths_at),
+            lengths_at.checked_add(4).and_then(u32_at),
+        ) else {
             break;
         };
         let name_at = strings;
         let value_at = name_at.saturating_add(name_len).saturating_add(1);
         strings = value_at.saturating_add(value_len).saturating_add(1);
         let (Some(name), Some(value)) = (
-            bytes.get(name_at..name_at + name_len),
-            bytes.get(value_at..value_at + value_len),
+            bytes.get(name_at..name_at.saturating_add(name_len)),
+            bytes.get(value_at..value_at.saturating_add(value_len)),
         ) else {
             break;
         };
@@ -89,6 +95,11 @@ mod tests {
         // Truncated: the pairs that fit.
         assert_eq!(deserialize(&bytes[..bytes.len() - 5]), owned[..2]);
         assert!(deserialize(&[9, 0, 0, 0, 1]).is_empty());
+        // Counts and lengths near u32::MAX end the map instead of wrapping.
+        assert!(
+            deserialize(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 0, 0, 0]).is_empty()
+        );
+        assert!(deserialize(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, b'a']).is_empty());
         // Not UTF-8 (obs-text): replaced, no panic.
         let mut latin1 = serialize(&[("x-name", "caf?")]);
         let at = latin1.len() - 2;

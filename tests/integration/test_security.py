@@ -14,6 +14,7 @@ import requests
 
 import envoy_harness as eh
 import log_audit
+from lambda_standin import Answer
 from test_assume_role import plugin_config as assume_role_config, post, show, start_envoy
 from test_end_to_end import DEFAULT_ENDPOINT, INVOKE_PATH, start_standin_envoy
 
@@ -21,10 +22,11 @@ HTTP_TIMEOUT = 15
 MIB = 1024 * 1024
 
 
-def raw_request(port: int, head: str, timeout: float = 10.0) -> tuple[int, bytes]:
+def raw_request(port: int, head: str, timeout: float = 10.0,
+                encoding: str = "utf-8") -> tuple[int, bytes]:
     """Sends `head` (request line + headers, no body) as is; returns (status, whole answer)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+        sock.sendall(head.replace("\n", "\r\n").encode(encoding) + b"\r\n")
         data = b""
         while b"\r\n\r\n" not in data:
             chunk = sock.recv(65536)
@@ -80,6 +82,29 @@ def test_client_tricks_never_change_the_invoke(envoy_factory, standin, payload):
         assert f"Credential={standin.access_key_id}/" in authorization, f"{name}: {authorization}"
         [date] = rec.header_all("x-amz-date")
         assert date != "20200101T000000Z", name
+
+
+# --------------------------------------------------------------------------- obs-text
+@pytest.mark.parametrize("payload", ["passthrough", "apigw_v2"])
+def test_header_values_that_are_not_utf8_never_stop_the_vm(envoy_factory, standin, payload):
+    """Bytes 0x80-0xFF are valid in HTTP header values (obs-text). The proxy-wasm SDK's
+    header reads panicked on them, which stops the VM for every later request on the
+    worker: in the client's headers (x-request-id is read for every request) and in
+    Lambda's answer headers."""
+    envoy = start_standin_envoy(envoy_factory, standin, payload=payload)
+    standin.script(Answer(200, {"content-type": "application/json", "x-note": "caf\xe9"},
+                          {"statusCode": 200, "body": "ok"} if payload != "passthrough" else b"ok"))
+    head = ("GET /obs HTTP/1.1\nHost: x\nX-Request-Id: caf\xe9-1\nX-Note: na\xefve\n"
+            "Connection: close\n")
+    status, answer = raw_request(envoy.listener_port, head, encoding="latin-1")
+    assert status == 200, answer[:400]
+    [rec] = standin.wait_for_requests(1, 5.0)
+    assert rec.verified, rec.reason
+    # The VM is still serving.
+    for _ in range(3):
+        r = requests.post(envoy.url("/after"), json={"after": 1}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200, show(r)
+    assert "panic" not in envoy.log(), "the filter panicked"
 
 
 # --------------------------------------------------------------------------- oversized requests

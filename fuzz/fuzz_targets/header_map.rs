@@ -1,0 +1,15 @@
+//! `header_map::deserialize` on arbitrary bytes (what a host hands back for a header map):
+//! never panics, and pairs it returns serialize back to a map that reads the same.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use proxy_wasm_lambda::header_map::{deserialize, serialize};
+
+fuzz_target!(|data: &[u8]| {
+    let pairs = deserialize(data);
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    assert_eq!(deserialize(&serialize(&borrowed)), pairs);
+});
