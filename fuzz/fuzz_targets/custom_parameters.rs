@@ -6,7 +6,7 @@
 //! `custom_parameters`), a 0xFF byte, then the body.
 #![no_main]
 
-use std::collections::BTreeMap;
+use proxy_wasm_lambda::string_map::StringMap;
 
 use libfuzzer_sys::fuzz_target;
 use proxy_wasm_lambda::config::CUSTOM_PARAMETERS_FIELD;
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         None => (&[][..], data),
     };
     let mut field = CUSTOM_PARAMETERS_FIELD.to_string();
-    let mut params = BTreeMap::new();
+    let mut params = StringMap::new();
     for line in String::from_utf8_lossy(spec).split('\n') {
         if let Some(name) = line.strip_prefix('@') {
             field = name.to_string();
@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let expected: serde_json::Map<String, Value> = params
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
         .collect();
     assert_eq!(merged.remove(&field), Some(Value::Object(expected)));
     original.remove(&field);

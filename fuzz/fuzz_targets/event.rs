@@ -3,6 +3,7 @@
 //! the event is a JSON object that carries the request's method, path and body intact.
 #![no_main]
 
+use proxy_wasm_lambda::string_map::StringMap;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
@@ -209,7 +210,13 @@ fuzz_target!(|input: Input| {
         api_id: input.api_id.clone(),
         account_id: input.account_id.clone(),
         resource: input.resource.as_ref().map(|t| template(t, false)),
-        stage_variables: input.stage_variables.clone(),
+        stage_variables: {
+            let mut variables = StringMap::new();
+            for (name, value) in &input.stage_variables {
+                variables.insert(name.clone(), value.clone());
+            }
+            variables
+        },
         target_group_arn: input.target_group_arn.clone(),
         alb_multi_value_headers: input.alb_multi_value_headers,
     };
