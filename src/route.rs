@@ -208,6 +208,7 @@ impl RouteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::Cell;
 
     #[test]
     fn route_metadata_property_is_the_namespace() {
@@ -220,7 +221,6 @@ mod tests {
         .join("\0");
         assert_eq!(ROUTE_METADATA_PROPERTY, path.as_bytes());
     }
-    use std::cell::Cell;
 
     fn lookup_from(pairs: &[(&str, Vec<u8>)]) -> impl Fn(&str) -> Option<Vec<u8>> {
         let pairs: Vec<(String, Vec<u8>)> = pairs

@@ -3,7 +3,6 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
@@ -13,7 +12,7 @@ use super::host;
 use super::timing::{self, Phase as Timed};
 use crate::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
-use crate::route::{decode_route_override, METADATA_NAMESPACE, ROUTE_METADATA_PROPERTY};
+use crate::route::{decode_route_override, ROUTE_METADATA_PROPERTY};
 
 pub struct LambdaHttp {
     vm: Option<Rc<Vm>>,
@@ -37,8 +36,9 @@ impl LambdaHttp {
     }
 }
 
-fn property(path: Vec<&str>) -> Option<Vec<u8>> {
-    hostcalls::get_property(path).ok().flatten()
+/// A property by its path segments, through the non-panicking host call.
+fn property(path: &[&[u8]]) -> Option<Vec<u8>> {
+    host::property(&path.join(&b'\0'))
 }
 
 fn request_header(name: &str) -> Option<String> {
@@ -49,10 +49,10 @@ fn request_header(name: &str) -> Option<String> {
 fn request_meta(request_id: Option<String>, headers: Vec<(String, String)>) -> RequestMeta {
     let mut meta = RequestMeta {
         request_id,
-        protocol: property(vec!["request", "protocol"])
+        protocol: host::property(b"request\0protocol")
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_else(|| "HTTP/1.1".to_string()),
-        source_ip: property(vec!["source", "address"])
+        source_ip: host::property(b"source\0address")
             .and_then(|b| String::from_utf8(b).ok())
             .map(|address| strip_port(&address)),
         ..RequestMeta::default()
@@ -159,15 +159,7 @@ impl HttpContext for LambdaHttp {
             .routes
             .borrow_mut()
             .resolve(&vm.config, &metadata_key, || {
-                decode_route_override(|key| {
-                    property(vec![
-                        "xds",
-                        "route_metadata",
-                        "filter_metadata",
-                        METADATA_NAMESPACE,
-                        key,
-                    ])
-                })
+                decode_route_override(|key| property(&[ROUTE_METADATA_PROPERTY, key.as_bytes()]))
             });
         let content_length = if end_of_stream {
             None
