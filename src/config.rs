@@ -8,19 +8,21 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
-use crate::container_credentials::{
-    endpoint_from_env, ContainerSettings, ENV_FULL_URI, ENV_RELATIVE_URI,
+use crate::credentials::container::{endpoint_from_env, ENV_FULL_URI, ENV_RELATIVE_URI};
+use crate::credentials::imds::{
+    ImdsSettings, DEFAULT_ENDPOINT as IMDS_ENDPOINT, DEFAULT_TOKEN_TTL_SECONDS,
+    MAX_TOKEN_TTL_SECONDS,
 };
 use crate::credentials::{
     Credentials, ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY, ENV_SESSION_TOKEN,
 };
 use crate::event::{EventFormat, EventSettings};
-use crate::imds::{
-    ImdsSettings, DEFAULT_ENDPOINT as IMDS_ENDPOINT, DEFAULT_TOKEN_TTL_SECONDS,
-    MAX_TOKEN_TTL_SECONDS,
-};
 use crate::secret::Secret;
-use crate::sts::{validate_assume_role, AssumeRoleSettings, RawAssumeRole, ASSUME_ROLE_KEYS};
+
+pub use crate::credentials::source::{
+    AmbientProvider, CredentialSource, ProfileId, DEFAULT_PROFILE,
+};
+use crate::credentials::sts::{validate_assume_role, RawAssumeRole, ASSUME_ROLE_KEYS};
 
 /// Lambda's synchronous request payload limit (6 MB).
 pub const SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
@@ -157,6 +159,7 @@ const CONFIG_KEYS: &[&str] = &[
     "client_context",
     "invoke_mode",
     "credentials",
+    "credential_profiles",
     "split_placement",
 ];
 
@@ -188,6 +191,117 @@ struct RawCredentials {
     container_cluster: Option<String>,
     timeout_ms: Option<u64>,
     max_wait_ms: Option<u64>,
+}
+
+impl RawCredentials {
+    fn read(f: &mut Fields) -> RawCredentials {
+        RawCredentials {
+            access_key_id: f.string("access_key_id"),
+            secret_access_key: f.secret("secret_access_key"),
+            session_token: f.secret("session_token"),
+            assume_role: f.object(
+                "assume_role",
+                "struct RawAssumeRole",
+                ASSUME_ROLE_KEYS,
+                RawAssumeRole::read,
+            ),
+            source: f.string("source"),
+            imds_cluster: f.string("imds_cluster"),
+            imds_endpoint: f.string("imds_endpoint"),
+            imds_token_ttl_seconds: f.u64("imds_token_ttl_seconds"),
+            container_cluster: f.string("container_cluster"),
+            timeout_ms: f.u64("timeout_ms"),
+            max_wait_ms: f.u64("max_wait_ms"),
+        }
+    }
+}
+
+/// A profile name: it appears in route metadata, logs and metric names (so no dots).
+pub fn is_profile_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `credential_profiles`: each member validated as `credentials` is, in name order.
+fn read_profiles(
+    value: Value,
+    region: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<(CredentialProfile, Option<String>)>, ConfigError> {
+    const FIELD: &str = "credential_profiles";
+    let Value::Object(members) = value else {
+        return Err(ConfigError::new(
+            FIELD,
+            format!(
+                "{}: a map of profile name to credentials object",
+                invalid_type(&value, "a map")
+            ),
+        ));
+    };
+    if members.len() > MAX_CREDENTIAL_PROFILES {
+        return Err(ConfigError::new(
+            FIELD,
+            format!(
+                "has {} profiles, more than {MAX_CREDENTIAL_PROFILES}",
+                members.len()
+            ),
+        ));
+    }
+    let mut profiles = Vec::with_capacity(members.len());
+    for (name, value) in members {
+        if !is_profile_name(&name) {
+            let shown = if name.len() <= 64 && !name.chars().any(char::is_control) {
+                format!("'{name}'")
+            } else {
+                "a name".to_string()
+            };
+            return Err(ConfigError::new(
+                FIELD,
+                format!("{shown} is not a profile name (1-64 characters of [A-Za-z0-9_-])"),
+            ));
+        }
+        if name == DEFAULT_PROFILE {
+            return Err(ConfigError::new(
+                &format!("{FIELD}.{name}"),
+                "'default' is the name of the top-level credentials: give them as \
+                 credentials, or choose another name",
+            ));
+        }
+        let path = format!("{FIELD}.{name}");
+        let mut fields = Fields::new(&path, value, "struct RawCredentials", CREDENTIALS_KEYS)?;
+        let raw = RawCredentials::read(&mut fields);
+        fields.finish()?;
+        // Validated as `credentials` is; the errors then name the profile's fields.
+        let loaded = load_credentials(Some(raw), region, env).map_err(|e| within(e, &path))?;
+        profiles.push((
+            CredentialProfile {
+                name,
+                source: loaded.source,
+                origin: loaded.origin,
+            },
+            loaded.warning.map(|w| within_text(&w, &path)),
+        ));
+    }
+    Ok(profiles)
+}
+
+/// An error of `credentials` as the same error of the profile at `path`.
+fn within(error: ConfigError, path: &str) -> ConfigError {
+    let field = if error.field == "credentials" {
+        path.to_string()
+    } else {
+        within_text(&error.field, path)
+    };
+    ConfigError {
+        field,
+        message: within_text(&error.message, path),
+    }
+}
+
+fn within_text(text: &str, path: &str) -> String {
+    text.replace("credentials.", &format!("{path}."))
 }
 
 /// Typed reads of one JSON object's members that track the field path, in place of serde
@@ -398,64 +512,6 @@ fn invalid_type(value: &Value, expected: &str) -> String {
     format!("invalid type: {unexpected}, expected {expected}")
 }
 
-/// Where the Invoke's signing credentials come from.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CredentialSource {
-    /// Long-lived (or externally rotated) keys from the configuration or the VM environment.
-    Static(Credentials),
-    /// Temporary credentials from STS AssumeRole, fetched with the `source` credentials.
-    AssumeRole {
-        source: Credentials,
-        settings: AssumeRoleSettings,
-    },
-    /// Temporary credentials from the instance role (IMDSv2) or the container endpoint,
-    /// used as they are or as the source identity of an AssumeRole (role chaining).
-    Ambient {
-        provider: AmbientProvider,
-        assume_role: Option<AssumeRoleSettings>,
-        /// How long a request may wait for credentials (`assume_role.max_wait_ms` when
-        /// chaining, else `credentials.max_wait_ms`).
-        max_wait: Duration,
-    },
-}
-
-/// An endpoint that hands out the deployment's own temporary credentials.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AmbientProvider {
-    Imds(ImdsSettings),
-    Container(ContainerSettings),
-}
-
-impl AmbientProvider {
-    /// The source name used in logs and metrics: `imds` or `container`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            AmbientProvider::Imds(_) => "imds",
-            AmbientProvider::Container(_) => "container",
-        }
-    }
-
-    /// The timeout of one call.
-    pub fn timeout(&self) -> Duration {
-        match self {
-            AmbientProvider::Imds(s) => s.timeout,
-            AmbientProvider::Container(s) => s.timeout,
-        }
-    }
-
-    /// The shared-data key of these credentials: what locates the endpoint (never a secret).
-    pub fn shared_data_key(&self) -> String {
-        match self {
-            AmbientProvider::Imds(s) => {
-                format!("proxy-wasm-lambda/imds/v1/{}/{}", s.cluster, s.endpoint)
-            }
-            AmbientProvider::Container(s) => {
-                format!("proxy-wasm-lambda/container/v1/{}/{}", s.cluster, s.uri)
-            }
-        }
-    }
-}
-
 /// Everything needed to invoke one function, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvokeTarget {
@@ -488,6 +544,9 @@ pub struct InvokeTarget {
     /// computed once. Used when the request is forwarded in place; a dispatched request
     /// falls back to the buffered Invoke (`invoke_path`).
     pub stream_path: Option<String>,
+    /// The credentials that sign the Invoke; `None`: the route names no profile and the
+    /// configuration has no top-level credentials (such a route is refused).
+    pub credentials_profile: Option<ProfileId>,
 }
 
 /// Lambda's limit on the `X-Amz-Client-Context` header (base64 text).
@@ -497,26 +556,44 @@ pub const CLIENT_CONTEXT_LIMIT: usize = 3583;
 pub struct FilterConfig {
     pub settings: TargetSettings,
     pub target: InvokeTarget,
-    pub credentials: CredentialSource,
-    /// Where the credentials come from, for the one log line at start (no secret):
-    /// e.g. `chain: container (AWS_CONTAINER_CREDENTIALS_FULL_URI http://…)`.
-    pub credentials_origin: String,
+    /// Credential profiles by [`ProfileId`]: first the top-level `credentials` (`None` when
+    /// only `credential_profiles` are given and the VM environment has no keys), then
+    /// `credential_profiles` in name order.
+    pub profiles: Vec<Option<CredentialProfile>>,
+    /// Said once in the log at start (e.g. a key id that does not look like AWS's).
+    pub warnings: Vec<String>,
     /// The filter is in both chains: in the HCM it takes only the requests that cannot be
     /// rewritten in place, and leaves the rest to its twin in the router's upstream filters.
     pub split_placement: bool,
 }
 
+/// One validated credentials profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CredentialProfile {
+    /// `default` for the top-level `credentials`.
+    pub name: String,
+    pub source: CredentialSource,
+    /// Where the credentials come from, for the one log line at start (no secret):
+    /// e.g. `chain: container (AWS_CONTAINER_CREDENTIALS_FULL_URI http://…)`.
+    pub origin: String,
+}
+
+/// The most `credential_profiles` one configuration may have.
+pub const MAX_CREDENTIAL_PROFILES: usize = 256;
+
 /// A route's overrides from its metadata, before validation.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RouteOverride {
     pub settings: TargetSettings,
+    /// The credentials profile the route names (`credentials: NAME`).
+    pub credentials: Option<String>,
     /// `disabled: true` lets the request through untouched (a non-Lambda route).
     pub disabled: bool,
 }
 
 impl RouteOverride {
     pub fn is_empty(&self) -> bool {
-        !self.disabled && self.settings == TargetSettings::default()
+        !self.disabled && self.settings == TargetSettings::default() && self.credentials.is_none()
     }
 }
 
@@ -564,44 +641,116 @@ impl FilterConfig {
             "credentials",
             "struct RawCredentials",
             CREDENTIALS_KEYS,
-            |f| RawCredentials {
-                access_key_id: f.string("access_key_id"),
-                secret_access_key: f.secret("secret_access_key"),
-                session_token: f.secret("session_token"),
-                assume_role: f.object(
-                    "assume_role",
-                    "struct RawAssumeRole",
-                    ASSUME_ROLE_KEYS,
-                    RawAssumeRole::read,
-                ),
-                source: f.string("source"),
-                imds_cluster: f.string("imds_cluster"),
-                imds_endpoint: f.string("imds_endpoint"),
-                imds_token_ttl_seconds: f.u64("imds_token_ttl_seconds"),
-                container_cluster: f.string("container_cluster"),
-                timeout_ms: f.u64("timeout_ms"),
-                max_wait_ms: f.u64("max_wait_ms"),
-            },
+            RawCredentials::read,
         );
+        let named_profiles = fields.value("credential_profiles");
         let split_placement = fields.bool("split_placement").unwrap_or(false);
         fields.finish()?;
-        let target = validate_target(&settings)?;
-        let (credentials, credentials_origin) = load_credentials(credentials, &target.region, env)?;
+        let mut target = validate_target(&settings)?;
+        let named = named_profiles
+            .map(|value| read_profiles(value, &target.region, env))
+            .transpose()?
+            .unwrap_or_default();
+        let mut warnings = Vec::new();
+        let no_default = credentials.is_none()
+            && !named.is_empty()
+            && [ENV_ACCESS_KEY_ID, ENV_SECRET_ACCESS_KEY]
+                .iter()
+                .all(|name| env(name).is_none_or(|v| v.is_empty()));
+        let default = if no_default {
+            target.credentials_profile = None;
+            None
+        } else {
+            let loaded = load_credentials(credentials, &target.region, env)?;
+            warnings.extend(loaded.warning);
+            Some(CredentialProfile {
+                name: DEFAULT_PROFILE.to_string(),
+                source: loaded.source,
+                origin: loaded.origin,
+            })
+        };
+        let mut profiles = vec![default];
+        for (profile, warning) in named {
+            warnings.extend(warning);
+            profiles.push(Some(profile));
+        }
         Ok(FilterConfig {
             settings,
             target,
-            credentials,
-            credentials_origin,
+            profiles,
+            warnings,
             split_placement,
         })
     }
 
+    /// The profile a route names: `default` is the top-level `credentials`.
+    pub fn profile_id(&self, name: &str) -> Option<ProfileId> {
+        self.profiles
+            .iter()
+            .position(|p| p.as_ref().is_some_and(|p| p.name == name))
+            .map(ProfileId)
+    }
+
+    pub fn profile(&self, id: ProfileId) -> Option<&CredentialProfile> {
+        self.profiles.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// The names of the profiles routes may name, for error messages.
+    fn profile_names(&self) -> String {
+        let names: Vec<&str> = self
+            .profiles
+            .iter()
+            .flatten()
+            .map(|p| p.name.as_str())
+            .collect();
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// The profile of a route: the one it names, else the top-level credentials.
+    fn route_profile(&self, route: &RouteOverride) -> Result<ProfileId, ConfigError> {
+        match &route.credentials {
+            Some(name) => self.profile_id(name).ok_or_else(|| {
+                let shown = if is_profile_name(name) {
+                    format!("names the credentials profile '{name}', which")
+                } else {
+                    // Not a name: it may be a secret someone put in route metadata.
+                    "is not a credentials profile name (route metadata selects a profile by                      name; keys belong in the plugin configuration's credential_profiles), and                      it"
+                        .to_string()
+                };
+                ConfigError::new(
+                    "credentials",
+                    format!(
+                        "{shown} the plugin configuration does not have (profiles: {})",
+                        self.profile_names()
+                    ),
+                )
+            }),
+            None => self.target.credentials_profile.ok_or_else(|| {
+                ConfigError::new(
+                    "credentials",
+                    format!(
+                        "is required on this route: the plugin configuration has no top-level                          credentials, so each route names one of its credential_profiles ({})",
+                        self.profile_names()
+                    ),
+                )
+            }),
+        }
+    }
+
     /// The target of a route: the plugin's settings with the route's overrides applied.
     pub fn resolve_route(&self, route: &RouteOverride) -> Result<InvokeTarget, ConfigError> {
-        if route.settings == TargetSettings::default() {
-            return Ok(self.target.clone());
-        }
-        validate_target(&merge(&self.settings, &route.settings))
+        let profile = self.route_profile(route)?;
+        let mut target = if route.settings == TargetSettings::default() {
+            self.target.clone()
+        } else {
+            validate_target(&merge(&self.settings, &route.settings))?
+        };
+        target.credentials_profile = Some(profile);
+        Ok(target)
     }
 }
 
@@ -848,6 +997,7 @@ fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigErro
         expose_log_result: settings.expose_log_result.unwrap_or(false),
         client_context,
         stream_path,
+        credentials_profile: Some(ProfileId::DEFAULT),
     })
 }
 
@@ -945,11 +1095,18 @@ enum Base {
     Ambient(AmbientProvider),
 }
 
+/// Validated credentials, where they come from, and what to warn about once.
+struct LoadedCredentials {
+    source: CredentialSource,
+    origin: String,
+    warning: Option<String>,
+}
+
 fn load_credentials(
     raw: Option<RawCredentials>,
     region: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(CredentialSource, String), ConfigError> {
+) -> Result<LoadedCredentials, ConfigError> {
     let mut raw = raw.unwrap_or_default();
     let inline = raw.access_key_id.is_some()
         || raw.secret_access_key.is_some()
@@ -1054,7 +1211,38 @@ fn load_credentials(
             assume_role,
         },
     };
-    Ok((source, origin))
+    let warning = match &source {
+        CredentialSource::Static(keys) | CredentialSource::AssumeRole { source: keys, .. } => {
+            unusual_key_id(keys, inline)
+        }
+        CredentialSource::Ambient { .. } => None,
+    };
+    Ok(LoadedCredentials {
+        source,
+        origin,
+        warning,
+    })
+}
+
+/// A warning for a key id that AWS would not have issued (fine for a local stand-in such
+/// as LocalStack, whose default keys are `test`/`test`).
+fn unusual_key_id(keys: &Credentials, inline: bool) -> Option<String> {
+    let id = &keys.access_key_id;
+    let aws_like = (16..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    (!aws_like).then(|| {
+        format!(
+            "{} '{id}' does not look like an AWS access key id (16-128 upper-case letters and \
+             digits); it is used as given (fine for a local stand-in such as LocalStack)",
+            if inline {
+                "credentials.access_key_id"
+            } else {
+                ENV_ACCESS_KEY_ID
+            }
+        )
+    })
 }
 
 fn ambient_ms(value: Option<u64>, default: u64, name: &str) -> Result<u64, ConfigError> {
@@ -1230,9 +1418,19 @@ fn static_credentials(
     };
     let access_key_id = access_key_id.ok_or_else(missing)?;
     let secret_access_key = secret_access_key.ok_or_else(missing)?;
-    let key_id_ok = (16..=128).contains(&access_key_id.len())
-        && access_key_id.bytes().all(|b| b.is_ascii_alphanumeric());
+    // Any key id the signature can carry: the AWS SDKs accept any string, and local
+    // stand-ins use their own (LocalStack: `test`). It goes into the Authorization header's
+    // `Credential=<id>/<date>/…`, so no `/`, `,`, space or control character.
+    let key_id_ok = (1..=128).contains(&access_key_id.len())
+        && access_key_id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b',');
     if !key_id_ok {
+        let shown = if access_key_id.len() <= 128 && is_header_value(&access_key_id) {
+            format!("'{access_key_id}'")
+        } else {
+            "the value".to_string()
+        };
         // The key id is not secret; printing it helps find the wrong one.
         return Err(ConfigError::new(
             if from_config {
@@ -1240,7 +1438,10 @@ fn static_credentials(
             } else {
                 ENV_ACCESS_KEY_ID
             },
-            format!("'{access_key_id}' is not an AWS access key id (16-128 letters and digits)"),
+            format!(
+                "{shown} is not an access key id (1-128 printable ASCII characters, no '/', ',' \
+                 or space)"
+            ),
         ));
     }
     if secret_access_key.is_empty() {
@@ -1271,6 +1472,22 @@ fn static_credentials(
 }
 
 #[cfg(test)]
+impl FilterConfig {
+    /// The top-level credentials (tests only).
+    pub fn default_source(&self) -> &CredentialSource {
+        &self.profiles[0].as_ref().unwrap().source
+    }
+
+    pub fn default_origin(&self) -> &str {
+        &self.profiles[0].as_ref().unwrap().origin
+    }
+}
+
+#[cfg(test)]
+#[path = "config/profile_tests.rs"]
+mod profile_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -1281,7 +1498,7 @@ mod tests {
     fn every_plugin_target_key_can_be_overridden_per_route() {
         for key in CONFIG_KEYS
             .iter()
-            .filter(|k| !["credentials", "split_placement"].contains(*k))
+            .filter(|k| !["credentials", "credential_profiles", "split_placement"].contains(*k))
         {
             assert!(
                 crate::route::ROUTE_KEYS.contains(key),
@@ -1495,7 +1712,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.field, "credentials.secret");
         let err = load(
-            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"short","secret_access_key":"x"}}"#,
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"AKID/short","secret_access_key":"x"}}"#,
         )
         .unwrap_err();
         assert_eq!(err.field, "credentials.access_key_id");
@@ -1509,7 +1726,7 @@ mod tests {
     #[test]
     fn errors_never_print_the_secret() {
         let err = load(
-            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"bad","secret_access_key":"TOPSECRETVALUE"}}"#,
+            r#"{"function":"f","region":"us-east-1","credentials":{"access_key_id":"bad key","secret_access_key":"TOPSECRETVALUE"}}"#,
         )
         .unwrap_err();
         assert!(!err.to_string().contains("TOPSECRETVALUE"));
@@ -1535,7 +1752,7 @@ mod tests {
             _ => None,
         };
         let config = FilterConfig::load(br#"{"function":"f","region":"us-east-1"}"#, &env).unwrap();
-        let CredentialSource::Static(credentials) = config.credentials else {
+        let CredentialSource::Static(credentials) = config.default_source().clone() else {
             panic!("expected static credentials");
         };
         assert_eq!(credentials.access_key_id, "AKIDFROMENVIRON1");
@@ -1561,7 +1778,7 @@ mod tests {
             &env,
         )
         .unwrap();
-        let CredentialSource::AssumeRole { source, settings } = &config.credentials else {
+        let CredentialSource::AssumeRole { source, settings } = config.default_source() else {
             panic!("expected assume_role");
         };
         assert_eq!(source.access_key_id, "AKIDFROMENVIRON1");
@@ -1592,6 +1809,7 @@ mod tests {
         RouteOverride {
             settings,
             disabled: false,
+            credentials: None,
         }
     }
 
@@ -1723,9 +1941,9 @@ mod tests {
             provider: AmbientProvider::Imds(imds),
             assume_role: None,
             max_wait,
-        } = &config.credentials
+        } = config.default_source()
         else {
-            panic!("expected imds: {:?}", config.credentials);
+            panic!("expected imds: {:?}", config.default_source());
         };
         assert_eq!(imds.cluster, "imds");
         assert_eq!(imds.endpoint, "169.254.169.254");
@@ -1733,9 +1951,9 @@ mod tests {
         assert_eq!(imds.timeout, Duration::from_millis(1000));
         assert_eq!(*max_wait, Duration::from_millis(3000));
         assert!(
-            config.credentials_origin.starts_with("imds"),
+            config.default_origin().starts_with("imds"),
             "{}",
-            config.credentials_origin
+            config.default_origin()
         );
         let cases = [
             (r#"{"source":"imds"}"#, "credentials.imds_cluster"),
@@ -1801,7 +2019,7 @@ mod tests {
         let CredentialSource::Ambient {
             provider: AmbientProvider::Container(container),
             ..
-        } = &config.credentials
+        } = config.default_source()
         else {
             panic!("expected container");
         };
@@ -1809,9 +2027,7 @@ mod tests {
         assert_eq!(container.authority, "169.254.170.23");
         assert_eq!(container.timeout, Duration::from_millis(500));
         assert!(!format!("{config:?}").contains("pod-identity-token-value"));
-        assert!(!config
-            .credentials_origin
-            .contains("pod-identity-token-value"));
+        assert!(!config.default_origin().contains("pod-identity-token-value"));
         let err = load_env(r#"{"source":"container","container_cluster":"c"}"#, &[]).unwrap_err();
         assert_eq!(err.field, "credentials.source");
         assert!(err.message.contains(ENV_FULL_URI), "{err}");
@@ -1835,10 +2051,10 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(&config.credentials, CredentialSource::Static(c) if c.access_key_id == "AKIDINLINE000001")
+            matches!(config.default_source(), CredentialSource::Static(c) if c.access_key_id == "AKIDINLINE000001")
         );
         assert_eq!(
-            config.credentials_origin,
+            config.default_origin(),
             "chain: inline keys AKIDINLINE000001"
         );
         // Then the environment's keys, before a container endpoint.
@@ -1849,10 +2065,10 @@ mod tests {
         ];
         let config = load_env(both, ENV_AND_CONTAINER).unwrap();
         assert!(
-            matches!(&config.credentials, CredentialSource::Static(c) if c.access_key_id == "AKIDFROMENVIRON1")
+            matches!(config.default_source(), CredentialSource::Static(c) if c.access_key_id == "AKIDFROMENVIRON1")
         );
         assert_eq!(
-            config.credentials_origin,
+            config.default_origin(),
             "chain: environment AWS_ACCESS_KEY_ID AKIDFROMENVIRON1"
         );
         // Half the environment's keys is an error, as in the SDKs.
@@ -1861,7 +2077,7 @@ mod tests {
         // Then the container endpoint.
         let config = load_env(both, POD_IDENTITY).unwrap();
         assert!(matches!(
-            &config.credentials,
+            config.default_source(),
             CredentialSource::Ambient {
                 provider: AmbientProvider::Container(_),
                 ..
@@ -1869,21 +2085,21 @@ mod tests {
         ));
         assert!(
             config
-                .credentials_origin
+                .default_origin()
                 .starts_with("chain: container (http://169.254.170.23/v1/credentials"),
             "{}",
-            config.credentials_origin
+            config.default_origin()
         );
         // Then the instance role.
         let config = load_env(both, &[]).unwrap();
         assert!(matches!(
-            &config.credentials,
+            config.default_source(),
             CredentialSource::Ambient {
                 provider: AmbientProvider::Imds(_),
                 ..
             }
         ));
-        assert!(config.credentials_origin.starts_with("chain: imds"));
+        assert!(config.default_origin().starts_with("chain: imds"));
         // A source the chain chose must have its cluster.
         let err =
             load_env(r#"{"source":"chain","imds_cluster":"imds"}"#, POD_IDENTITY).unwrap_err();
@@ -1906,14 +2122,14 @@ mod tests {
             provider: AmbientProvider::Imds(_),
             assume_role: Some(settings),
             max_wait,
-        } = &config.credentials
+        } = config.default_source()
         else {
             panic!("expected imds + assume_role");
         };
         assert_eq!(settings.role_arn, "arn:aws:iam::444455556666:role/invoker");
         assert_eq!(*max_wait, Duration::from_millis(2500));
         assert!(config
-            .credentials_origin
+            .default_origin()
             .ends_with("then AssumeRole arn:aws:iam::444455556666:role/invoker"));
         assert!(!format!("{config:?}").contains("ext-id-4711"));
         let config = load_env(
@@ -1923,7 +2139,7 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(
-            &config.credentials,
+            config.default_source(),
             CredentialSource::Ambient {
                 provider: AmbientProvider::Container(_),
                 assume_role: Some(_),
@@ -1945,13 +2161,15 @@ mod tests {
             POD_IDENTITY,
         )
         .unwrap();
-        let CredentialSource::Ambient { provider, .. } = &config.credentials else {
+        let CredentialSource::Ambient { provider, .. } = config.default_source() else {
             panic!("expected container");
         };
-        assert_eq!(
-            provider.shared_data_key(),
-            "proxy-wasm-lambda/container/v1/c/http://169.254.170.23/v1/credentials"
-        );
+        let AmbientProvider::Container(settings) = provider else {
+            panic!("expected container");
+        };
+        let key = crate::credentials::identity::container_key(settings);
+        assert!(key.starts_with("proxy-wasm-lambda/credentials/v2/container/"));
+        assert!(!key.contains("169.254.170.23"));
         assert_eq!(provider.name(), "container");
     }
 

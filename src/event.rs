@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 
-use crate::credential_state::epoch_ms;
+use crate::credentials::state::epoch_ms;
 
 /// Stage name sent when none is configured (HTTP API's default stage).
 pub const DEFAULT_STAGE: &str = "$default";

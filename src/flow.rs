@@ -8,7 +8,7 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ConfigError, InvokeTarget, PayloadFormat, CUSTOM_PARAMETERS_FIELD};
+use crate::config::{ConfigError, InvokeTarget, PayloadFormat, ProfileId, CUSTOM_PARAMETERS_FIELD};
 use crate::credentials::Credentials;
 use crate::error::{ClientReply, RequestError};
 use crate::event::{build_event, merge_custom_parameters, RequestInfo};
@@ -349,6 +349,14 @@ impl RequestFlow {
             }
             Ok(RouteTarget::Invoke(target)) => target,
         };
+        if target.credentials_profile.is_none() {
+            // Never signed with some other credentials: refused, as route resolution does.
+            return self.fail(RequestError::RouteConfigInvalid(ConfigError::new(
+                "credentials",
+                "names no credentials profile, and the configuration has no top-level \
+                 credentials",
+            )));
+        }
         // In place only to the cluster the router already picked, and only with somewhere to
         // put the payload: a passthrough body, or an event that replaces the request's body.
         let can_go_in_place = (target.cluster.is_none() || target.cluster == route_cluster)
@@ -421,6 +429,16 @@ impl RequestFlow {
                 Step::ReadBody
             }
             _ => Step::Continue,
+        }
+    }
+
+    /// The credentials profile that signs this request's Invoke, while it is to be signed.
+    pub fn credentials_profile(&self) -> Option<ProfileId> {
+        match &self.phase {
+            Phase::ReceivingBody { target, .. } | Phase::AwaitingCredentials { target, .. } => {
+                target.credentials_profile
+            }
+            _ => None,
         }
     }
 

@@ -3,19 +3,15 @@
 //! Everything but `filter` is plain Rust that takes values (time included) and runs under
 //! `cargo test`; `filter` is the thin shell that talks to the proxy-wasm host.
 
-pub mod ambient;
 pub mod arn;
 pub mod attempts;
 pub mod config;
-pub mod container_credentials;
-pub mod credential_state;
 pub mod credentials;
 pub mod error;
 pub mod event;
 pub mod eventstream;
 pub mod flow;
 pub mod header_map;
-pub mod imds;
 pub mod invoke;
 pub mod metrics;
 pub mod proxy_response;
@@ -24,7 +20,11 @@ pub mod route;
 pub mod secret;
 pub mod sigv4;
 pub mod string_map;
-pub mod sts;
+
+// The credential providers' former paths, kept for the fuzz targets and benches.
+pub use credentials::{
+    ambient, container as container_credentials, imds, state as credential_state, sts,
+};
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

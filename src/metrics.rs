@@ -44,6 +44,16 @@ pub enum CredentialFetcher {
     Container,
 }
 
+/// The per-profile refresh counters: `proxy_wasm_lambda.credentials.profile.<NAME>.refresh_ok`
+/// and `.refresh_failed` (the top-level `credentials` are the profile `default`). Profile
+/// names have no dots, so the name is one segment.
+pub fn profile_refresh_name(profile: &str, ok: bool) -> String {
+    format!(
+        "proxy_wasm_lambda.credentials.profile.{profile}.{}",
+        if ok { "refresh_ok" } else { "refresh_failed" }
+    )
+}
+
 impl Metric {
     pub const ALL: [Metric; 22] = [
         Metric::InvokeSuccess,

@@ -18,7 +18,7 @@ pub const ROUTE_METADATA_PROPERTY: &[u8] =
     b"xds\0route_metadata\0filter_metadata\0proxy_wasm_lambda";
 
 /// Keys read from route metadata.
-pub const ROUTE_KEYS: [&str; 21] = [
+pub const ROUTE_KEYS: [&str; 22] = [
     "function",
     "qualifier",
     "region",
@@ -40,6 +40,7 @@ pub const ROUTE_KEYS: [&str; 21] = [
     "client_context",
     "invoke_mode",
     "disabled",
+    "credentials",
 ];
 
 /// Routes resolved at most once each; bounded so that a config with many routes (or
@@ -156,6 +157,9 @@ pub fn decode_route_override(
                 .transpose()?,
             invoke_mode: string("invoke_mode")?,
         },
+        // A profile's name only: route metadata is printed in config dumps, so it is no
+        // place for keys (an object arrives as protobuf bytes, never a profile's name).
+        credentials: lookup("credentials").map(|b| String::from_utf8_lossy(&b).into_owned()),
         disabled: lookup("disabled")
             .map(|b| decode_bool("disabled", &b))
             .transpose()?
@@ -231,6 +235,20 @@ mod tests {
     }
 
     #[test]
+    fn credentials_is_a_profile_name() {
+        let route =
+            decode_route_override(lookup_from(&[("credentials", b"tenant-a".to_vec())])).unwrap();
+        assert_eq!(route.credentials.as_deref(), Some("tenant-a"));
+        assert!(!route.is_empty());
+        // Not text (a number, an object's protobuf bytes): kept as it came, and refused
+        // when the route is resolved, as no profile has such a name.
+        let route =
+            decode_route_override(lookup_from(&[("credentials", 1f64.to_le_bytes().to_vec())]))
+                .unwrap();
+        assert!(route.credentials.is_some());
+    }
+
+    #[test]
     fn decodes_strings_numbers_and_bools() {
         let route = decode_route_override(lookup_from(&[
             ("function", b"other-fn".to_vec()),
@@ -298,6 +316,7 @@ mod tests {
                     ..Default::default()
                 },
                 disabled: false,
+                credentials: None,
             })
         };
         let first = cache.resolve(&config, b"route-a", read).unwrap();
@@ -323,12 +342,14 @@ mod tests {
                     ..Default::default()
                 },
                 disabled: false,
+                credentials: None,
             })
         });
         assert_eq!(bad.unwrap_err().field, "invocation_type");
         let off = cache.resolve(&config, b"off", || {
             Ok(RouteOverride {
                 disabled: true,
+                credentials: None,
                 ..Default::default()
             })
         });

@@ -102,43 +102,46 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // A route without overrides, or one that repeats the plugin's own settings, is the
-    // plugin's target.
-    assert_eq!(
-        config.resolve_route(&RouteOverride::default()).as_ref(),
-        Ok(t)
-    );
+    // plugin's target; without top-level credentials such a route is refused.
+    let plain = config.resolve_route(&RouteOverride::default());
+    match t.credentials_profile {
+        Some(_) => assert_eq!(plain.as_ref(), Ok(t)),
+        None => assert_eq!(plain.map_err(|e| e.field), Err("credentials".to_string())),
+    }
     let same = RouteOverride {
         settings: config.settings.clone(),
         disabled: false,
+        credentials: None,
     };
-    assert_eq!(config.resolve_route(&same).as_ref(), Ok(t));
+    if t.credentials_profile.is_some() {
+        assert_eq!(config.resolve_route(&same).as_ref(), Ok(t));
+    }
 
-    // What the configuration accepted can be signed.
-    let source = match &config.credentials {
-        CredentialSource::Static(credentials) => credentials,
-        CredentialSource::AssumeRole { source, settings } => {
-            assert!(settings.timeout >= Duration::from_millis(1));
-            assert!(!settings.shared_data_key(source).is_empty());
-            if let Err(e) = build_assume_role_request(settings, source, now()) {
-                panic!("accepted assume_role settings do not sign: {e}");
+    // What the configuration accepted can be signed, whichever profile a route names.
+    let mut static_keys = None;
+    for profile in config.profiles.iter().flatten() {
+        let named = RouteOverride {
+            credentials: Some(profile.name.clone()),
+            ..Default::default()
+        };
+        assert!(config.resolve_route(&named).is_ok());
+        match &profile.source {
+            CredentialSource::Static(credentials) => static_keys = Some(credentials),
+            CredentialSource::AssumeRole { source, settings } => {
+                assert!(settings.timeout >= Duration::from_millis(1));
+                if let Err(e) = build_assume_role_request(settings, source, now()) {
+                    panic!("accepted assume_role settings do not sign: {e}");
+                }
+                static_keys = Some(source);
             }
-            source
-        }
-        CredentialSource::Ambient {
-            provider,
-            assume_role,
-            max_wait,
-        } => {
             // Ambient credentials are fetched later: the configuration must only locate them.
-            assert!(*max_wait >= Duration::from_millis(1));
-            assert!(!provider.shared_data_key().is_empty());
-            if let Some(settings) = assume_role {
-                assert!(!settings
-                    .shared_data_key_for(&provider.shared_data_key())
-                    .is_empty());
+            CredentialSource::Ambient { max_wait, .. } => {
+                assert!(*max_wait >= Duration::from_millis(1));
             }
-            return;
         }
+    }
+    let Some(source) = static_keys else {
+        return;
     };
     if let Err(e) = build_invoke(t, "lambda", source, b"{}".to_vec(), now()) {
         panic!("accepted configuration does not sign: {e}");

@@ -11,12 +11,13 @@ use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{Action, BufferType, MapType, Status, StreamType};
 
-use super::credentials::CredentialShell;
+use super::credentials::HostStore;
 use super::host;
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
 use crate::attempts::{AttemptStash, ATTEMPT_HEADER};
 use crate::config::FilterConfig;
+use crate::credentials::cache::CredentialProfiles;
 use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step, StreamFallback};
 use crate::invoke::OutboundRequest;
@@ -46,7 +47,7 @@ pub struct Vm {
     pub routes: RefCell<RouteCache>,
     /// Client requests kept for the router's retries of requests rewritten in place.
     pub attempts: RefCell<AttemptStash>,
-    pub credentials: RefCell<CredentialShell>,
+    pub credentials: RefCell<CredentialProfiles>,
     /// Requests waiting for credentials, by context id.
     pub parked: RefCell<HashMap<u32, SharedRequest>>,
     /// Invokes the root dispatched for woken requests: the SDK routes their answers to the
@@ -85,8 +86,16 @@ impl Vm {
                     let started = timing::start();
                     let body = read_body(request.borrow().body_size);
                     let now = now();
-                    let credentials = self.credentials.borrow_mut().usable(now);
-                    let max_wait = self.credentials.borrow().max_wait();
+                    let profile = request.borrow().flow.credentials_profile();
+                    let (credentials, max_wait) = match profile {
+                        Some(profile) => (
+                            self.credentials
+                                .borrow_mut()
+                                .usable(&HostStore, profile, now),
+                            self.credentials.borrow().max_wait(profile),
+                        ),
+                        None => (None, std::time::Duration::ZERO),
+                    };
                     let step = request.borrow_mut().flow.on_body_complete(
                         body,
                         credentials.as_ref(),
@@ -104,7 +113,11 @@ impl Vm {
                     self.parked
                         .borrow_mut()
                         .insert(context_id, Rc::clone(request));
-                    self.credentials.borrow_mut().park(context_id, deadline);
+                    if let Some(profile) = request.borrow().flow.credentials_profile() {
+                        self.credentials
+                            .borrow_mut()
+                            .park(profile, context_id, deadline);
+                    }
                     return Action::Pause;
                 }
                 Step::Dispatch(outbound) => {

@@ -6,17 +6,18 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use log::{error, info, warn};
+use log::{error, info, warn, Level};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::credentials::{log_origin_once, CredentialShell, Work};
+use super::credentials::{log_line, log_once, random_u64, refusal, HostStore};
 use super::driver::{dispatch, now, read_call_answer, Actor, Vm};
 use super::http::LambdaHttp;
 use super::logger;
 use super::stats::Stats;
-use crate::config::FilterConfig;
+use crate::config::{FilterConfig, DEFAULT_PROFILE};
+use crate::credentials::cache::{CredentialProfiles, Work};
 use crate::metrics::Metric;
 use crate::route::RouteCache;
 
@@ -37,17 +38,25 @@ impl LambdaRoot {
     }
 
     fn carry_out(&self, vm: &Vm, work: Work) {
-        for (fetcher, ok) in work.refreshed {
-            vm.stats.increment(if ok {
+        for (level, line) in &work.logs {
+            log_line(*level, line);
+        }
+        for refresh in work.refreshed {
+            vm.stats.increment(if refresh.ok {
                 Metric::CredentialRefreshOk
             } else {
                 Metric::CredentialRefreshFailed
             });
-            vm.stats.increment(Metric::for_refresh(fetcher, ok));
+            vm.stats
+                .increment(Metric::for_refresh(refresh.fetcher, refresh.ok));
+            vm.stats.profile_refresh(refresh.profile, refresh.ok);
         }
-        for (layer, request) in work.fetch {
-            let result = dispatch(&request);
-            let more = vm.credentials.borrow_mut().dispatched(layer, result, now());
+        for (owner, request) in work.fetch {
+            let result = dispatch(&request).map_err(refusal);
+            let more = vm
+                .credentials
+                .borrow_mut()
+                .dispatched(&HostStore, owner, result, now());
             self.carry_out(vm, more);
         }
         for context_id in work.wake {
@@ -73,7 +82,9 @@ impl LambdaRoot {
         };
         vm.unparked(&request);
         let now = now();
-        let credentials = vm.credentials.borrow_mut().usable(now);
+        let profile = request.borrow().flow.credentials_profile();
+        let credentials = profile
+            .and_then(|profile| vm.credentials.borrow_mut().usable(&HostStore, profile, now));
         if let Some(credentials) = credentials {
             if hostcalls::set_effective_context(context_id).is_ok() {
                 let step = request
@@ -98,11 +109,14 @@ impl Context for LambdaRoot {
         let Some(vm) = self.vm.clone() else {
             return;
         };
-        let layer = vm.credentials.borrow().layer_of(token_id);
-        if let Some(layer) = layer {
-            let limit = vm.credentials.borrow().answer_limit(layer);
+        let owner = vm.credentials.borrow().owner_of(token_id);
+        if let Some(owner) = owner {
+            let limit = vm.credentials.borrow().answer_limit(owner);
             let answer = read_call_answer(body_size, limit);
-            let work = vm.credentials.borrow_mut().on_answer(layer, answer, now());
+            let work = vm
+                .credentials
+                .borrow_mut()
+                .on_answer(&HostStore, owner, &answer, now());
             self.carry_out(&vm, work);
             return;
         }
@@ -143,10 +157,40 @@ impl RootContext for LambdaRoot {
             config.target.endpoint,
             config.target.invocation_type.header_value()
         );
-        log_origin_once(&config.credentials_origin);
-        let mut credentials = CredentialShell::new(&config.credentials);
-        credentials.init_shared();
+        let mut once: Vec<(Level, String)> = config
+            .profiles
+            .iter()
+            .flatten()
+            .map(|p| {
+                let line = if p.name == DEFAULT_PROFILE {
+                    format!("proxy_wasm_lambda: credentials: {}", p.origin)
+                } else {
+                    format!(
+                        "proxy_wasm_lambda: credentials profile '{}': {}",
+                        p.name, p.origin
+                    )
+                };
+                (Level::Info, line)
+            })
+            .collect();
+        once.extend(
+            config
+                .warnings
+                .iter()
+                .map(|w| (Level::Warn, format!("proxy_wasm_lambda: {w}"))),
+        );
+        log_once(&once);
+        let mut entropy = random_u64;
+        let credentials = CredentialProfiles::new(
+            config
+                .profiles
+                .iter()
+                .map(|p| p.as_ref().map(|p| (p.name.as_str(), &p.source))),
+            &mut entropy,
+        );
+        credentials.init_shared(&HostStore);
         let needs_ticks = credentials.needs_ticks();
+        let stats = Stats::define(credentials.names());
         self.vm = Some(Rc::new(Vm {
             config: Rc::new(config),
             routes: RefCell::new(RouteCache::default()),
@@ -154,7 +198,7 @@ impl RootContext for LambdaRoot {
             credentials: RefCell::new(credentials),
             parked: RefCell::new(HashMap::new()),
             root_invokes: RefCell::new(HashMap::new()),
-            stats: Stats::define(),
+            stats,
             timing: Default::default(),
             stream_fallbacks_logged: RefCell::default(),
         }));
@@ -167,7 +211,7 @@ impl RootContext for LambdaRoot {
 
     fn on_tick(&mut self) {
         if let Some(vm) = self.vm.clone() {
-            let work = vm.credentials.borrow_mut().tick(now());
+            let work = vm.credentials.borrow_mut().tick(&HostStore, now());
             self.carry_out(&vm, work);
         }
     }

@@ -4,16 +4,19 @@
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::metrics::{Kind, Metric};
+use crate::config::ProfileId;
+use crate::metrics::{profile_refresh_name, Kind, Metric};
 
 /// Host metric ids, indexed by `Metric as usize`.
 #[derive(Default)]
 pub struct Stats {
     ids: [Option<u32>; Metric::ALL.len()],
+    /// Per profile (by id): the refresh_ok and refresh_failed counters.
+    profile_ids: Vec<Option<(u32, u32)>>,
 }
 
 impl Stats {
-    pub fn define() -> Self {
+    pub fn define<'a>(profiles: impl Iterator<Item = (ProfileId, &'a str)>) -> Self {
         let mut stats = Stats::default();
         for metric in Metric::ALL {
             let kind = match metric.kind() {
@@ -28,7 +31,27 @@ impl Stats {
                 *slot = Some(id);
             }
         }
+        for (id, name) in profiles {
+            let define = |ok| {
+                hostcalls::define_metric(MetricType::Counter, &profile_refresh_name(name, ok)).ok()
+            };
+            if let (Some(ok), Some(failed)) = (define(true), define(false)) {
+                if stats.profile_ids.len() <= id.0 {
+                    stats.profile_ids.resize(id.0 + 1, None);
+                }
+                if let Some(slot) = stats.profile_ids.get_mut(id.0) {
+                    *slot = Some((ok, failed));
+                }
+            }
+        }
         stats
+    }
+
+    /// Counts one ended refresh of a profile's credentials.
+    pub fn profile_refresh(&self, profile: ProfileId, ok: bool) {
+        if let Some(Some((ok_id, failed_id))) = self.profile_ids.get(profile.0) {
+            let _ = hostcalls::increment_metric(if ok { *ok_id } else { *failed_id }, 1);
+        }
     }
 
     fn id(&self, metric: Metric) -> Option<u32> {

@@ -1,4 +1,15 @@
-//! AWS credentials used to sign the Invoke.
+//! AWS credentials: the keys that sign, and the providers that fetch temporary ones
+//! (STS AssumeRole, IMDSv2, the container endpoint) with the cache every worker VM shares.
+
+pub mod ambient;
+pub mod cache;
+pub mod container;
+pub mod identity;
+pub mod imds;
+pub mod provider;
+pub mod source;
+pub mod state;
+pub mod sts;
 
 use crate::secret::Secret;
 

@@ -98,31 +98,6 @@ pub struct AssumeRoleSettings {
     pub max_wait: Duration,
 }
 
-impl AssumeRoleSettings {
-    /// The shared-data key for the credentials of these settings with this source identity.
-    /// Every setting that changes which credentials STS hands out is in it (but not the
-    /// ExternalId, which is secret), so a configuration change never reuses the
-    /// credentials of another role.
-    pub fn shared_data_key(&self, source: &Credentials) -> String {
-        self.shared_data_key_for(&source.access_key_id)
-    }
-
-    /// As [`Self::shared_data_key`], with `source_id` naming the source identity: its
-    /// access key id, or for ambient credentials (whose key ids rotate) their own
-    /// shared-data key.
-    pub fn shared_data_key_for(&self, source_id: &str) -> String {
-        format!(
-            "proxy-wasm-lambda/sts/v1/{}/{}/{}/{}/{}/{}",
-            self.region,
-            self.sts_endpoint,
-            source_id,
-            self.duration_seconds,
-            self.session_name,
-            self.role_arn
-        )
-    }
-}
-
 fn field(name: &str) -> String {
     format!("credentials.assume_role.{name}")
 }
@@ -1119,16 +1094,6 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.field, "credentials.assume_role.external_id");
         assert!(!err.to_string().contains("s3cret"));
-    }
-
-    #[test]
-    fn shared_data_key_names_role_and_source() {
-        let s = validate(raw(ROLE)).unwrap();
-        let key = s.shared_data_key(&source(None));
-        assert!(key.contains(ROLE));
-        assert!(key.contains("AKIDEXAMPLE"));
-        let other = validate(raw("arn:aws:iam::123456789012:role/other")).unwrap();
-        assert_ne!(key, other.shared_data_key(&source(None)));
     }
 
     // ---- the request ----

@@ -5,7 +5,7 @@
 //! 2. `GET /latest/meta-data/iam/security-credentials/` with `x-aws-ec2-metadata-token` →
 //!    the instance profile's role name (kept);
 //! 3. `GET /latest/meta-data/iam/security-credentials/<role>` → the credentials JSON
-//!    ([`crate::ambient::parse_credentials_json`]).
+//!    ([`crate::credentials::ambient::parse_credentials_json`]).
 //!
 //! [`ImdsClient`] is the state machine of one fetch: [`ImdsClient::start`] gives the first
 //! request, [`ImdsClient::on_answer`] the next request or the outcome. A 401 (the session
@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
-use crate::ambient::{parse_credentials_json, AmbientError, Failure};
+use crate::credentials::ambient::{parse_credentials_json, AmbientError, Failure};
+use crate::credentials::sts::TemporaryCredentials;
 use crate::invoke::OutboundRequest;
 use crate::secret::Secret;
-use crate::sts::TemporaryCredentials;
 
 pub const TOKEN_PATH: &str = "/latest/api/token";
 pub const ROLE_PATH: &str = "/latest/meta-data/iam/security-credentials/";

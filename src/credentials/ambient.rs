@@ -1,5 +1,5 @@
-//! Ambient credentials: what the EC2 instance role (IMDSv2, [`crate::imds`]) and the
-//! container credentials endpoint (ECS, EKS Pod Identity, [`crate::container_credentials`])
+//! Ambient credentials: what the EC2 instance role (IMDSv2, [`crate::credentials::imds`]) and the
+//! container credentials endpoint (ECS, EKS Pod Identity, [`crate::credentials::container`])
 //! hand out, their shared JSON answer, and the failures of fetching them.
 //!
 //! Failures use the same classes as STS AssumeRole (`sts_unavailable`, `sts_access_denied`,
@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::sts::{temporary_credentials, TemporaryCredentials};
+use crate::credentials::sts::{temporary_credentials, TemporaryCredentials};
 
 /// Ambient answers are read up to this many bytes (real ones are under 2 KB).
 pub const MAX_AMBIENT_ANSWER_BYTES: usize = 16 * 1024;
@@ -34,7 +34,7 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The class, shared with STS ([`crate::sts::StsError::class`]).
+    /// The class, shared with STS ([`crate::credentials::sts::StsError::class`]).
     pub fn class(self) -> &'static str {
         match self {
             Failure::Unavailable => "sts_unavailable",

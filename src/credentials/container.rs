@@ -13,11 +13,11 @@
 
 use std::time::Duration;
 
-use crate::ambient::{parse_credentials_json, AmbientError};
 use crate::config::{is_header_value, ConfigError};
+use crate::credentials::ambient::{parse_credentials_json, AmbientError};
+use crate::credentials::sts::TemporaryCredentials;
 use crate::invoke::OutboundRequest;
 use crate::secret::Secret;
-use crate::sts::TemporaryCredentials;
 
 pub const ENV_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
 pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";

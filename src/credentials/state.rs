@@ -19,9 +19,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
+use crate::credentials::sts::{AssumeRoleSettings, StsError, TemporaryCredentials};
 use crate::credentials::Credentials;
 use crate::secret::Secret;
-use crate::sts::{AssumeRoleSettings, StsError, TemporaryCredentials};
 
 /// Added to the STS timeout to make the fetch lease: the lease outlives the call it guards.
 pub const LEASE_SLACK: Duration = Duration::from_secs(1);
@@ -389,7 +389,7 @@ pub fn record_failure(
 }
 
 /// [`record_failure`] for any fetcher: `class` is one of the STS classes (ambient fetches
-/// use them too, see [`crate::ambient::Failure`]).
+/// use them too, see [`crate::credentials::ambient::Failure`]).
 pub fn record_failure_class(
     record: &SharedRecord,
     class: &str,
@@ -658,8 +658,8 @@ mod tests {
 
     #[test]
     fn lease_follows_sts_timeout() {
-        let settings = crate::sts::validate_assume_role(
-            crate::sts::RawAssumeRole {
+        let settings = crate::credentials::sts::validate_assume_role(
+            crate::credentials::sts::RawAssumeRole {
                 role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
                 sts_cluster: Some("sts".into()),
                 timeout_ms: Some(5000),
