@@ -43,6 +43,9 @@ pub const ROUTE_KEYS: [&str; 22] = [
     "credentials",
 ];
 
+/// Stands for a `credentials` value that is not text: no profile has this name.
+const NOT_TEXT: &str = "\u{fffd}";
+
 /// Routes resolved at most once each; bounded so that a config with many routes (or
 /// changing metadata across xDS updates) cannot grow it without limit.
 const MAX_CACHED_ROUTES: usize = 1024;
@@ -159,7 +162,8 @@ pub fn decode_route_override(
         },
         // A profile's name only: route metadata is printed in config dumps, so it is no
         // place for keys (an object arrives as protobuf bytes, never a profile's name).
-        credentials: lookup("credentials").map(|b| String::from_utf8_lossy(&b).into_owned()),
+        credentials: lookup("credentials")
+            .map(|b| String::from_utf8(b).unwrap_or_else(|_| NOT_TEXT.to_string())),
         disabled: lookup("disabled")
             .map(|b| decode_bool("disabled", &b))
             .transpose()?

@@ -3,9 +3,9 @@
 //! [`SigningKeyCache::sign`] is the per-request signer: it writes the canonical request for
 //! our known header set and hashes it (the leading blocks shared with the last request to
 //! the same function are not hashed again), and reuses the day's signing key (four HMACs)
-//! while the credentials, day, region and service stay the same. Key derivation is
-//! `aws-sigv4`'s own (`generate_signing_key`); the final HMAC-SHA256 starts from the key's
-//! inner and outer hash states, kept with the key.
+//! while the credentials, day, region and service stay the same. Key derivation is held to
+//! `aws-sigv4`'s `generate_signing_key` by a test; the final HMAC-SHA256 starts from the
+//! key's inner and outer hash states, kept with the key.
 //!
 //! [`sign_request`] is the reference: `aws-sigv4`'s full signer with its default settings.
 //! The tests hold the two to byte-identical output (the AWS SigV4 test suite, and thousands
@@ -261,14 +261,15 @@ impl CachedKey {
         credentials: &Credentials,
         day: i64,
         date: &str,
-        now: SystemTime,
         region: &str,
         service: &str,
     ) -> Result<Self, SigningError> {
-        let derived =
-            v4::generate_signing_key(credentials.secret_access_key.expose(), now, region, service);
-        let key = <[u8; 32]>::try_from(derived.as_ref())
-            .map_err(|_| SigningError::new("unexpected signing key length"))?;
+        let key = signing_key(
+            credentials.secret_access_key.expose(),
+            date,
+            region,
+            service,
+        );
         let (inner_hmac, outer_hmac) = hmac_key_states(&key);
         Ok(CachedKey {
             access_key_id: credentials.access_key_id.clone(),
@@ -292,6 +293,41 @@ impl CachedKey {
         outer.update(inner.finalize());
         hex_digest(&outer.finalize())
     }
+}
+
+/// SigV4's signing key: `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service),
+/// "aws4_request")`, as aws-sigv4's `generate_signing_key` derives it (held to it by a test);
+/// written here so that the .wasm carries one HMAC, over the one SHA-256 it already has.
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let mut secret_key = Vec::with_capacity(4 + secret.len());
+    secret_key.extend_from_slice(b"AWS4");
+    secret_key.extend_from_slice(secret.as_bytes());
+    let day = hmac_sha256(&secret_key, date.as_bytes());
+    let region = hmac_sha256(&day, region.as_bytes());
+    let service = hmac_sha256(&region, service.as_bytes());
+    hmac_sha256(&service, b"aws4_request")
+}
+
+/// HMAC-SHA256 (RFC 2104): a key longer than the 64-byte block is hashed first.
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let hashed;
+    let key = if key.len() > 64 {
+        hashed = Sha256::digest(key);
+        hashed.as_slice()
+    } else {
+        key
+    };
+    let mut inner_pad = [0x36u8; 64];
+    let mut outer_pad = [0x5cu8; 64];
+    for ((inner, outer), k) in inner_pad.iter_mut().zip(outer_pad.iter_mut()).zip(key) {
+        *inner ^= k;
+        *outer ^= k;
+    }
+    let mut inner = Sha256::new_with_prefix(inner_pad);
+    inner.update(message);
+    let mut outer = Sha256::new_with_prefix(outer_pad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
 }
 
 /// The SHA-256 states after one block of `key` XOR ipad, and of `key` XOR opad (RFC 2104;
@@ -390,7 +426,7 @@ impl SigningKeyCache {
             _ => {
                 self.derivations.set(self.derivations.get().wrapping_add(1));
                 let date = date_time.get(..8).unwrap_or_default();
-                match CachedKey::derive(credentials, day, date, now, region, service) {
+                match CachedKey::derive(credentials, day, date, region, service) {
                     Ok(entry) => Box::new(entry),
                     Err(error) => {
                         self.template.set(Some(template));
@@ -1730,6 +1766,26 @@ mod tests {
         check(&a, "eu-west-1", "sts", at(1_795_478_399), 8);
         cache.clear();
         check(&a, "eu-west-1", "sts", at(1_795_478_399), 9);
+    }
+
+    #[test]
+    fn signing_keys_are_aws_sigv4_s() {
+        // Secrets of every length around the 64-byte HMAC block ("AWS4" + secret).
+        for length in [0, 1, 40, 59, 60, 61, 64, 100, 300] {
+            let secret: String = (0..length)
+                .map(|i| char::from(b'A' + (i % 26) as u8))
+                .collect();
+            for (now, date) in [(at(1_795_428_000), "20261123"), (at(0), "19700101")] {
+                for (region, service) in [("us-east-1", "lambda"), ("cn-north-1", "sts")] {
+                    let reference = v4::generate_signing_key(&secret, now, region, service);
+                    assert_eq!(
+                        signing_key(&secret, date, region, service).as_slice(),
+                        reference.as_ref(),
+                        "{length} {date} {region} {service}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -13,16 +13,18 @@
 //! ([`crate::credentials::identity`]): two configurations, or two profiles, share a record
 //! only when those inputs are equal.
 
+use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
 use log::Level;
 
 use crate::credentials::ambient::Failure;
+use crate::credentials::assume_role::AssumeRoleProvider;
+use crate::credentials::container_provider::ContainerProvider;
 use crate::credentials::identity::{assume_role_key, container_key, imds_key, AssumeRoleSource};
 use crate::credentials::imds::ImdsClient;
-use crate::credentials::provider::{
-    AssumeRoleProvider, ContainerProvider, CredentialProvider, FetchFailure, ImdsProvider, Progress,
-};
+use crate::credentials::imds_provider::ImdsProvider;
+use crate::credentials::provider::{CredentialProvider, FetchFailure, Progress};
 use crate::credentials::source::{AmbientProvider, CredentialSource, ProfileId};
 use crate::credentials::state::{
     epoch_ms, holds_lease, last_error, ms, record_failure_class, record_success, should_fetch,
@@ -102,18 +104,14 @@ impl Work {
     fn log(&mut self, level: Level, message: String) {
         self.logs.push((level, message));
     }
-
-    fn append(&mut self, mut other: Work) {
-        self.fetch.append(&mut other.fetch);
-        self.wake.append(&mut other.wake);
-        self.fail.append(&mut other.fail);
-        self.refreshed.append(&mut other.refreshed);
-        self.logs.append(&mut other.logs);
-    }
 }
 
 /// One provider and this VM's view of its shared record.
 struct CachedLayer {
+    /// The profile it belongs to, and `credentials profile 'NAME': ` to start its log lines.
+    profile: ProfileId,
+    prefix: Rc<str>,
+    layer: Layer,
     provider: Box<dyn CredentialProvider>,
     policy: RefreshPolicy,
     key: String,
@@ -148,8 +146,17 @@ fn session_key(layer_key: &str) -> String {
 }
 
 impl CachedLayer {
-    fn new(provider: Box<dyn CredentialProvider>, key: String, entropy: &mut dyn Entropy) -> Self {
+    fn new(
+        owner: &LayerOwner,
+        layer: Layer,
+        provider: Box<dyn CredentialProvider>,
+        key: String,
+        entropy: &mut dyn Entropy,
+    ) -> Self {
         CachedLayer {
+            profile: owner.profile,
+            prefix: Rc::clone(&owner.prefix),
+            layer,
             policy: provider.policy(),
             provider,
             key,
@@ -158,6 +165,13 @@ impl CachedLayer {
             record: SharedRecord::default(),
             cas: None,
             token: None,
+        }
+    }
+
+    fn owner(&self) -> CallOwner {
+        CallOwner {
+            profile: self.profile,
+            layer: self.layer,
         }
     }
 
@@ -182,8 +196,8 @@ impl CachedLayer {
         signer: Option<&Credentials>,
         now: SystemTime,
         work: &mut Work,
-        prefix: &str,
     ) -> Option<OutboundRequest> {
+        let prefix = Rc::clone(&self.prefix);
         let now_ms = epoch_ms(now);
         self.read_shared(store);
         if self.token.is_some() || !should_fetch(&self.record, now_ms, &self.policy, self.jitter) {
@@ -223,8 +237,8 @@ impl CachedLayer {
         result: Result<u32, DispatchRefusal>,
         now: SystemTime,
         work: &mut Work,
-        prefix: &str,
     ) {
+        let prefix = Rc::clone(&self.prefix);
         match result {
             Ok(token) => {
                 work.log(
@@ -271,7 +285,7 @@ impl CachedLayer {
             work,
         );
         work.refreshed.push(Refresh {
-            profile: ProfileId::DEFAULT,
+            profile: self.profile,
             fetcher: self.provider.kind(),
             ok: false,
         });
@@ -281,12 +295,12 @@ impl CachedLayer {
     fn on_answer(
         &mut self,
         store: &dyn SharedStore,
-        owner: CallOwner,
         answer: &InvokeAnswer,
         now: SystemTime,
         work: &mut Work,
-        prefix: &str,
     ) {
+        let prefix = Rc::clone(&self.prefix);
+        let owner = self.owner();
         self.token = None;
         let now_ms = epoch_ms(now);
         let progress = match answer.unread_body_bytes {
@@ -424,6 +438,12 @@ impl CachedLayer {
     }
 }
 
+/// Who a layer belongs to: its profile, and the start of its log lines.
+struct LayerOwner {
+    profile: ProfileId,
+    prefix: Rc<str>,
+}
+
 /// One profile's credentials: static keys, or one or two fetched layers and the requests
 /// waiting for them.
 pub enum ProfileCredentials {
@@ -439,13 +459,15 @@ pub struct FetchedLayers {
 }
 
 impl ProfileCredentials {
-    pub fn new(source: &CredentialSource, entropy: &mut dyn Entropy) -> Self {
+    fn new(owner: &LayerOwner, source: &CredentialSource, entropy: &mut dyn Entropy) -> Self {
         let (top, source, max_wait) = match source {
             CredentialSource::Static(credentials) => {
                 return ProfileCredentials::Static(credentials.clone())
             }
             CredentialSource::AssumeRole { source, settings } => (
                 CachedLayer::new(
+                    owner,
+                    Layer::Top,
                     Box::new(AssumeRoleProvider::new(
                         settings.clone(),
                         Some(source.clone()),
@@ -460,21 +482,27 @@ impl ProfileCredentials {
                 provider,
                 assume_role,
                 max_wait,
-            } => {
-                let ambient = ambient_layer(provider, entropy);
-                match assume_role {
-                    None => (ambient, None, *max_wait),
-                    Some(settings) => (
+            } => match assume_role {
+                None => (
+                    ambient_layer(owner, Layer::Top, provider, entropy),
+                    None,
+                    *max_wait,
+                ),
+                Some(settings) => {
+                    let ambient = ambient_layer(owner, Layer::Source, provider, entropy);
+                    (
                         CachedLayer::new(
+                            owner,
+                            Layer::Top,
                             Box::new(AssumeRoleProvider::new(settings.clone(), None)),
                             assume_role_key(settings, AssumeRoleSource::Layer(&ambient.key)),
                             entropy,
                         ),
                         Some(ambient),
                         *max_wait,
-                    ),
+                    )
                 }
-            }
+            },
         };
         ProfileCredentials::Fetched(Box::new(FetchedLayers {
             top,
@@ -485,7 +513,7 @@ impl ProfileCredentials {
     }
 
     /// The shared-data keys of its layers (top first).
-    pub fn keys(&self) -> Vec<&str> {
+    fn keys(&self) -> Vec<&str> {
         match self {
             ProfileCredentials::Static(_) => Vec::new(),
             ProfileCredentials::Fetched(layers) => std::iter::once(layers.top.key.as_str())
@@ -495,14 +523,23 @@ impl ProfileCredentials {
     }
 }
 
-fn ambient_layer(provider: &AmbientProvider, entropy: &mut dyn Entropy) -> CachedLayer {
+fn ambient_layer(
+    owner: &LayerOwner,
+    layer: Layer,
+    provider: &AmbientProvider,
+    entropy: &mut dyn Entropy,
+) -> CachedLayer {
     match provider {
         AmbientProvider::Imds(settings) => CachedLayer::new(
+            owner,
+            layer,
             Box::new(ImdsProvider::new(ImdsClient::new(settings.clone()))),
             imds_key(settings),
             entropy,
         ),
         AmbientProvider::Container(settings) => CachedLayer::new(
+            owner,
+            layer,
             Box::new(ContainerProvider::new(settings.clone())),
             container_key(settings),
             entropy,
@@ -513,8 +550,6 @@ fn ambient_layer(provider: &AmbientProvider, entropy: &mut dyn Entropy) -> Cache
 /// A named profile's credentials in this VM.
 struct Profile {
     name: String,
-    /// `credentials profile 'NAME': `, the start of its log lines.
-    prefix: String,
     credentials: ProfileCredentials,
 }
 
@@ -531,40 +566,40 @@ impl CredentialProfiles {
         sources: impl IntoIterator<Item = Option<(&'a str, &'a CredentialSource)>>,
         entropy: &mut dyn Entropy,
     ) -> Self {
-        let profiles = sources
-            .into_iter()
-            .map(|source| {
-                source.map(|(name, source)| Profile {
+        let mut profiles = Vec::new();
+        for (id, source) in sources.into_iter().enumerate() {
+            profiles.push(source.map(|(name, source)| {
+                let owner = LayerOwner {
+                    profile: ProfileId(id),
+                    prefix: format!("credentials profile '{name}': ").into(),
+                };
+                Profile {
                     name: name.to_string(),
-                    prefix: format!("credentials profile '{name}': "),
-                    credentials: ProfileCredentials::new(source, entropy),
-                })
-            })
-            .collect();
+                    credentials: ProfileCredentials::new(&owner, source, entropy),
+                }
+            }));
+        }
         CredentialProfiles { profiles }
     }
 
-    fn profile(&self, id: ProfileId) -> Option<&Profile> {
-        self.profiles.get(id.0).and_then(Option::as_ref)
+    fn credentials(&self, id: ProfileId) -> Option<&ProfileCredentials> {
+        self.profiles
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .map(|p| &p.credentials)
     }
 
-    fn fetched_mut(&mut self, id: ProfileId) -> Option<(&str, &mut FetchedLayers)> {
+    fn fetched_mut(&mut self, id: ProfileId) -> Option<&mut FetchedLayers> {
         match self.profiles.get_mut(id.0).and_then(Option::as_mut) {
             Some(Profile {
-                prefix,
                 credentials: ProfileCredentials::Fetched(layers),
                 ..
-            }) => Some((prefix.as_str(), layers)),
+            }) => Some(layers),
             _ => None,
         }
     }
 
-    /// The profile's name (for metrics and logs).
-    pub fn name(&self, id: ProfileId) -> Option<&str> {
-        self.profile(id).map(|p| p.name.as_str())
-    }
-
-    /// Every profile that exists: id and name.
+    /// Every profile that exists: id and name (for the metrics).
     pub fn names(&self) -> impl Iterator<Item = (ProfileId, &str)> {
         self.profiles
             .iter()
@@ -574,8 +609,8 @@ impl CredentialProfiles {
 
     /// The shared-data keys of a profile's layers.
     pub fn keys(&self, id: ProfileId) -> Vec<&str> {
-        self.profile(id)
-            .map(|p| p.credentials.keys())
+        self.credentials(id)
+            .map(ProfileCredentials::keys)
             .unwrap_or_default()
     }
 
@@ -593,78 +628,80 @@ impl CredentialProfiles {
         id: ProfileId,
         now: SystemTime,
     ) -> Option<Credentials> {
-        match self.profiles.get_mut(id.0).and_then(Option::as_mut) {
-            Some(Profile {
-                credentials: ProfileCredentials::Static(credentials),
-                ..
-            }) => Some(credentials.clone()),
-            Some(Profile {
-                credentials: ProfileCredentials::Fetched(layers),
-                ..
-            }) => layers.top.usable(store, epoch_ms(now)),
-            None => None,
+        match &mut self.profiles.get_mut(id.0)?.as_mut()?.credentials {
+            ProfileCredentials::Static(credentials) => Some(credentials.clone()),
+            ProfileCredentials::Fetched(layers) => layers.top.usable(store, epoch_ms(now)),
         }
     }
 
     /// How long a request of this profile may wait for credentials.
     pub fn max_wait(&self, id: ProfileId) -> Duration {
-        match self.profile(id).map(|p| &p.credentials) {
+        match self.credentials(id) {
             Some(ProfileCredentials::Fetched(layers)) => layers.max_wait,
             _ => Duration::ZERO,
         }
     }
 
     pub fn park(&mut self, id: ProfileId, context_id: u32, deadline: SystemTime) {
-        if let Some((_, layers)) = self.fetched_mut(id) {
+        if let Some(layers) = self.fetched_mut(id) {
             layers.waiters.add(context_id, epoch_ms(deadline));
         }
     }
 
     /// Forgets a request wherever it waits.
     pub fn unpark(&mut self, context_id: u32) {
-        for profile in self.profiles.iter_mut().flatten() {
-            if let ProfileCredentials::Fetched(layers) = &mut profile.credentials {
-                layers.waiters.remove(context_id);
-            }
+        for layers in self.all_fetched_mut() {
+            layers.waiters.remove(context_id);
         }
+    }
+
+    fn all_fetched_mut(&mut self) -> impl Iterator<Item = &mut FetchedLayers> {
+        self.profiles
+            .iter_mut()
+            .flatten()
+            .filter_map(|p| match &mut p.credentials {
+                ProfileCredentials::Fetched(layers) => Some(layers.as_mut()),
+                ProfileCredentials::Static(_) => None,
+            })
+    }
+
+    fn all_fetched(&self) -> impl Iterator<Item = &FetchedLayers> {
+        self.profiles
+            .iter()
+            .flatten()
+            .filter_map(|p| match &p.credentials {
+                ProfileCredentials::Fetched(layers) => Some(layers.as_ref()),
+                ProfileCredentials::Static(_) => None,
+            })
     }
 
     /// Creates the shared records no VM has created yet (at configure time, on the main
     /// thread, before worker VMs start, so creation never races a lease).
     pub fn init_shared(&self, store: &dyn SharedStore) {
-        for profile in self.profiles.iter().flatten() {
-            if let ProfileCredentials::Fetched(layers) = &profile.credentials {
-                layers.top.init_shared(store);
-                if let Some(source) = &layers.source {
-                    source.init_shared(store);
-                }
+        for layers in self.all_fetched() {
+            layers.top.init_shared(store);
+            if let Some(source) = &layers.source {
+                source.init_shared(store);
             }
         }
     }
 
     /// Which layer of which profile this call token is, if any.
     pub fn owner_of(&self, token: u32) -> Option<CallOwner> {
-        self.profiles.iter().enumerate().find_map(|(i, profile)| {
-            let ProfileCredentials::Fetched(layers) = &profile.as_ref()?.credentials else {
-                return None;
-            };
-            let layer = if layers.top.token == Some(token) {
-                Layer::Top
-            } else if layers.source.as_ref()?.token == Some(token) {
-                Layer::Source
-            } else {
-                return None;
-            };
-            Some(CallOwner {
-                profile: ProfileId(i),
-                layer,
-            })
-        })
+        for layers in self.all_fetched() {
+            if layers.top.token == Some(token) {
+                return Some(layers.top.owner());
+            }
+            if let Some(source) = layers.source.as_ref().filter(|s| s.token == Some(token)) {
+                return Some(source.owner());
+            }
+        }
+        None
     }
 
     /// How much of an answer to this call is read into the VM.
     pub fn answer_limit(&self, owner: CallOwner) -> usize {
-        match self.profile(owner.profile).map(|p| &p.credentials) {
+        match self.credentials(owner.profile) {
             Some(ProfileCredentials::Fetched(layers)) => layers
                 .layer(owner.layer)
                 .map_or(0, |l| l.provider.answer_limit()),
@@ -675,12 +712,8 @@ impl CredentialProfiles {
     /// Periodic work: start fetches when due, wake or fail parked requests.
     pub fn tick(&mut self, store: &dyn SharedStore, now: SystemTime) -> Work {
         let mut work = Work::default();
-        for id in 0..self.profiles.len() {
-            let id = ProfileId(id);
-            if let Some((prefix, layers)) = self.fetched_mut(id) {
-                let prefix = prefix.to_string();
-                work.append(layers.tick(store, id, now, &prefix));
-            }
+        for layers in self.all_fetched_mut() {
+            layers.tick(store, now, &mut work);
         }
         work
     }
@@ -693,17 +726,15 @@ impl CredentialProfiles {
         now: SystemTime,
     ) -> Work {
         let mut work = Work::default();
-        let Some((prefix, layers)) = self.fetched_mut(owner.profile) else {
+        let Some(layers) = self.fetched_mut(owner.profile) else {
             return work;
         };
-        let prefix = prefix.to_string();
         if let Some(layer) = layers.layer_mut(owner.layer) {
-            layer.dispatched(store, result, now, &mut work, &prefix);
+            layer.dispatched(store, result, now, &mut work);
         }
         if !work.refreshed.is_empty() {
-            layers.settle_waiters(epoch_ms(now), &mut work, &prefix);
+            layers.settle_waiters(epoch_ms(now), &mut work);
         }
-        work.stamp(owner.profile);
         work
     }
 
@@ -717,43 +748,19 @@ impl CredentialProfiles {
         now: SystemTime,
     ) -> Work {
         let mut work = Work::default();
-        let Some((prefix, layers)) = self.fetched_mut(owner.profile) else {
+        let Some(layers) = self.fetched_mut(owner.profile) else {
             return work;
         };
-        let prefix = prefix.to_string();
         if let Some(layer) = layers.layer_mut(owner.layer) {
-            layer.on_answer(store, owner, answer, now, &mut work, &prefix);
+            layer.on_answer(store, answer, now, &mut work);
         }
         // Fresh source credentials: the AssumeRole on top may start now rather than at the
         // next tick.
         if owner.layer == Layer::Source && work.refreshed.iter().any(|r| r.ok) {
-            let now_ms = epoch_ms(now);
-            let signer = layers.source.as_mut().and_then(|s| s.usable(store, now_ms));
-            if let Some(request) = layers
-                .top
-                .tick(store, signer.as_ref(), now, &mut work, &prefix)
-            {
-                work.fetch.push((
-                    CallOwner {
-                        profile: owner.profile,
-                        layer: Layer::Top,
-                    },
-                    request,
-                ));
-            }
+            layers.tick_top(store, now, &mut work);
         }
-        layers.settle_waiters(epoch_ms(now), &mut work, &prefix);
-        work.stamp(owner.profile);
+        layers.settle_waiters(epoch_ms(now), &mut work);
         work
-    }
-}
-
-impl Work {
-    /// Marks every refresh as the profile's (layers do not know which profile they are in).
-    fn stamp(&mut self, profile: ProfileId) {
-        for refresh in &mut self.refreshed {
-            refresh.profile = profile;
-        }
     }
 }
 
@@ -772,52 +779,36 @@ impl FetchedLayers {
         }
     }
 
-    fn tick(
-        &mut self,
-        store: &dyn SharedStore,
-        profile: ProfileId,
-        now: SystemTime,
-        prefix: &str,
-    ) -> Work {
-        let now_ms = epoch_ms(now);
-        let mut work = Work::default();
-        let signer = match &mut self.source {
-            Some(source) => {
-                if let Some(request) = source.tick(store, None, now, &mut work, prefix) {
-                    work.fetch.push((
-                        CallOwner {
-                            profile,
-                            layer: Layer::Source,
-                        },
-                        request,
-                    ));
-                }
-                source.usable(store, now_ms)
+    fn tick(&mut self, store: &dyn SharedStore, now: SystemTime, work: &mut Work) {
+        if let Some(source) = &mut self.source {
+            if let Some(request) = source.tick(store, None, now, work) {
+                work.fetch.push((source.owner(), request));
             }
-            None => None,
-        };
-        if let Some(request) = self
-            .top
-            .tick(store, signer.as_ref(), now, &mut work, prefix)
-        {
-            work.fetch.push((
-                CallOwner {
-                    profile,
-                    layer: Layer::Top,
-                },
-                request,
-            ));
         }
-        self.settle_waiters(now_ms, &mut work, prefix);
-        work.stamp(profile);
-        work
+        self.tick_top(store, now, work);
+        self.settle_waiters(epoch_ms(now), work);
     }
 
+    /// Starts the top layer's fetch when due, signed by the source layer when there is one.
+    fn tick_top(&mut self, store: &dyn SharedStore, now: SystemTime, work: &mut Work) {
+        let signer = match &mut self.source {
+            Some(source) => match source.usable(store, epoch_ms(now)) {
+                Some(signer) => Some(signer),
+                // Nothing to sign the AssumeRole with yet.
+                None => return,
+            },
+            None => None,
+        };
+        if let Some(request) = self.top.tick(store, signer.as_ref(), now, work) {
+            work.fetch.push((self.top.owner(), request));
+        }
+    }
     /// Wakes parked requests when credentials are usable; fails those past their deadline.
-    fn settle_waiters(&mut self, now_ms: u64, work: &mut Work, prefix: &str) {
+    fn settle_waiters(&mut self, now_ms: u64, work: &mut Work) {
         if self.waiters.is_empty() {
             return;
         }
+        let prefix = &self.top.prefix;
         if usable_credentials(&self.top.record, now_ms, &self.top.policy).is_some() {
             work.wake.extend(self.waiters.take_all());
             return;

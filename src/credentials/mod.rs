@@ -2,10 +2,13 @@
 //! (STS AssumeRole, IMDSv2, the container endpoint) with the cache every worker VM shares.
 
 pub mod ambient;
+pub mod assume_role;
 pub mod cache;
 pub mod container;
+pub mod container_provider;
 pub mod identity;
 pub mod imds;
+pub mod imds_provider;
 pub mod provider;
 pub mod source;
 pub mod state;

@@ -5,7 +5,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
-use log::{debug, error, info, warn, Level};
+use log::Level;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
@@ -50,12 +50,7 @@ pub fn random_u64() -> u64 {
 
 /// Logs a line the credential cache asked for.
 pub fn log_line(level: Level, message: &str) {
-    match level {
-        Level::Error => error!("{message}"),
-        Level::Warn => warn!("{message}"),
-        Level::Info => info!("{message}"),
-        _ => debug!("{message}"),
-    }
+    log::log!(level, "{message}");
 }
 
 /// Logs where the credentials come from and the configuration's warnings, once per Envoy

@@ -88,12 +88,13 @@ impl Vm {
                     let now = now();
                     let profile = request.borrow().flow.credentials_profile();
                     let (credentials, max_wait) = match profile {
-                        Some(profile) => (
-                            self.credentials
-                                .borrow_mut()
-                                .usable(&HostStore, profile, now),
-                            self.credentials.borrow().max_wait(profile),
-                        ),
+                        Some(profile) => {
+                            let mut profiles = self.credentials.borrow_mut();
+                            (
+                                profiles.usable(&HostStore, profile, now),
+                                profiles.max_wait(profile),
+                            )
+                        }
                         None => (None, std::time::Duration::ZERO),
                     };
                     let step = request.borrow_mut().flow.on_body_complete(

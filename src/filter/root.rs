@@ -18,6 +18,7 @@ use super::logger;
 use super::stats::Stats;
 use crate::config::{FilterConfig, DEFAULT_PROFILE};
 use crate::credentials::cache::{CredentialProfiles, Work};
+use crate::error::RequestError;
 use crate::metrics::Metric;
 use crate::route::RouteCache;
 
@@ -85,14 +86,24 @@ impl LambdaRoot {
         let profile = request.borrow().flow.credentials_profile();
         let credentials = profile
             .and_then(|profile| vm.credentials.borrow_mut().usable(&HostStore, profile, now));
-        if let Some(credentials) = credentials {
-            if hostcalls::set_effective_context(context_id).is_ok() {
-                let step = request
+        if hostcalls::set_effective_context(context_id).is_ok() {
+            let step = match credentials {
+                Some(credentials) => request
                     .borrow_mut()
                     .flow
-                    .on_credentials_ready(&credentials, now);
-                vm.drive(&request, step, Actor::Root);
-            }
+                    .on_credentials_ready(&credentials, now),
+                // Woken, yet nothing usable (they expired in between): answered, never
+                // left waiting.
+                None => request.borrow_mut().flow.on_credentials_timeout(
+                    RequestError::CredentialsUnavailable {
+                        class: "sts_unavailable".to_string(),
+                        message: "no AWS credentials: they expired before the request was \
+                                  signed"
+                            .to_string(),
+                    },
+                ),
+            };
+            vm.drive(&request, step, Actor::Root);
         }
         let _ = hostcalls::set_effective_context(self.context_id);
     }
