@@ -45,7 +45,9 @@ def validate_text(text: str) -> tuple[bool, str]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         f.write(text)
     env = dict(os.environ, AWS_ACCESS_KEY_ID="AKIDVALIDATEONLY0001", AWS_SECRET_ACCESS_KEY="validate-only",
-               LAMBDA_EXTERNAL_ID="validate-only-external-id")
+               LAMBDA_EXTERNAL_ID="validate-only-external-id",
+               # envoy/multi-account.yaml: one ExternalId per tenant
+               TENANT_A_EXTERNAL_ID="validate-only-tenant-a", TENANT_B_EXTERNAL_ID="validate-only-tenant-b")
     try:
         result = subprocess.run(
             [ENVOY, "--mode", "validate", "-c", f.name, "--disable-hot-restart", "-l", "warn"],

@@ -13,8 +13,8 @@ use libfuzzer_sys::fuzz_target;
 use proxy_wasm_lambda::config::FilterConfig;
 use proxy_wasm_lambda::route::{decode_route_override, RouteCache, RouteTarget, ROUTE_KEYS};
 
-fn configs() -> &'static [FilterConfig; 2] {
-    static CONFIGS: OnceLock<[FilterConfig; 2]> = OnceLock::new();
+fn configs() -> &'static [FilterConfig; 3] {
+    static CONFIGS: OnceLock<[FilterConfig; 3]> = OnceLock::new();
     CONFIGS.get_or_init(|| {
         let load = |json: &str| FilterConfig::load(json.as_bytes(), &|_| None).unwrap();
         [
@@ -23,6 +23,10 @@ fn configs() -> &'static [FilterConfig; 2] {
             ),
             load(
                 r#"{"function":"arn:aws:lambda:eu-west-1:123456789012:function:g:7","cluster":"lambda","custom_parameters":{"a":"b"},"credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x"}}"#,
+            ),
+            // Profiles only: a route must name one.
+            load(
+                r#"{"function":"f","region":"us-east-1","credential_profiles":{"a":{"access_key_id":"test","secret_access_key":"test"},"b-2":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"x"}}}"#,
             ),
         ]
     })
@@ -57,9 +61,17 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let config = &configs()[usize::from(which & 1)];
+    let config = &configs()[usize::from(which % 3)];
     match config.resolve_route(&route) {
         Ok(target) => {
+            // Signed with the profile the route names, else the top-level credentials:
+            // never another.
+            let expected = match &route.credentials {
+                Some(name) => config.profile_id(name),
+                None => config.target.credentials_profile,
+            };
+            assert!(expected.is_some());
+            assert_eq!(target.credentials_profile, expected);
             if route.is_empty() {
                 assert_eq!(&target, &config.target);
             }
