@@ -17,7 +17,10 @@ behaviour, recording every call.
 ``ContainerStandIn`` -- the ECS / EKS Pod Identity credentials endpoint: ``GET <path>`` with
 ``Authorization`` equal to the configured token (when one is configured) answers the
 credentials JSON (``AccessKeyId``, ``SecretAccessKey``, ``Token``, ``Expiration``,
-``RoleArn``/``AccountId``); a missing or wrong token → 401, another path → 404.
+``RoleArn``/``AccountId``); a missing or wrong token → 401, another path → 404. Given
+``identities={token: mint, ...}`` instead, it is EKS Pod Identity: one URI for every pod,
+the ``Authorization`` token selects whose credentials are minted (each token its own,
+cached until ``rotate()``); a token not in the table → 401.
 
 Both mint the credentials they hand out with ``mint()`` (e.g. a moto AssumeRole of the
 instance/task role, as EC2 and ECS do), cached until ``rotate()``. ``fail_next(status, n)``
@@ -65,7 +68,7 @@ class Call:
 
 
 class _Base(LoopbackServer):
-    def __init__(self, handler: type, mint: Callable[[], Minted], port: int = 0):
+    def __init__(self, handler: type, mint: Callable[[], Minted] | None, port: int = 0):
         self._mint = mint
         self._lock = threading.Lock()
         self.calls: list[Call] = []
@@ -95,6 +98,9 @@ class _Base(LoopbackServer):
                 self._current = self._mint()
                 self.minted.append(self._current)
             current = self._current
+        return self._expiring(current)
+
+    def _expiring(self, current: Minted) -> Minted:
         if self.expires_in is not None:
             expiration = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + self.expires_in))
             current = Minted(current.access_key_id, current.secret_access_key, current.session_token, expiration)
@@ -245,7 +251,9 @@ class _ContainerHandler(_Handler):
             time.sleep(c.delay_s)
         if self.path != c.path:
             return self._answer(404, b'{"code":"NotFound","message":"no such credentials path"}', content_type="application/json")
-        if c.auth_token is not None and self.headers.get("Authorization") != c.auth_token:
+        token = self.headers.get("Authorization")
+        if (c.identities is not None and token not in c.identities) or (
+                c.auth_token is not None and token != c.auth_token):
             return self._answer(401, b'{"code":"AccessDeniedException","message":"invalid authorization token"}',
                                 content_type="application/json")
         if self.command != "GET":
@@ -253,18 +261,40 @@ class _ContainerHandler(_Handler):
         failure = c.take_failure()
         if failure:
             return self._answer(failure[0], failure[1], content_type="application/json")
-        return self._answer(200, credentials_json(c.credentials(), **c.extra), content_type="application/json")
+        minted = c.credentials() if c.identities is None else c.credentials_for(token)
+        return self._answer(200, credentials_json(minted, **c.extra), content_type="application/json")
 
     do_GET = do_PUT = do_POST = _serve
 
 
 class ContainerStandIn(_Base):
-    def __init__(self, mint: Callable[[], Minted], path: str = "/v1/credentials", auth_token: str | None = None,
-                 extra: dict[str, str] | None = None, port: int = 0):
+    def __init__(self, mint: Callable[[], Minted] | None, path: str = "/v1/credentials",
+                 auth_token: str | None = None, extra: dict[str, str] | None = None, port: int = 0,
+                 identities: dict[str, Callable[[], Minted]] | None = None):
+        """identities: {authorization token: mint} (mint and auth_token then unused)."""
+        if (mint is None) == (identities is None):
+            raise ValueError("give either mint or identities")
         super().__init__(_ContainerHandler, mint, port)
         self.path = path
         self.auth_token = auth_token
         self.extra = extra or {}
+        self.identities = dict(identities) if identities is not None else None
+        self._by_token: dict[str, Minted] = {}
+
+    def credentials_for(self, token: str) -> Minted:
+        """The credentials of the identity that token selects (minted once, until rotate())."""
+        assert self.identities is not None
+        with self._lock:
+            if token not in self._by_token:
+                self._by_token[token] = self.identities[token]()
+                self.minted.append(self._by_token[token])
+            current = self._by_token[token]
+        return self._expiring(current)
+
+    def rotate(self) -> None:
+        super().rotate()
+        with self._lock:
+            self._by_token.clear()
 
     def is_credentials_path(self, path: str) -> bool:
         return path == self.path

@@ -12,6 +12,7 @@ stand-ins forwarding to moto, whose calls are printed when the test failed).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import uuid
@@ -91,11 +92,14 @@ def standin_factory():
 @pytest.fixture
 def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
     """envoy_factory(plugin_config, routes=..., clusters=..., env_vars=..., log_level=..., expect_failure=...,
-    host_env_keys=..., process_env=..., concurrency=..., placement=..., per_connection_buffer_limit_bytes=...)
+    host_env_keys=..., process_env=..., concurrency=..., placement=..., per_connection_buffer_limit_bytes=...,
+    vm_configuration=..., listeners=...)
 
     routes: list of eh.Route or (prefix, cluster[, timeout_s[, metadata]]) tuples
             (default: [("/", "lambda")]).
     clusters: {name: (host, port)} or {name: port} (host 127.0.0.1).
+    listeners: extra eh.Listener (each its own plugin config, same vm_id; their routes may
+               be tuples too); envoy.url(path, listener=NAME) reaches one.
     Returns a started eh.Envoy (with .failed set when expect_failure=True).
     """
     started: list[eh.Envoy] = []
@@ -116,10 +120,18 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         extra_args: list[str] | None = None,
         placement: str | None = None,
         per_connection_buffer_limit_bytes: int | None = None,
+        vm_configuration: str | None = None,
+        listeners: list[eh.Listener] | None = None,
     ) -> eh.Envoy:
-        rs: list[eh.Route] = []
-        for r in routes or [("/", "lambda")]:
-            rs.append(r if isinstance(r, eh.Route) else eh.Route(*r))
+        def as_routes(given: list | None) -> list[eh.Route]:
+            return [r if isinstance(r, eh.Route) else eh.Route(*r) for r in given or [("/", "lambda")]]
+
+        rs = as_routes(routes)
+        extra = [
+            dataclasses.replace(x, routes=as_routes(x.routes), env_vars=dict(x.env_vars),
+                                host_env_keys=list(x.host_env_keys))
+            for x in listeners or []
+        ]
         cl = {k: (v if isinstance(v, tuple) else ("127.0.0.1", int(v))) for k, v in clusters.items()}
         cfg = eh.EnvoyConfig(
             plugin_config=plugin_config,
@@ -130,6 +142,8 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             cluster_type=cluster_type,
             host_env_keys=list(host_env_keys or []),
             concurrency=concurrency,
+            vm_configuration=vm_configuration,
+            listeners=extra,
         )
         if placement is not None:
             cfg.placement = placement

@@ -13,9 +13,33 @@
 
 Envoy runs as ``envoy -c FILE --disable-hot-restart --concurrency N (1) --base-id N
 -l LEVEL --log-path FILE``, with an admin listener on 127.0.0.1; startup waits for
-admin ``/ready`` == LIVE and the listener accepting connections.  With
+admin ``/ready`` == LIVE and every listener accepting connections.  With
 ``expect_failure=True`` start() instead waits for Envoy to exit (or its listener to be
 rejected) and returns the log for inspection.
+
+Several plugin configurations in one Envoy: ``EnvoyConfig.listeners`` adds listeners
+(``Listener``), each with its own HTTP connection manager, routes and wasm filter: its own
+plugin configuration, VM environment (``env_vars`` / ``host_env_keys``) and
+``vm_config.configuration``, placed like the main listener's (``placement``), and with
+the same ``vm_id`` as every other wasm filter, so they all share one proxy-wasm shared
+data. Clusters are common to all listeners.
+
+    cfg = EnvoyConfig(plugin_config=config_a, routes=[Route("/", "lambda")], clusters=...,
+                      wasm_path=..., vm_configuration="plugin-a",
+                      listeners=[Listener("b", config_b, env_vars={...})])
+    with Envoy(cfg) as envoy:
+        requests.post(envoy.url("/"), ...)                 # the main listener (plugin A)
+        requests.post(envoy.url("/", listener="b"), ...)   # listener "b" (plugin B)
+
+Envoy 1.40 keys a Wasm VM by vm_id, ``vm_config.configuration``, code AND
+``environment_variables`` (checked with the gauge ``wasm.envoy.wasm.runtime.v8.active``:
+it doubles when either the configuration or the environment differs; an absent
+configuration and an empty one are the same). Filters equal in all of them share one VM
+per thread (each keeps its own plugin configuration). A listener's VM configuration is its
+name unless given (``Listener.vm_configuration``), so each plugin configuration runs in VMs
+of its own whatever its environment; the main listener has none unless
+``EnvoyConfig.vm_configuration`` is set (as before). All of them have the same vm_id, hence
+the same shared data.
 """
 from __future__ import annotations
 
@@ -89,6 +113,26 @@ class EnvoyConfig:
     # "split": in both, with split_placement on.
     # LAMBDA_FILTER_PLACEMENT sets the default, so the whole suite runs in either placement.
     placement: str = field(default_factory=lambda: default_placement())
+    # vm_config.configuration (a StringValue) of the main listener's filter; None: none.
+    vm_configuration: str | None = None
+    # More listeners, each with its own plugin configuration (see the module docstring).
+    listeners: list["Listener"] = field(default_factory=list)
+
+
+@dataclass
+class Listener:
+    """An extra listener with its own HCM, routes and wasm filter (same vm_id as the others).
+
+    vm_configuration: the filter's vm_config.configuration; None: the listener's name, so
+    that it runs in VMs of its own, with its own environment."""
+
+    name: str
+    plugin_config: dict[str, Any] | str
+    routes: list[Route] = field(default_factory=lambda: [Route("/", "lambda")])
+    env_vars: dict[str, str] = field(default_factory=dict)
+    host_env_keys: list[str] = field(default_factory=list)
+    vm_configuration: str | None = None
+    port: int = 0  # 0 = pick a free one
 
 
 def default_placement() -> str:
@@ -138,41 +182,68 @@ LOCAL_REPLY_CONFIG = {
 }
 
 
-def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> dict[str, Any]:
+def _wasm_filter(
+    cfg: EnvoyConfig,
+    plugin_config: dict[str, Any] | str,
+    env_vars: dict[str, str],
+    host_env_keys: list[str],
+    vm_configuration: str | None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The envoy.filters.http.wasm filter for one plugin configuration, and its Wasm config."""
+    if not cfg.wasm_path:
+        raise ValueError("plugin_config given but no wasm_path")
+    conf_value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+    vm_config: dict[str, Any] = {
+        "vm_id": WASM_FILTER_NAME,
+        "runtime": "envoy.wasm.runtime.v8",
+        "code": {"local": {"filename": str(cfg.wasm_path)}},
+    }
+    if vm_configuration is not None:
+        vm_config["configuration"] = {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": vm_configuration,
+        }
+    env_cfg: dict[str, Any] = {}
+    if env_vars:
+        env_cfg["key_values"] = dict(env_vars)
+    if host_env_keys:
+        env_cfg["host_env_keys"] = list(host_env_keys)
+    if env_cfg:
+        vm_config["environment_variables"] = env_cfg
+    wasm_cfg: dict[str, Any] = {
+        "name": WASM_FILTER_NAME,
+        "root_id": WASM_FILTER_NAME,
+        "allow_on_headers_stop_iteration": True,
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": conf_value},
+        "vm_config": vm_config,
+    }
+    if cfg.fail_open:
+        wasm_cfg["failure_policy"] = "FAIL_OPEN"
+    wasm_filter = {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": wasm_cfg,
+        },
+    }
+    return wasm_filter, wasm_cfg
+
+
+def _hcm(
+    cfg: EnvoyConfig,
+    plugin_config: dict[str, Any] | str | None,
+    routes: list[Route],
+    env_vars: dict[str, str],
+    host_env_keys: list[str],
+    vm_configuration: str | None,
+    stat_prefix: str,
+    route_config_name: str,
+) -> dict[str, Any]:
+    """An HTTP connection manager with the wasm filter (if any) placed per cfg.placement."""
     http_filters: list[dict[str, Any]] = []
     upstream_filters: list[dict[str, Any]] = []
-    if cfg.plugin_config is not None:
-        if not cfg.wasm_path:
-            raise ValueError("plugin_config given but no wasm_path")
-        conf_value = cfg.plugin_config if isinstance(cfg.plugin_config, str) else json.dumps(cfg.plugin_config)
-        vm_config: dict[str, Any] = {
-            "vm_id": WASM_FILTER_NAME,
-            "runtime": "envoy.wasm.runtime.v8",
-            "code": {"local": {"filename": str(cfg.wasm_path)}},
-        }
-        env_cfg: dict[str, Any] = {}
-        if cfg.env_vars:
-            env_cfg["key_values"] = dict(cfg.env_vars)
-        if cfg.host_env_keys:
-            env_cfg["host_env_keys"] = list(cfg.host_env_keys)
-        if env_cfg:
-            vm_config["environment_variables"] = env_cfg
-        wasm_cfg: dict[str, Any] = {
-            "name": WASM_FILTER_NAME,
-            "root_id": WASM_FILTER_NAME,
-            "allow_on_headers_stop_iteration": True,
-            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": conf_value},
-            "vm_config": vm_config,
-        }
-        if cfg.fail_open:
-            wasm_cfg["failure_policy"] = "FAIL_OPEN"
-        wasm_filter = {
-            "name": "envoy.filters.http.wasm",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                "config": wasm_cfg,
-            },
-        }
+    if plugin_config is not None:
+        wasm_filter, wasm_cfg = _wasm_filter(cfg, plugin_config, env_vars, host_env_keys, vm_configuration)
         if cfg.placement == "upstream":
             upstream_filters = [wasm_filter, UPSTREAM_CODEC]
         elif cfg.placement == "downstream":
@@ -180,9 +251,9 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
         elif cfg.placement == "split":
             # Both chains, one configuration with split_placement: the HCM instance takes
             # only the requests that cannot be rewritten in place.
-            if not isinstance(cfg.plugin_config, dict):
+            if not isinstance(plugin_config, dict):
                 raise ValueError("placement 'split' needs the plugin config as a dict")
-            split = json.dumps({**cfg.plugin_config, "split_placement": True})
+            split = json.dumps({**plugin_config, "split_placement": True})
             wasm_cfg["configuration"]["value"] = split
             http_filters.append(wasm_filter)
             upstream_filters = [wasm_filter, UPSTREAM_CODEC]
@@ -194,16 +265,51 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
     http_filters.append({"name": "envoy.filters.http.router", "typed_config": router})
     hcm = {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "ingress",
+        "stat_prefix": stat_prefix,
         "codec_type": "AUTO",
         "route_config": {
-            "name": "local",
-            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [_route_entry(r) for r in cfg.routes]}],
+            "name": route_config_name,
+            "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [_route_entry(r) for r in routes]}],
         },
         "http_filters": http_filters,
     }
     if upstream_filters:
         hcm["local_reply_config"] = LOCAL_REPLY_CONFIG
+    return hcm
+
+
+def _listener(cfg: EnvoyConfig, name: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "per_connection_buffer_limit_bytes": cfg.per_connection_buffer_limit_bytes,
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
+def build_bootstrap(
+    cfg: EnvoyConfig, listener_port: int, admin_port: int, extra_ports: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """extra_ports: the port of each of cfg.listeners, by name (default: the listener's own)."""
+    hcm = _hcm(
+        cfg, cfg.plugin_config, cfg.routes, cfg.env_vars, cfg.host_env_keys, cfg.vm_configuration,
+        "ingress", "local",
+    )
+    listeners = [_listener(cfg, "main", listener_port, hcm)]
+    names = {"main"}
+    for extra in cfg.listeners:
+        if extra.name in names:
+            raise ValueError(f"listener name {extra.name!r} used twice")
+        names.add(extra.name)
+        port = (extra_ports or {}).get(extra.name, extra.port)
+        vm_configuration = extra.name if extra.vm_configuration is None else extra.vm_configuration
+        extra_hcm = _hcm(
+            cfg, extra.plugin_config, extra.routes, extra.env_vars, extra.host_env_keys, vm_configuration,
+            f"ingress_{extra.name}", f"local_{extra.name}",
+        )
+        listeners.append(_listener(cfg, extra.name, port, extra_hcm))
     clusters = []
     for name, (host, port) in cfg.clusters.items():
         clusters.append(
@@ -229,23 +335,7 @@ def build_bootstrap(cfg: EnvoyConfig, listener_port: int, admin_port: int) -> di
         )
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "main",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": listener_port}},
-                    "per_connection_buffer_limit_bytes": cfg.per_connection_buffer_limit_bytes,
-                    "filter_chains": [
-                        {
-                            "filters": [
-                                {"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}
-                            ]
-                        }
-                    ],
-                }
-            ],
-            "clusters": clusters,
-        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
     }
 
 
@@ -291,7 +381,9 @@ class Envoy:
         self.proc: subprocess.Popen | None = None
         self._stdio = None
         self.failed = False
-        self.bootstrap = build_bootstrap(cfg, self.listener_port, self.admin_port)
+        # The extra listeners' ports, by name (cfg.listeners).
+        self.listener_ports: dict[str, int] = {x.name: x.port or free_port() for x in cfg.listeners}
+        self.bootstrap = build_bootstrap(cfg, self.listener_port, self.admin_port, self.listener_ports)
 
     # ----------------------------------------------------------------- files
     def write_config(self) -> Path:
@@ -345,7 +437,7 @@ class Envoy:
                     return self
                 raise EnvoyStartupError(f"envoy exited with code {rc} during startup", self.log())
             if self._ready():
-                if _port_accepts(self.listener_port):
+                if self._all_ports_accept():
                     if expect_failure:
                         self.stop()
                         raise EnvoyStartupError("envoy started and serves although a startup failure was expected", self.log())
@@ -363,6 +455,9 @@ class Envoy:
         log = self.log()
         self.stop()
         raise EnvoyStartupError(f"envoy not ready within {timeout}s", log)
+
+    def _all_ports_accept(self) -> bool:
+        return _port_accepts(self.listener_port) and all(_port_accepts(p) for p in self.listener_ports.values())
 
     def _ready(self) -> bool:
         try:
@@ -394,10 +489,12 @@ class Envoy:
         self.stop()
 
     # ----------------------------------------------------------------- access
-    def url(self, path: str = "/") -> str:
+    def url(self, path: str = "/", listener: str | None = None) -> str:
+        """The URL of path on the main listener, or on the extra listener of that name."""
         if not path.startswith("/"):
             path = "/" + path
-        return f"http://127.0.0.1:{self.listener_port}{path}"
+        port = self.listener_port if listener in (None, "main") else self.listener_ports[listener]
+        return f"http://127.0.0.1:{port}{path}"
 
     @property
     def admin_url(self) -> str:

@@ -361,6 +361,10 @@ class TrackingServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    # socketserver's default backlog of 5 drops the SYNs of a burst of new connections
+    # (Envoy's workers each open their own), and Envoy's 1 s connect timeout turns those
+    # into connect failures.
+    request_queue_size = 128
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         self.open_connections: set[socket.socket] = set()
