@@ -15,6 +15,7 @@ use crate::event::{build_event, merge_custom_parameters, RequestInfo};
 use crate::eventstream::prelude::{PreludeSplitter, Split};
 use crate::eventstream::{StreamDecoder, StreamError, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
 use crate::invoke::{build_invoke, build_stream_invoke, OutboundRequest};
+use crate::proxy_response::is_bodyless_status;
 use crate::response::{decode_invoke_answer, relayable_success, InvokeAnswer, MAX_ANSWER_BYTES};
 use crate::route::RouteTarget;
 
@@ -174,6 +175,8 @@ struct AnswerStream {
     /// While the head is held, how many bytes of Envoy's buffered body were decoded.
     fed: usize,
     head_sent: bool,
+    /// The function's status carries no body (204, 304): its bytes are dropped.
+    bodyless: bool,
 }
 
 impl AnswerStream {
@@ -666,6 +669,7 @@ impl RequestFlow {
                 splitter: PreludeSplitter::new(answer.header("content-type")),
                 fed: 0,
                 head_sent: false,
+                bodyless: false,
             }));
             self.phase = Phase::StreamingAnswer;
             return Step::Pause;
@@ -787,6 +791,7 @@ impl RequestFlow {
             return Step::Continue;
         };
         let head_sent = stream.head_sent;
+        let bodyless = stream.bodyless;
         let decoded = stream.decode(bytes, end_of_stream);
         let done = end_of_stream || decoded.is_err();
         if done {
@@ -805,10 +810,15 @@ impl RequestFlow {
             }
             Ok(Split {
                 head: Some(head),
-                body,
+                mut body,
             }) => {
+                let bodyless = is_bodyless_status(head.status);
                 if let Some(stream) = self.stream.as_mut() {
                     stream.head_sent = true;
+                    stream.bodyless = bodyless;
+                }
+                if bodyless {
+                    body.clear();
                 }
                 let mut headers = Vec::with_capacity(head.headers.len() + 1);
                 headers.push((":status".to_string(), head.status.to_string()));
@@ -823,10 +833,18 @@ impl RequestFlow {
                     complete: end_of_stream,
                 }
             }
-            Ok(Split { head: None, body }) if head_sent => Step::StreamChunk {
-                body,
-                complete: end_of_stream,
-            },
+            Ok(Split {
+                head: None,
+                mut body,
+            }) if head_sent => {
+                if bodyless {
+                    body.clear();
+                }
+                Step::StreamChunk {
+                    body,
+                    complete: end_of_stream,
+                }
+            }
             // The head is still undecided: Envoy keeps buffering.
             Ok(Split { head: None, .. }) => Step::Pause,
         }
@@ -1464,7 +1482,7 @@ mod tests {
         let config = config("");
         let (mut flow, _, _) = forwarded(&config, false);
         assert!(matches!(
-            flow.on_answer_headers(answer_headers("200", &[]), false),
+            flow.on_answer_headers(answer_headers("200", &[("content-length", "20")]), false),
             Step::RelayAnswer(_)
         ));
         assert_eq!(flow.on_answer_body(10, false), Step::Continue);
@@ -1473,11 +1491,18 @@ mod tests {
 
         let (mut cut, _, _) = forwarded(&config, false);
         assert!(matches!(
-            cut.on_answer_headers(answer_headers("200", &[]), false),
+            cut.on_answer_headers(answer_headers("200", &[("content-length", "20")]), false),
             Step::RelayAnswer(_)
         ));
         assert_eq!(cut.on_answer_body(10, false), Step::Continue);
         assert_eq!(cut.on_stream_done(), Some(RequestError::EndedByRouter));
+
+        // Without a content-length the answer is read whole, so the bound applies first.
+        let (mut unannounced, _, _) = forwarded(&config, false);
+        assert_eq!(
+            unannounced.on_answer_headers(answer_headers("200", &[]), false),
+            Step::Pause
+        );
     }
 
     #[test]
@@ -1702,6 +1727,31 @@ mod tests {
             assert_eq!(envoy.client, b"data: one\n\ndata: two\n\n");
             assert_eq!(flow.phase(), &Phase::Finished);
             assert_eq!(flow.on_stream_done(), None);
+        }
+
+        #[test]
+        fn bodyless_status_drops_the_streamed_bytes() {
+            for status in [204, 304] {
+                let config = stream_config("");
+                let mut flow = streaming(&config, PRELUDE_TYPE);
+                let prelude = format!(r#"{{"statusCode":{status}}}"#);
+                let mut first = prelude.into_bytes();
+                first.extend_from_slice(&[0; 8]);
+                first.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsmugl!");
+                let mut envoy = Envoy::new();
+                assert!(matches!(
+                    envoy.chunk(&mut flow, &chunk(&first), false),
+                    Step::StreamHead { .. }
+                ));
+                assert_eq!(envoy.head.as_ref().unwrap()[0].1, status.to_string());
+                let mut end = chunk(b"more");
+                end.extend(complete("{}"));
+                assert!(matches!(
+                    envoy.chunk(&mut flow, &end, true),
+                    Step::StreamChunk { complete: true, .. }
+                ));
+                assert!(envoy.client.is_empty(), "{status}: {:?}", envoy.client);
+            }
         }
 
         #[test]

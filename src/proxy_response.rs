@@ -20,6 +20,21 @@ use crate::event::EventFormat;
 /// Longest piece of the function's answer quoted in an error message.
 const MAX_QUOTE_CHARS: usize = 64;
 
+/// The most header lines an answer may give (headers, multiValueHeaders values and cookies,
+/// after merging): Envoy's own default bound on a header map (`max_headers_count`, 100).
+/// More would fail to be written whole; the answer is refused instead.
+pub const MAX_RESPONSE_HEADERS: usize = 100;
+/// The most bytes of header names and values an answer may give: Envoy's default
+/// `max_response_headers_kb` (60 KiB).
+pub const MAX_RESPONSE_HEADER_BYTES: usize = 60 * 1024;
+
+/// Whether a response with this status carries no body (RFC 9110: 204, 304; 1xx are never
+/// accepted as the function's status). Its body and content-length are never sent, so that
+/// the next response on the connection starts where the client expects it.
+pub fn is_bodyless_status(status: u16) -> bool {
+    status == 204 || status == 304
+}
+
 /// Standard alphabet; padding optional (some encoders strip it).
 const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
@@ -59,6 +74,10 @@ pub enum ProxyResponseError {
     InvalidHeaderName(String),
     /// A header value holds CR, LF, NUL or another control character.
     InvalidHeaderValue { name: String },
+    /// More header lines than [`MAX_RESPONSE_HEADERS`].
+    TooManyHeaders { count: usize },
+    /// More header bytes than [`MAX_RESPONSE_HEADER_BYTES`].
+    HeadersTooLarge { bytes: usize },
 }
 
 impl ProxyResponseError {
@@ -88,6 +107,14 @@ impl ProxyResponseError {
             }
             Self::InvalidHeaderValue { name } => format!(
                 "the function's header '{name}' has a value with CR, LF or control characters"
+            ),
+            Self::TooManyHeaders { count } => format!(
+                "the function's answer has {count} header lines (headers, multiValueHeaders \
+                 and cookies), more than the {MAX_RESPONSE_HEADERS} a response may carry"
+            ),
+            Self::HeadersTooLarge { bytes } => format!(
+                "the function's answer has {bytes} bytes of headers, more than the \
+                 {MAX_RESPONSE_HEADER_BYTES} a response may carry"
             ),
         }
     }
@@ -184,7 +211,9 @@ pub fn decode_proxy_response(
                     structured(object, &API_GATEWAY)
                 }
                 Ok(Value::String(text)) => Ok(inferred(text.into_bytes())),
-                _ => Ok(inferred(payload.to_vec())),
+                // API Gateway infers a response only for valid JSON.
+                Ok(_) => Ok(inferred(payload.to_vec())),
+                Err(_) => Err(ProxyResponseError::NotJson),
             };
         }
         EventFormat::ApigwV1 => &API_GATEWAY,
@@ -198,8 +227,8 @@ pub fn decode_proxy_response(
     }
 }
 
-/// Payload 2.0's answer without `statusCode`: 200, JSON, the payload as the body (a JSON
-/// string is sent as its text).
+/// Payload 2.0's answer without `statusCode` (valid JSON): 200, JSON, the payload as the
+/// body (a JSON string is sent as its text).
 fn inferred(body: Vec<u8>) -> ClientReply {
     ClientReply {
         status: 200,
@@ -220,7 +249,10 @@ fn structured(
         Some(value) => status_code(value)?,
     };
     let mut headers = collect_headers(&object, fields)?;
-    let body = body(&object, fields)?;
+    let mut body = body(&object, fields)?;
+    if is_bodyless_status(status) {
+        body.clear();
+    }
     if let Some(default) = fields.default_content_type {
         if !body.is_empty() && !headers.iter().any(|(name, _)| name == "content-type") {
             headers.push(("content-type".to_string(), default.to_string()));
@@ -374,8 +406,32 @@ fn collect_headers(
             continue;
         }
         headers.push((name.to_string(), value.to_string()));
+        if headers.len() > MAX_RESPONSE_HEADERS {
+            // Stop here: what follows cannot be delivered anyway.
+            return Err(ProxyResponseError::TooManyHeaders {
+                count: single.len() + multi.len() + cookies.len(),
+            });
+        }
     }
+    check_header_limits(&headers)?;
     Ok(headers)
+}
+
+/// The answer's headers fit what a response can carry.
+pub(crate) fn check_header_limits(headers: &[(String, String)]) -> Result<(), ProxyResponseError> {
+    if headers.len() > MAX_RESPONSE_HEADERS {
+        return Err(ProxyResponseError::TooManyHeaders {
+            count: headers.len(),
+        });
+    }
+    let bytes = headers
+        .iter()
+        .map(|(n, v)| n.len() + v.len())
+        .sum::<usize>();
+    if bytes > MAX_RESPONSE_HEADER_BYTES {
+        return Err(ProxyResponseError::HeadersTooLarge { bytes });
+    }
+    Ok(())
 }
 
 /// RFC 9110 `tchar`.
@@ -429,7 +485,7 @@ mod tests {
             (br#""Hello from Lambda!""#, b"Hello from Lambda!"),
             (b"[1,2]", b"[1,2]"),
             (b"42", b"42"),
-            (b"not json at all", b"not json at all"),
+            (b"null", b"null"),
             (
                 br#"{"status":404,"body":"x"}"#,
                 br#"{"status":404,"body":"x"}"#,
@@ -441,6 +497,123 @@ mod tests {
             assert_eq!(headers(&reply), [("content-type", "application/json")]);
             assert_eq!(reply.body, body, "{}", String::from_utf8_lossy(payload));
         }
+    }
+
+    #[test]
+    fn v2_answers_that_are_not_json_are_bad_responses() {
+        for payload in [
+            &b"not json at all"[..],
+            b"",
+            b"{\"statusCode\":",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(
+                decode_proxy_response(ApigwV2, payload),
+                Err(ProxyResponseError::NotJson),
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
+
+    #[test]
+    fn bodyless_statuses_never_carry_a_body() {
+        let splitting = r#"HTTP/1.1 200 OK\r\nX-Injected: yes\r\nContent-Length: 6\r\n\r\nsmugl!"#;
+        for format in [ApigwV2, ApigwV1, Alb] {
+            for status in [204, 304] {
+                let payload = format!(r#"{{"statusCode":{status},"body":"{splitting}"}}"#);
+                let reply = decode(format, &payload).unwrap();
+                assert_eq!(reply.status, status);
+                assert!(reply.body.is_empty(), "{format:?} {status}");
+                assert!(
+                    headers(&reply).is_empty(),
+                    "{format:?} {status}: no content-type"
+                );
+            }
+        }
+        let reply = decode(Envoy, r#"{"status_code":204,"body":"x"}"#).unwrap();
+        assert!(reply.body.is_empty());
+        // Statuses that are not 200-599 are refused, 1xx included.
+        for status in ["100", "101", "199", "600", "0", "-1", "\"abc\"", "204.5"] {
+            let payload = format!(r#"{{"statusCode":{status},"body":"x"}}"#);
+            assert!(
+                matches!(
+                    decode(ApigwV2, &payload),
+                    Err(ProxyResponseError::InvalidStatusCode(_))
+                ),
+                "{status}"
+            );
+        }
+    }
+
+    fn cookies(n: usize, size: usize) -> String {
+        let cookies: Vec<String> = (0..n)
+            .map(|i| format!("\"c{i}={}\"", "v".repeat(size)))
+            .collect();
+        format!(r#"{{"statusCode":200,"cookies":[{}]}}"#, cookies.join(","))
+    }
+
+    #[test]
+    fn header_lines_are_bounded() {
+        let reply = decode(ApigwV2, &cookies(MAX_RESPONSE_HEADERS, 8)).unwrap();
+        assert_eq!(reply.headers.len(), MAX_RESPONSE_HEADERS);
+        for n in [MAX_RESPONSE_HEADERS + 1, 1000, 100_000] {
+            let err = decode(ApigwV2, &cookies(n, 8)).unwrap_err();
+            assert_eq!(err, ProxyResponseError::TooManyHeaders { count: n });
+            assert!(err.message().contains("more than the 100"), "{err}");
+        }
+        // Headers and multiValueHeaders count together; repeated cookies only once.
+        let mut headers: Vec<String> = (0..60).map(|i| format!("\"h{i}\":\"v\"")).collect();
+        let multi: Vec<String> = (0..41).map(|i| format!("\"m{i}\":[\"v\"]")).collect();
+        let payload = format!(
+            r#"{{"statusCode":200,"headers":{{{}}},"multiValueHeaders":{{{}}}}}"#,
+            headers.join(","),
+            multi.join(",")
+        );
+        assert!(matches!(
+            decode(ApigwV1, &payload),
+            Err(ProxyResponseError::TooManyHeaders { count: 101 })
+        ));
+        headers.truncate(59);
+        let payload = format!(
+            r#"{{"statusCode":200,"headers":{{{}}},"multiValueHeaders":{{{}}}}}"#,
+            headers.join(","),
+            multi.join(",")
+        );
+        assert_eq!(decode(ApigwV1, &payload).unwrap().headers.len(), 100);
+        let same: Vec<&str> = vec!["\"a=1\""; 500];
+        let payload = format!(r#"{{"statusCode":200,"cookies":[{}]}}"#, same.join(","));
+        assert_eq!(decode(ApigwV2, &payload).unwrap().headers.len(), 1);
+    }
+
+    #[test]
+    fn header_bytes_are_bounded() {
+        // 10 cookies of `set-cookie` (10) + `cN=` (3) + value bytes.
+        let per_cookie = MAX_RESPONSE_HEADER_BYTES / 10 - 13;
+        let at_limit = decode(ApigwV2, &cookies(10, per_cookie)).unwrap();
+        let bytes: usize = at_limit
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len())
+            .sum();
+        assert!(bytes <= MAX_RESPONSE_HEADER_BYTES);
+        assert!(bytes > MAX_RESPONSE_HEADER_BYTES - 20);
+        let err = decode(ApigwV2, &cookies(10, per_cookie + 5)).unwrap_err();
+        assert!(
+            matches!(err, ProxyResponseError::HeadersTooLarge { .. }),
+            "{err}"
+        );
+        assert!(err
+            .message()
+            .contains(&MAX_RESPONSE_HEADER_BYTES.to_string()));
+        let huge = format!(
+            r#"{{"statusCode":200,"headers":{{"x":"{}"}}}}"#,
+            "v".repeat(MAX_RESPONSE_HEADER_BYTES)
+        );
+        assert!(matches!(
+            decode(ApigwV2, &huge),
+            Err(ProxyResponseError::HeadersTooLarge { .. })
+        ));
     }
 
     #[test]

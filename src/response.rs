@@ -113,8 +113,9 @@ pub fn decode_invoke_answer(
 }
 
 /// For an answer whose body can go to the client as it arrives, the client's response
-/// headers (`:status` first): a successful synchronous passthrough Invoke, whose payload is
-/// the response body unchanged. Every other answer must be read whole and decoded.
+/// headers (`:status` first): a successful synchronous passthrough Invoke with a
+/// content-length within the bound, whose payload is the response body unchanged. Every
+/// other answer must be read whole and decoded.
 pub fn relayable_success(
     target: &InvokeTarget,
     answer: &InvokeAnswer,
@@ -126,12 +127,12 @@ pub fn relayable_success(
     {
         return None;
     }
-    let content_length = match answer.header("content-length") {
-        Some(value) => match value.trim().parse::<usize>() {
-            Ok(length) if length <= MAX_ANSWER_BYTES => Some(length),
-            _ => return None,
-        },
-        None => None,
+    // Only an answer that announces its length within the bound goes out as it arrives:
+    // one without (Lambda always sends it; a stand-in may not) is read whole, so that the
+    // bound is applied before anything is sent, as when the Invoke is dispatched.
+    let content_length = match answer.header("content-length")?.trim().parse::<usize>() {
+        Ok(length) if length <= MAX_ANSWER_BYTES => Some(length),
+        _ => return None,
     };
     let reply = success(InvocationType::RequestResponse, Vec::new());
     let mut headers = Vec::with_capacity(reply.headers.len() + 3);

@@ -22,6 +22,7 @@ use crate::error::{ClientReply, RequestError};
 use crate::flow::{RequestFlow, Step, StreamFallback};
 use crate::invoke::OutboundRequest;
 use crate::metrics::Metric;
+use crate::proxy_response::is_bodyless_status;
 use crate::response::{InvokeAnswer, MAX_ANSWER_BYTES};
 use crate::route::RouteCache;
 
@@ -56,6 +57,9 @@ pub struct Vm {
     pub stats: Stats,
     /// Profiling only (feature `vm-timing`).
     pub timing: Timing,
+    /// Marks a request this VM rewrote in place, so that its retry is told from a client's
+    /// request (random per VM; sent only upstream, never to clients).
+    pub retry_tag: String,
     /// `response_stream` routes (and reasons) whose buffered fallback was logged.
     pub stream_fallbacks_logged: RefCell<Vec<StreamFallback>>,
 }
@@ -164,14 +168,17 @@ impl Vm {
                     let started = timing::start();
                     let request = request.borrow();
                     let context_id = request.context_id;
-                    if let Err(status) = forward(&invoke, replace_body, &request) {
+                    if let Err(status) = forward(&invoke, replace_body, &request, &self.retry_tag) {
                         // Rewriting failed half-way: never let it continue unsigned.
                         error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
                         let failure = RequestError::DispatchFailed {
                             cluster: invoke.cluster.clone(),
                         };
                         self.stats.increment(Metric::for_failure(&failure));
-                        send(context_id, &failure.to_reply(request.request_id.as_deref()));
+                        if let Err(status) = send(&failure.to_reply(request.request_id.as_deref()))
+                        {
+                            error!("#{context_id} could not send the error reply: {status:?}");
+                        }
                         return Action::Pause;
                     }
                     self.stats
@@ -190,10 +197,10 @@ impl Vm {
                     }
                     return Action::Continue;
                 }
-                Step::RelayAnswer(headers) => {
-                    set_response_headers(request.borrow().context_id, &headers);
-                    return Action::Continue;
-                }
+                Step::RelayAnswer(headers) => match set_response_headers(&headers) {
+                    Ok(()) => return Action::Continue,
+                    Err(status) => Step::RewriteAnswerWithError(unwritable("headers", status)),
+                },
                 Step::AnswerRelayed => {
                     self.stats.increment(Metric::InvokeSuccess);
                     return Action::Continue;
@@ -204,10 +211,17 @@ impl Vm {
                     request.borrow_mut().flow.on_answer_complete(body)
                 }
                 Step::RewriteAnswer(reply) => {
-                    self.stats.increment(Metric::InvokeSuccess);
-                    let request = request.borrow();
-                    rewrite_answer(request.context_id, &reply, request.answer_size);
-                    return Action::Continue;
+                    let written = {
+                        let request = request.borrow();
+                        rewrite_answer(&reply, request.answer_size)
+                    };
+                    match written {
+                        Ok(()) => {
+                            self.stats.increment(Metric::InvokeSuccess);
+                            return Action::Continue;
+                        }
+                        Err(status) => Step::RewriteAnswerWithError(unwritable("answer", status)),
+                    }
                 }
                 Step::RewriteAnswerWithError(failure) => {
                     self.stats.increment(Metric::for_failure(&failure));
@@ -217,26 +231,37 @@ impl Vm {
                         failure.to_reply(request.request_id.as_deref())
                     };
                     let mut request = request.borrow_mut();
-                    if request.answer_size == 0 && request.flow.awaits_answer_in_place() {
-                        // Refused while its body is still to come: the error's body goes out
-                        // in place of the first chunk, and the rest is dropped.
-                        rewrite_answer_headers(request.context_id, &reply);
-                        request.flow.set_refusal_body(reply.body);
-                    } else {
-                        rewrite_answer(request.context_id, &reply, request.answer_size);
+                    let written =
+                        if request.answer_size == 0 && request.flow.awaits_answer_in_place() {
+                            // Refused while its body is still to come: the error's body goes out
+                            // in place of the first chunk, and the rest is dropped.
+                            let written = rewrite_answer_headers(&reply);
+                            request.flow.set_refusal_body(reply.body);
+                            written
+                        } else {
+                            rewrite_answer(&reply, request.answer_size)
+                        };
+                    if let Err(status) = written {
+                        // Not even the error could be written: reset rather than let the
+                        // function's answer go out half rewritten.
+                        reset_answer(request.context_id, "the error reply", status);
                     }
                     return Action::Continue;
                 }
                 Step::ReplaceAnswerBody(bytes) => {
-                    let size = request.borrow().answer_size;
-                    let _ = host::set_buffer(BufferType::HttpResponseBody, 0, size, &bytes);
+                    let request = request.borrow();
+                    if let Err(status) = replace_answer_body(&request, &bytes) {
+                        reset_answer(request.context_id, "the error body", status);
+                    }
                     return Action::Continue;
                 }
-                Step::Reply(reply) => {
-                    self.stats.increment(Metric::InvokeSuccess);
-                    send(request.borrow().context_id, &reply);
-                    return Action::Pause;
-                }
+                Step::Reply(reply) => match send(&reply) {
+                    Ok(()) => {
+                        self.stats.increment(Metric::InvokeSuccess);
+                        return Action::Pause;
+                    }
+                    Err(status) => Step::Fail(unwritable("answer", status)),
+                },
                 Step::ReadStream {
                     start,
                     size,
@@ -253,20 +278,32 @@ impl Vm {
                     body,
                     complete,
                 } => {
-                    let request = request.borrow();
-                    set_response_headers(request.context_id, &headers);
-                    replace_answer_body(&request, &body);
-                    if complete {
-                        self.stats.increment(Metric::InvokeSuccess);
+                    let written = {
+                        let request = request.borrow();
+                        set_response_headers(&headers)
+                            .and_then(|()| replace_answer_body(&request, &body))
+                    };
+                    match written {
+                        Ok(()) => {
+                            if complete {
+                                self.stats.increment(Metric::InvokeSuccess);
+                            }
+                            return Action::Continue;
+                        }
+                        Err(status) => Step::AbortStream(unwritable("stream", status)),
                     }
-                    return Action::Continue;
                 }
                 Step::StreamChunk { body, complete } => {
-                    replace_answer_body(&request.borrow(), &body);
-                    if complete {
-                        self.stats.increment(Metric::InvokeSuccess);
+                    let written = replace_answer_body(&request.borrow(), &body);
+                    match written {
+                        Ok(()) => {
+                            if complete {
+                                self.stats.increment(Metric::InvokeSuccess);
+                            }
+                            return Action::Continue;
+                        }
+                        Err(status) => Step::AbortStream(unwritable("stream", status)),
                     }
-                    return Action::Continue;
                 }
                 Step::AbortStream(failure) => {
                     let request = request.borrow();
@@ -276,7 +313,7 @@ impl Vm {
                         "#{} request_id={request_id} response stream ended abnormally after its first bytes: {failure}",
                         request.context_id
                     );
-                    replace_answer_body(&request, &[]);
+                    let _ = replace_answer_body(&request, &[]);
                     if let Err(status) = host::close_stream(StreamType::HttpResponse) {
                         error!(
                             "#{} could not reset the response stream: {status}",
@@ -292,10 +329,16 @@ impl Vm {
                         self.stats.increment(Metric::RouteConfigErrors);
                     }
                     log_failure(&request, &failure);
-                    send(
-                        request.context_id,
-                        &failure.to_reply(request.request_id.as_deref()),
-                    );
+                    if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
+                        // The one way out left: a bare 502, else a reset.
+                        error!(
+                            "#{} could not send the error reply: {status:?}",
+                            request.context_id
+                        );
+                        if hostcalls::send_http_response(502, Vec::new(), None).is_err() {
+                            reset_answer(request.context_id, "a bare 502", 0);
+                        }
+                    }
                     return Action::Pause;
                 }
             }
@@ -468,17 +511,29 @@ fn read_range(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
 }
 
 /// Replaces the answer's body buffered in this callback (`answer_size` bytes) with `body`.
-fn replace_answer_body(request: &Request, body: &[u8]) {
+fn replace_answer_body(request: &Request, body: &[u8]) -> Result<(), u32> {
     if request.answer_size == 0 && body.is_empty() {
-        return;
+        return Ok(());
     }
-    if let Err(status) =
-        host::set_buffer(BufferType::HttpResponseBody, 0, request.answer_size, body)
-    {
-        error!(
-            "#{} could not replace the answer's body: {status}",
-            request.context_id
-        );
+    host::set_buffer(BufferType::HttpResponseBody, 0, request.answer_size, body)
+}
+
+/// The function's answer could not be written whole: a 502 `bad_response` instead (never a
+/// response missing part of what the function meant).
+fn unwritable(what: &str, status: impl std::fmt::Debug) -> RequestError {
+    RequestError::BadResponse {
+        message: format!(
+            "the function's {what} could not be written to the response (host status \
+             {status:?}): see the documented response limits"
+        ),
+    }
+}
+
+/// Resets the response: the last way out when not even an error reply can be written.
+fn reset_answer(context_id: u32, what: &str, status: impl std::fmt::Debug) {
+    error!("#{context_id} could not write {what} ({status:?}): resetting the stream");
+    if let Err(status) = host::close_stream(StreamType::HttpResponse) {
+        error!("#{context_id} could not reset the response stream: {status}");
     }
 }
 
@@ -486,15 +541,28 @@ fn replace_answer_body(request: &Request, body: &[u8]) {
 /// the client sent goes on), one more replaces the body when the payload is not the client's
 /// body. The router's header map is the request's own, which access logs and the router's
 /// local replies read after the rewrite, so a few headers are set for them (unsigned; Lambda
-/// ignores them): `:scheme`, set by the router for the upstream; `x-request-id`; and
+/// ignores them): `:scheme`, set by the router for the upstream; `x-request-id`;
 /// `x-envoy-original-path`, the client's path, as Envoy's own path rewrites keep it (Envoy's
-/// default access log format prints it).
-fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> Result<(), u32> {
+/// default access log format prints it); and the attempt header that marks the rewrite as
+/// ours: the request's attempt key (event payloads) or the VM's `retry_tag`, neither known
+/// to clients.
+fn forward(
+    invoke: &OutboundRequest,
+    replace_body: bool,
+    request: &Request,
+    retry_tag: &str,
+) -> Result<(), u32> {
     let current = |name: &str| host::map_value(MapType::HttpRequestHeaders, name);
     let scheme = current(":scheme");
+    let attempt = request.attempt_key.as_deref().unwrap_or(retry_tag);
     // A retry sees the map the first attempt rewrote: its original path is the client's.
+    // Only a map this filter rewrote (it carries the attempt header's secret value) is a
+    // retry; a client that sends the Invoke's path never chooses the logged path.
     let client_path = match current(":path") {
-        Some(path) if Some(path.as_str()) == invoke.header(":path") => {
+        Some(path)
+            if Some(path.as_str()) == invoke.header(":path")
+                && current(ATTEMPT_HEADER).as_deref() == Some(attempt) =>
+        {
             current(ORIGINAL_PATH_HEADER)
         }
         path => path,
@@ -510,9 +578,7 @@ fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> R
     if let Some(path) = &client_path {
         headers.push((ORIGINAL_PATH_HEADER, path));
     }
-    if let Some(key) = &request.attempt_key {
-        headers.push((ATTEMPT_HEADER, key));
-    }
+    headers.push((ATTEMPT_HEADER, attempt));
     host::set_map(MapType::HttpRequestHeaders, &headers)?;
     if replace_body {
         host::set_buffer(
@@ -527,41 +593,38 @@ fn forward(invoke: &OutboundRequest, replace_body: bool, request: &Request) -> R
 
 const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
 
-/// The answer's status and headers become the reply's (with its body's length).
-fn rewrite_answer_headers(context_id: u32, reply: &ClientReply) {
+/// The answer's status and headers become the reply's (with its body's length, except for
+/// the statuses that carry no body, which carry no content-length either).
+fn rewrite_answer_headers(reply: &ClientReply) -> Result<(), u32> {
     let mut headers = Vec::with_capacity(reply.headers.len() + 2);
     headers.push((":status".to_string(), reply.status.to_string()));
     headers.extend(reply.headers.iter().cloned());
-    headers.push(("content-length".to_string(), reply.body.len().to_string()));
-    set_response_headers(context_id, &headers);
+    if !is_bodyless_status(reply.status) {
+        headers.push(("content-length".to_string(), reply.body.len().to_string()));
+    }
+    set_response_headers(&headers)
 }
 
-fn set_response_headers(context_id: u32, headers: &[(String, String)]) {
+fn set_response_headers(headers: &[(String, String)]) -> Result<(), u32> {
     let headers: Vec<(&str, &str)> = headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    if let Err(status) = host::set_map(MapType::HttpResponseHeaders, &headers) {
-        error!("#{context_id} could not rewrite the answer's headers: {status:?}");
-    }
+    host::set_map(MapType::HttpResponseHeaders, &headers)
 }
 
 /// Replaces the answer with `reply`: status and headers, and the body read so far
 /// (`answer_size` bytes). An answer that ended with its headers has no body to replace,
 /// so its replacement goes out as a local reply.
-fn rewrite_answer(context_id: u32, reply: &ClientReply, answer_size: usize) {
+fn rewrite_answer(reply: &ClientReply, answer_size: usize) -> Result<(), u32> {
     if answer_size == 0 && !reply.body.is_empty() {
-        send(context_id, reply);
-        return;
+        return send(reply).map_err(|status| status as u32);
     }
-    rewrite_answer_headers(context_id, reply);
+    rewrite_answer_headers(reply)?;
     if answer_size == 0 && reply.body.is_empty() {
-        return;
+        return Ok(());
     }
-    if let Err(status) = host::set_buffer(BufferType::HttpResponseBody, 0, answer_size, &reply.body)
-    {
-        error!("#{context_id} could not rewrite the answer's body: {status}");
-    }
+    host::set_buffer(BufferType::HttpResponseBody, 0, answer_size, &reply.body)
 }
 
 /// The function's log tail (`X-Amz-Log-Type: Tail`), decoded, at debug.
@@ -591,17 +654,14 @@ fn log_failure(request: &Request, failure: &RequestError) {
     }
 }
 
-fn send(context_id: u32, reply: &ClientReply) {
+/// Answers the client with `reply` as a local reply (a body-less status goes without body).
+fn send(reply: &ClientReply) -> Result<(), Status> {
     let headers: Vec<(&str, &str)> = reply
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let body = (!reply.body.is_empty()).then_some(reply.body.as_slice());
-    if let Err(status) = hostcalls::send_http_response(u32::from(reply.status), headers, body) {
-        error!(
-            "#{context_id} could not send the {} response: {status:?}",
-            reply.status
-        );
-    }
+    let body = (!reply.body.is_empty() && !is_bodyless_status(reply.status))
+        .then_some(reply.body.as_slice());
+    hostcalls::send_http_response(u32::from(reply.status), headers, body)
 }

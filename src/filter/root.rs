@@ -212,6 +212,7 @@ impl RootContext for LambdaRoot {
             stats,
             timing: Default::default(),
             stream_fallbacks_logged: RefCell::default(),
+            retry_tag: format!("{:016x}{:016x}", random_u64(), random_u64()),
         }));
         if needs_ticks {
             // The first tick fetches credentials, so the first request rarely waits.
