@@ -4,9 +4,10 @@
 //! Headers rule: names are lower-cased; a name present in `multiValueHeaders` takes its values
 //! from there and its `headers` value is ignored (as API Gateway merges them); `cookies[]`
 //! entries are appended as `set-cookie` headers; a `set-cookie` value that is already present
-//! is not repeated. Pseudo-headers, hop-by-hop headers and `content-length` are dropped; a
-//! header name that is not a token, or a value with CR, LF, NUL or another control character,
-//! makes the whole answer invalid.
+//! is not repeated. Pseudo-headers, hop-by-hop headers, `content-length` and `x-envoy-*`
+//! (the proxy's own) are dropped; a header name that is not a token, or a value with CR, LF,
+//! NUL or another control character, makes the whole answer invalid, as do more header
+//! lines or bytes than a response may carry. 204 and 304 carry no body.
 
 use std::fmt;
 
@@ -399,7 +400,8 @@ fn collect_headers(
         if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(ProxyResponseError::InvalidHeaderValue { name: quote(name) });
         }
-        if DROPPED_HEADERS.contains(&name) {
+        // Headers of the transport and of the proxy are not the function's to set.
+        if DROPPED_HEADERS.contains(&name) || name.starts_with("x-envoy-") {
             continue;
         }
         if name == "set-cookie" && headers.iter().any(|(n, v)| n == name && v == value) {
@@ -551,6 +553,16 @@ mod tests {
             .map(|i| format!("\"c{i}={}\"", "v".repeat(size)))
             .collect();
         format!(r#"{{"statusCode":200,"cookies":[{}]}}"#, cookies.join(","))
+    }
+
+    #[test]
+    fn transport_and_proxy_headers_are_not_the_functions() {
+        let payload = r#"{"statusCode":200,"headers":{"Content-Length":"5","Transfer-Encoding":"chunked","Connection":"close","X-Envoy-Upstream-Service-Time":"1","x-envoy-original-path":"/x","X-App":"1"},"body":"hello"}"#;
+        let reply = decode(ApigwV2, payload).unwrap();
+        assert_eq!(
+            headers(&reply),
+            [("x-app", "1"), ("content-type", "application/json")]
+        );
     }
 
     #[test]
