@@ -242,6 +242,9 @@ pub struct RequestFlow {
     stream_fallback: Option<&'static str>,
     /// The decoders of a streamed answer ([`Phase::StreamingAnswer`]).
     stream: Option<Box<AnswerStream>>,
+    /// The client asked with HEAD: its answer carries no body. Envoy drops it for local
+    /// replies and plain proxying, but not for a HEAD rewritten in place into a POST Invoke.
+    head: bool,
 }
 
 impl Default for RequestFlow {
@@ -251,6 +254,7 @@ impl Default for RequestFlow {
             meta: None,
             stream_fallback: None,
             stream: None,
+            head: false,
         }
     }
 }
@@ -258,6 +262,16 @@ impl Default for RequestFlow {
 impl RequestFlow {
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// The client's method is HEAD (known to the shell when it rewrites the request).
+    pub fn set_head_request(&mut self) {
+        self.head = true;
+    }
+
+    /// Whether the answer must go without body (see [`RequestFlow::set_head_request`]).
+    pub fn is_head_request(&self) -> bool {
+        self.head
     }
 
     /// Whether the payload format needs [`RequestMeta`] (set it with `set_request_meta`).
@@ -681,7 +695,8 @@ impl RequestFlow {
                 Err(error) => Step::RewriteAnswerWithError(error),
             };
         }
-        if let Some(headers) = relayable_success(&target, &answer) {
+        // A HEAD's answer is read whole, so that its body can be dropped in one place.
+        if let Some(headers) = relayable_success(&target, &answer).filter(|_| !self.head) {
             self.phase = Phase::RelayingAnswer;
             return Step::RelayAnswer(headers);
         }
@@ -1503,6 +1518,19 @@ mod tests {
             unannounced.on_answer_headers(answer_headers("200", &[]), false),
             Step::Pause
         );
+    }
+
+    #[test]
+    fn a_head_answer_is_read_whole_not_relayed() {
+        let config = config("");
+        let (mut flow, _, _) = forwarded(&config, false);
+        flow.set_head_request();
+        assert!(flow.is_head_request());
+        assert_eq!(
+            flow.on_answer_headers(answer_headers("200", &[("content-length", "20")]), false),
+            Step::Pause
+        );
+        assert_eq!(flow.on_answer_body(20, true), Step::ReadAnswerBody);
     }
 
     #[test]

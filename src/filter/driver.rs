@@ -166,6 +166,11 @@ impl Vm {
                     replace_body,
                 } => {
                     let started = timing::start();
+                    if host::map_value(MapType::HttpRequestHeaders, ":method").as_deref()
+                        == Some("HEAD")
+                    {
+                        request.borrow_mut().flow.set_head_request();
+                    }
                     let request = request.borrow();
                     let context_id = request.context_id;
                     if let Err(status) = forward(&invoke, replace_body, &request, &self.retry_tag) {
@@ -213,7 +218,7 @@ impl Vm {
                 Step::RewriteAnswer(reply) => {
                     let written = {
                         let request = request.borrow();
-                        rewrite_answer(&reply, request.answer_size)
+                        rewrite_answer(&reply, request.answer_size, request.flow.is_head_request())
                     };
                     match written {
                         Ok(()) => {
@@ -236,10 +241,13 @@ impl Vm {
                             // Refused while its body is still to come: the error's body goes out
                             // in place of the first chunk, and the rest is dropped.
                             let written = rewrite_answer_headers(&reply);
-                            request.flow.set_refusal_body(reply.body);
+                            if !request.flow.is_head_request() {
+                                request.flow.set_refusal_body(reply.body);
+                            }
                             written
                         } else {
-                            rewrite_answer(&reply, request.answer_size)
+                            let head = request.flow.is_head_request();
+                            rewrite_answer(&reply, request.answer_size, head)
                         };
                     if let Err(status) = written {
                         // Not even the error could be written: reset rather than let the
@@ -510,8 +518,14 @@ fn read_range(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
         .unwrap_or_default()
 }
 
-/// Replaces the answer's body buffered in this callback (`answer_size` bytes) with `body`.
+/// Replaces the answer's body buffered in this callback (`answer_size` bytes) with `body`
+/// (with nothing, for a HEAD).
 fn replace_answer_body(request: &Request, body: &[u8]) -> Result<(), u32> {
+    let body = if request.flow.is_head_request() {
+        &[]
+    } else {
+        body
+    };
     if request.answer_size == 0 && body.is_empty() {
         return Ok(());
     }
@@ -614,17 +628,19 @@ fn set_response_headers(headers: &[(String, String)]) -> Result<(), u32> {
 }
 
 /// Replaces the answer with `reply`: status and headers, and the body read so far
-/// (`answer_size` bytes). An answer that ended with its headers has no body to replace,
-/// so its replacement goes out as a local reply.
-fn rewrite_answer(reply: &ClientReply, answer_size: usize) -> Result<(), u32> {
+/// (`answer_size` bytes; for a HEAD, nothing, under the content-length a GET would get). An
+/// answer that ended with its headers has no body to replace, so its replacement goes out
+/// as a local reply (whose body Envoy drops for a HEAD itself).
+fn rewrite_answer(reply: &ClientReply, answer_size: usize, head: bool) -> Result<(), u32> {
     if answer_size == 0 && !reply.body.is_empty() {
         return send(reply).map_err(|status| status as u32);
     }
     rewrite_answer_headers(reply)?;
-    if answer_size == 0 && reply.body.is_empty() {
+    let body: &[u8] = if head { &[] } else { &reply.body };
+    if answer_size == 0 && body.is_empty() {
         return Ok(());
     }
-    host::set_buffer(BufferType::HttpResponseBody, 0, answer_size, &reply.body)
+    host::set_buffer(BufferType::HttpResponseBody, 0, answer_size, body)
 }
 
 /// The function's log tail (`X-Amz-Log-Type: Tail`), decoded, at debug.
