@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::arn::{is_valid_qualifier, is_valid_region, FunctionId};
+use crate::aws::arn::{is_valid_qualifier, is_valid_region, FunctionId};
 use crate::credentials::container::{endpoint_from_env, ENV_FULL_URI, ENV_RELATIVE_URI};
 use crate::credentials::imds::{
     ImdsSettings, DEFAULT_ENDPOINT as IMDS_ENDPOINT, DEFAULT_TOKEN_TTL_SECONDS,

@@ -5,10 +5,10 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
+use crate::aws::sigv4::SigningError;
 use crate::config::ConfigError;
 use crate::eventstream::prelude::PreludeError;
 use crate::eventstream::{StreamError, StreamEvent};
-use crate::sigv4::SigningError;
 
 /// Longest message from Lambda's stream (`ErrorDetails`) copied into an error body.
 const MAX_STREAM_MESSAGE_CHARS: usize = 1024;

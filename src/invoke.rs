@@ -3,9 +3,9 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::aws::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 use crate::config::{InvocationType, InvokeTarget};
 use crate::credentials::Credentials;
-use crate::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 
 thread_local! {
     /// The Invoke's SigV4 signing key, derived once per day, credentials and region rather

@@ -3,8 +3,8 @@
 //! Everything but `filter` is plain Rust that takes values (time included) and runs under
 //! `cargo test`; `filter` is the thin shell that talks to the proxy-wasm host.
 
-pub mod arn;
 pub mod attempts;
+pub mod aws;
 pub mod config;
 pub mod credentials;
 pub mod error;
@@ -18,10 +18,10 @@ pub mod proxy_response;
 pub mod response;
 pub mod route;
 pub mod secret;
-pub mod sigv4;
 pub mod string_map;
 
 // The credential providers' former paths, kept for the fuzz targets and benches.
+pub use aws::{arn, sigv4};
 pub use credentials::{
     ambient, container as container_credentials, imds, state as credential_state, sts,
 };

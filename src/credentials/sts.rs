@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 
 use aws_smithy_types::date_time::DateTime;
 
-use crate::arn::is_valid_region;
+use crate::aws::arn::is_valid_region;
+use crate::aws::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 use crate::config::{is_header_value, validate_host, ConfigError, Fields};
 use crate::credentials::Credentials;
 use crate::invoke::OutboundRequest;
 use crate::secret::Secret;
-use crate::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 
 /// The XML namespace of STS answers.
 pub const STS_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
