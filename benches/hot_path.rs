@@ -15,8 +15,9 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use proxy_wasm_lambda::config::{FilterConfig, InvokeTarget, PayloadFormat, RouteOverride};
 use proxy_wasm_lambda::credentials::Credentials;
 use proxy_wasm_lambda::event::{build_event, RequestInfo};
+use proxy_wasm_lambda::http::CallAnswer;
 use proxy_wasm_lambda::invoke::build_invoke;
-use proxy_wasm_lambda::response::{decode_invoke_answer, InvokeAnswer};
+use proxy_wasm_lambda::response::decode_invoke_answer;
 use proxy_wasm_lambda::secret::Secret;
 use proxy_wasm_lambda::sigv4::{sign_request, RequestToSign, SigningKeyCache};
 
@@ -147,7 +148,7 @@ fn one_request_cached(
 }
 
 fn decode(target: &InvokeTarget) -> u16 {
-    let answer = InvokeAnswer {
+    let answer = CallAnswer {
         status: Some(200),
         headers: vec![
             (

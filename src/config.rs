@@ -1,6 +1,7 @@
 //! Plugin configuration: parsed once at configure time into an immutable, validated
 //! [`FilterConfig`]; per-route overrides (route metadata) are validated by the same code.
 
+use crate::http::is_header_value;
 use crate::string_map::StringMap;
 use std::fmt;
 use std::time::Duration;
@@ -1383,12 +1384,6 @@ fn container_provider(
         &format!("the container credentials endpoint ({})", endpoint.uri),
     )?;
     Ok(AmbientProvider::Container(endpoint.with(cluster, timeout)))
-}
-
-/// Whether `value` can be sent (and signed) as an HTTP header value: no control characters
-/// but tab.
-pub(crate) fn is_header_value(value: &str) -> bool {
-    !value.chars().any(|c| c.is_control() && c != '\t')
 }
 
 type InlineKeys = (Option<String>, Option<Secret>, Option<Secret>);

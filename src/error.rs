@@ -9,26 +9,10 @@ use crate::aws::sigv4::SigningError;
 use crate::config::ConfigError;
 use crate::eventstream::prelude::PreludeError;
 use crate::eventstream::{StreamError, StreamEvent};
+use crate::http::ClientReply;
 
 /// Longest message from Lambda's stream (`ErrorDetails`) copied into an error body.
 const MAX_STREAM_MESSAGE_CHARS: usize = 1024;
-
-/// A reply sent to the client instead of proxying the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientReply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl ClientReply {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {

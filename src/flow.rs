@@ -10,13 +10,16 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{ConfigError, InvokeTarget, PayloadFormat, ProfileId, CUSTOM_PARAMETERS_FIELD};
 use crate::credentials::Credentials;
-use crate::error::{ClientReply, RequestError};
+use crate::error::RequestError;
 use crate::event::{build_event, merge_custom_parameters, RequestInfo};
 use crate::eventstream::prelude::{PreludeSplitter, Split};
 use crate::eventstream::{StreamDecoder, StreamError, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
-use crate::invoke::{build_invoke, build_stream_invoke, OutboundRequest};
+use crate::http::CallAnswer;
+use crate::http::ClientReply;
+use crate::http::OutboundRequest;
+use crate::invoke::{build_invoke, build_stream_invoke};
 use crate::proxy_response::is_bodyless_status;
-use crate::response::{decode_invoke_answer, relayable_success, InvokeAnswer, MAX_ANSWER_BYTES};
+use crate::response::{decode_invoke_answer, relayable_success, MAX_ANSWER_BYTES};
 use crate::route::RouteTarget;
 
 /// Slack for timer granularity when deciding whether an empty answer was the timeout.
@@ -82,7 +85,7 @@ pub enum Phase {
     /// The answer has to be read whole before the client's response can be written.
     BufferingAnswer {
         target: Rc<InvokeTarget>,
-        answer: InvokeAnswer,
+        answer: CallAnswer,
     },
     /// A successful answer is going to the client as it arrives.
     RelayingAnswer,
@@ -617,7 +620,7 @@ impl RequestFlow {
     pub fn on_invoke_answer(
         &mut self,
         token: u32,
-        answer: InvokeAnswer,
+        answer: CallAnswer,
         now: SystemTime,
     ) -> Option<Step> {
         let Phase::AwaitingInvoke {
@@ -661,7 +664,7 @@ impl RequestFlow {
             .iter()
             .find(|(name, _)| name == ":status")
             .and_then(|(_, value)| value.parse::<u16>().ok());
-        let answer = InvokeAnswer {
+        let answer = CallAnswer {
             status,
             headers,
             body: Vec::new(),
@@ -939,8 +942,8 @@ mod tests {
         flow
     }
 
-    fn lambda_answer(status: u16, headers: &[(&str, &str)], body: &str) -> InvokeAnswer {
-        InvokeAnswer {
+    fn lambda_answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallAnswer {
+        CallAnswer {
             status: Some(status),
             headers: headers
                 .iter()
@@ -992,7 +995,7 @@ mod tests {
         let config = config("");
         let mut flow = dispatched(&config);
         let step = flow
-            .on_invoke_answer(7, InvokeAnswer::default(), t(1000))
+            .on_invoke_answer(7, CallAnswer::default(), t(1000))
             .unwrap();
         assert_eq!(step, Step::Fail(RequestError::UpstreamTimeout));
         assert_eq!(flow.phase(), &Phase::Finished);
@@ -1003,7 +1006,7 @@ mod tests {
         let config = config("");
         let mut flow = dispatched(&config);
         let step = flow
-            .on_invoke_answer(7, InvokeAnswer::default(), t(100))
+            .on_invoke_answer(7, CallAnswer::default(), t(100))
             .unwrap();
         assert_eq!(
             step,
@@ -1042,17 +1045,11 @@ mod tests {
     fn unknown_or_late_tokens_are_ignored() {
         let config = config("");
         let mut flow = dispatched(&config);
-        assert_eq!(
-            flow.on_invoke_answer(8, InvokeAnswer::default(), t(5)),
-            None
-        );
+        assert_eq!(flow.on_invoke_answer(8, CallAnswer::default(), t(5)), None);
         assert!(flow
             .on_invoke_answer(7, lambda_answer(200, &[], "{}"), t(5))
             .is_some());
-        assert_eq!(
-            flow.on_invoke_answer(7, InvokeAnswer::default(), t(6)),
-            None
-        );
+        assert_eq!(flow.on_invoke_answer(7, CallAnswer::default(), t(6)), None);
     }
 
     #[test]

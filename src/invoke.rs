@@ -1,11 +1,12 @@
 //! Builds the signed Lambda Invoke request. Only headers we set are signed and sent, so
 //! nothing the client sent reaches the Lambda API.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::aws::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 use crate::config::{InvocationType, InvokeTarget};
 use crate::credentials::Credentials;
+use crate::http::OutboundRequest;
 
 thread_local! {
     /// The Invoke's SigV4 signing key, derived once per day, credentials and region rather
@@ -15,25 +16,6 @@ thread_local! {
 }
 
 pub const INVOKE_CONTENT_TYPE: &str = "application/json";
-
-/// A request for the host to dispatch to an Envoy cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboundRequest {
-    pub cluster: String,
-    /// Pseudo-headers (`:method`, `:path`, `:authority`) first, then the signed headers.
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub timeout: Duration,
-}
-
-impl OutboundRequest {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
 
 pub fn build_invoke(
     target: &InvokeTarget,
@@ -121,6 +103,7 @@ mod tests {
     use super::*;
     use crate::config::FilterConfig;
     use crate::secret::Secret;
+    use std::time::Duration;
 
     fn target(extra: &str) -> InvokeTarget {
         let json = format!(

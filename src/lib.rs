@@ -11,7 +11,7 @@ pub mod error;
 pub mod event;
 pub mod eventstream;
 pub mod flow;
-pub mod header_map;
+pub mod http;
 pub mod invoke;
 pub mod metrics;
 pub mod proxy_response;
@@ -25,6 +25,7 @@ pub use aws::{arn, sigv4};
 pub use credentials::{
     ambient, container as container_credentials, imds, state as credential_state, sts,
 };
+pub use http::header_map;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

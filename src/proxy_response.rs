@@ -15,8 +15,8 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use crate::error::ClientReply;
 use crate::event::EventFormat;
+use crate::http::ClientReply;
 
 /// Longest piece of the function's answer quoted in an error message.
 const MAX_QUOTE_CHARS: usize = 64;

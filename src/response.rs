@@ -3,7 +3,9 @@
 use serde_json::Value;
 
 use crate::config::{InvocationType, InvokeTarget, PayloadFormat};
-use crate::error::{ClientReply, RequestError};
+use crate::error::RequestError;
+use crate::http::CallAnswer;
+use crate::http::ClientReply;
 use crate::proxy_response::decode_proxy_response;
 
 /// Longest function error message copied into the client's error body.
@@ -14,31 +16,10 @@ const MAX_MESSAGE_CHARS: usize = 1024;
 /// answer is an upstream fault, refused without copying it into the VM.
 pub const MAX_ANSWER_BYTES: usize = 6_291_556;
 
-/// What the Lambda cluster answered. `status` is `None` when the host had no response at
-/// all (reset, or timeout reported without headers).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InvokeAnswer {
-    pub status: Option<u16>,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    /// The body's size when it was larger than the reader's bound and left unread (`body`
-    /// is then empty).
-    pub unread_body_bytes: Option<usize>,
-}
-
-impl InvokeAnswer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
 /// `timed_out` tells whether the Invoke's timeout had passed when the answer came.
 pub fn decode_invoke_answer(
     target: &InvokeTarget,
-    answer: InvokeAnswer,
+    answer: CallAnswer,
     timed_out: bool,
 ) -> Result<ClientReply, RequestError> {
     let Some(status) = answer.status else {
@@ -118,7 +99,7 @@ pub fn decode_invoke_answer(
 /// other answer must be read whole and decoded.
 pub fn relayable_success(
     target: &InvokeTarget,
-    answer: &InvokeAnswer,
+    answer: &CallAnswer,
 ) -> Option<Vec<(String, String)>> {
     if answer.status != Some(200)
         || target.invocation_type != InvocationType::RequestResponse
@@ -173,7 +154,7 @@ fn success(invocation_type: InvocationType, payload: Vec<u8>) -> ClientReply {
 /// The AWS error type: `x-amzn-errortype` (without its `:namespace` suffix), else the JSON
 /// `__type` (without its `namespace#` prefix) or `code`, else the `<Code>` of an XML error
 /// document (what AWS query-protocol front ends and some stand-ins answer).
-fn error_type(answer: &InvokeAnswer) -> Option<String> {
+fn error_type(answer: &CallAnswer) -> Option<String> {
     if let Some(header) = answer.header("x-amzn-errortype") {
         let name = header.split(':').next().unwrap_or(header).trim();
         if !name.is_empty() {
@@ -218,8 +199,8 @@ mod tests {
             .target
     }
 
-    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> InvokeAnswer {
-        InvokeAnswer {
+    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallAnswer {
+        CallAnswer {
             status: Some(status),
             headers: headers
                 .iter()
@@ -417,7 +398,7 @@ mod tests {
 
     #[test]
     fn no_answer_is_timeout_or_unavailable() {
-        let none = InvokeAnswer::default();
+        let none = CallAnswer::default();
         assert_eq!(
             decode_invoke_answer(&target(""), none.clone(), true).unwrap_err(),
             RequestError::UpstreamTimeout
@@ -430,7 +411,7 @@ mod tests {
 
     #[test]
     fn answers_over_lambdas_limit_are_refused_whatever_they_say() {
-        let oversized = |status, headers: &[(&str, &str)]| InvokeAnswer {
+        let oversized = |status, headers: &[(&str, &str)]| CallAnswer {
             unread_body_bytes: Some(MAX_ANSWER_BYTES + 1),
             ..answer(status, headers, "")
         };
@@ -455,9 +436,9 @@ mod tests {
             assert_eq!(err.class(), "response_too_large");
         }
         // No answer at all stays a timeout or an unreachable endpoint.
-        let reset = InvokeAnswer {
+        let reset = CallAnswer {
             unread_body_bytes: Some(MAX_ANSWER_BYTES + 1),
-            ..InvokeAnswer::default()
+            ..CallAnswer::default()
         };
         assert_eq!(
             decode_invoke_answer(&target(""), reset, false).unwrap_err(),

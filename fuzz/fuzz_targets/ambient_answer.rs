@@ -22,7 +22,8 @@ use proxy_wasm_lambda::imds::{
     ImdsClient, ImdsProgress, ImdsSettings, MAX_CALLS_PER_FETCH, ROLE_PATH, TOKEN_HEADER,
     TOKEN_PATH,
 };
-use proxy_wasm_lambda::invoke::{build_invoke, OutboundRequest};
+use proxy_wasm_lambda::http::OutboundRequest;
+use proxy_wasm_lambda::invoke::build_invoke;
 use proxy_wasm_lambda::secret::Secret;
 use proxy_wasm_lambda::sts::TemporaryCredentials;
 

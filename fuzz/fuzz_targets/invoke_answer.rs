@@ -14,7 +14,8 @@ use libfuzzer_sys::fuzz_target;
 use proxy_wasm_lambda::config::{FilterConfig, InvocationType, InvokeTarget, PayloadFormat};
 use proxy_wasm_lambda::error::RequestError;
 use proxy_wasm_lambda::event::EventFormat;
-use proxy_wasm_lambda::response::{decode_invoke_answer, InvokeAnswer};
+use proxy_wasm_lambda::response::decode_invoke_answer;
+use proxy_wasm_lambda::http::CallAnswer;
 use serde_json::Value;
 
 const STATUSES: [u16; 16] = [
@@ -79,11 +80,11 @@ fuzz_target!(|data: &[u8]| {
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .collect();
     let headers_clean = headers.iter().all(|(_, v)| is_clean_value(v));
-    let answer = InvokeAnswer {
+    let answer = CallAnswer {
         status,
         headers,
         body: body.to_vec(),
-        ..InvokeAnswer::default()
+        ..CallAnswer::default()
     };
     match decode_invoke_answer(&target, answer, timed_out) {
         Ok(reply) => {

@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use proxy_wasm_lambda::event::EventFormat;
-use proxy_wasm_lambda::error::ClientReply;
+use proxy_wasm_lambda::http::ClientReply;
 use proxy_wasm_lambda::proxy_response::{
     decode_proxy_response, is_bodyless_status, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_BYTES,
 };

@@ -10,9 +10,9 @@ use crate::credentials::sts::{
     build_assume_role_request, parse_assume_role_answer, AssumeRoleSettings,
 };
 use crate::credentials::Credentials;
-use crate::invoke::OutboundRequest;
+use crate::http::CallAnswer;
+use crate::http::OutboundRequest;
 use crate::metrics::CredentialFetcher;
-use crate::response::InvokeAnswer;
 
 /// The largest AssumeRole answer read into the VM (real ones are a few KB); a larger one is
 /// a bad response, left unread.
@@ -79,7 +79,7 @@ impl CredentialProvider for AssumeRoleProvider {
         })
     }
 
-    fn on_answer(&mut self, answer: &InvokeAnswer, _now: SystemTime) -> Progress {
+    fn on_answer(&mut self, answer: &CallAnswer, _now: SystemTime) -> Progress {
         Progress::Done(
             parse_assume_role_answer(answer.status, &answer.body)
                 .map_err(|e| FetchFailure::new(e.class(), e.to_string())),

@@ -33,9 +33,9 @@ use crate::credentials::state::{
 use crate::credentials::sts::class_is_retryable;
 use crate::credentials::Credentials;
 use crate::error::RequestError;
-use crate::invoke::OutboundRequest;
+use crate::http::CallAnswer;
+use crate::http::OutboundRequest;
 use crate::metrics::CredentialFetcher;
-use crate::response::InvokeAnswer;
 
 /// Bounded retries of a compare-and-swap write lost to another VM.
 const CAS_ATTEMPTS: usize = 8;
@@ -295,7 +295,7 @@ impl CachedLayer {
     fn on_answer(
         &mut self,
         store: &dyn SharedStore,
-        answer: &InvokeAnswer,
+        answer: &CallAnswer,
         now: SystemTime,
         work: &mut Work,
     ) {
@@ -744,7 +744,7 @@ impl CredentialProfiles {
         &mut self,
         store: &dyn SharedStore,
         owner: CallOwner,
-        answer: &InvokeAnswer,
+        answer: &CallAnswer,
         now: SystemTime,
     ) -> Work {
         let mut work = Work::default();

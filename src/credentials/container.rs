@@ -13,10 +13,11 @@
 
 use std::time::Duration;
 
-use crate::config::{is_header_value, ConfigError};
+use crate::config::ConfigError;
 use crate::credentials::ambient::{parse_credentials_json, AmbientError};
 use crate::credentials::sts::TemporaryCredentials;
-use crate::invoke::OutboundRequest;
+use crate::http::is_header_value;
+use crate::http::OutboundRequest;
 use crate::secret::Secret;
 
 pub const ENV_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";

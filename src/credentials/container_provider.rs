@@ -9,9 +9,9 @@ use crate::credentials::provider::{
 };
 use crate::credentials::state::RefreshPolicy;
 use crate::credentials::Credentials;
-use crate::invoke::OutboundRequest;
+use crate::http::CallAnswer;
+use crate::http::OutboundRequest;
 use crate::metrics::CredentialFetcher;
-use crate::response::InvokeAnswer;
 
 /// The container credentials endpoint (ECS task role, EKS Pod Identity).
 pub struct ContainerProvider {
@@ -57,7 +57,7 @@ impl CredentialProvider for ContainerProvider {
         Ok(container::build_request(&self.settings))
     }
 
-    fn on_answer(&mut self, answer: &InvokeAnswer, _now: SystemTime) -> Progress {
+    fn on_answer(&mut self, answer: &CallAnswer, _now: SystemTime) -> Progress {
         Progress::Done(
             container::parse_answer(answer.status, &answer.body)
                 .map_err(|e| FetchFailure::new(e.class(), e.to_string())),

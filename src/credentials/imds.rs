@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::credentials::ambient::{parse_credentials_json, AmbientError, Failure};
 use crate::credentials::sts::TemporaryCredentials;
-use crate::invoke::OutboundRequest;
+use crate::http::OutboundRequest;
 use crate::secret::Secret;
 
 pub const TOKEN_PATH: &str = "/latest/api/token";

@@ -9,9 +9,9 @@ use crate::credentials::provider::{
 };
 use crate::credentials::state::{epoch_ms, RefreshPolicy};
 use crate::credentials::Credentials;
-use crate::invoke::OutboundRequest;
+use crate::http::CallAnswer;
+use crate::http::OutboundRequest;
 use crate::metrics::CredentialFetcher;
-use crate::response::InvokeAnswer;
 
 /// The EC2 instance role through IMDSv2 (token, role name, credentials: up to five calls).
 pub struct ImdsProvider {
@@ -60,7 +60,7 @@ impl CredentialProvider for ImdsProvider {
         Ok(self.client.start(epoch_ms(now)))
     }
 
-    fn on_answer(&mut self, answer: &InvokeAnswer, now: SystemTime) -> Progress {
+    fn on_answer(&mut self, answer: &CallAnswer, now: SystemTime) -> Progress {
         let now_ms = epoch_ms(now);
         match self.client.on_answer(
             answer.status,

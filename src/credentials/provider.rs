@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 use crate::credentials::state::RefreshPolicy;
 use crate::credentials::sts::TemporaryCredentials;
 use crate::credentials::Credentials;
-use crate::invoke::OutboundRequest;
+use crate::http::CallAnswer;
+use crate::http::OutboundRequest;
 use crate::metrics::CredentialFetcher;
-use crate::response::InvokeAnswer;
 
 /// Ambient credentials (IMDS, container) are trusted for at most this long, whatever their
 /// `Expiration` says (the SDKs refresh instance credentials within hours).
@@ -68,7 +68,7 @@ pub trait CredentialProvider {
         now: SystemTime,
     ) -> Result<OutboundRequest, FetchFailure>;
     /// The answer to the call in flight.
-    fn on_answer(&mut self, answer: &InvokeAnswer, now: SystemTime) -> Progress;
+    fn on_answer(&mut self, answer: &CallAnswer, now: SystemTime) -> Progress;
     /// The call in flight was never dispatched, or its answer is not read.
     fn abort(&mut self) {}
     /// State worth handing to the next VM that fetches (the IMDS session token), if any.

@@ -10,9 +10,10 @@ use aws_smithy_types::date_time::DateTime;
 
 use crate::aws::arn::is_valid_region;
 use crate::aws::sigv4::{RequestToSign, SigningError, SigningKeyCache};
-use crate::config::{is_header_value, validate_host, ConfigError, Fields};
+use crate::config::{validate_host, ConfigError, Fields};
 use crate::credentials::Credentials;
-use crate::invoke::OutboundRequest;
+use crate::http::is_header_value;
+use crate::http::OutboundRequest;
 use crate::secret::Secret;
 
 /// The XML namespace of STS answers.

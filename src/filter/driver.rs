@@ -18,12 +18,14 @@ use super::timing::{self, Phase as Timed, Timing};
 use crate::attempts::{AttemptStash, ATTEMPT_HEADER};
 use crate::config::FilterConfig;
 use crate::credentials::cache::CredentialProfiles;
-use crate::error::{ClientReply, RequestError};
+use crate::error::RequestError;
 use crate::flow::{RequestFlow, Step, StreamFallback};
-use crate::invoke::OutboundRequest;
+use crate::http::CallAnswer;
+use crate::http::ClientReply;
+use crate::http::OutboundRequest;
 use crate::metrics::Metric;
 use crate::proxy_response::is_bodyless_status;
-use crate::response::{InvokeAnswer, MAX_ANSWER_BYTES};
+use crate::response::MAX_ANSWER_BYTES;
 use crate::route::RouteCache;
 
 /// One HTTP request's state, shared by its context and (while it waits) the root.
@@ -477,7 +479,7 @@ pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
 /// The answer to a dispatched call: `:status`, headers and body. A body over `max_body`
 /// bytes is left in the host (Envoy frees it with the call) and only its size reported, so
 /// an oversized answer never grows the VM's memory.
-pub fn read_call_answer(body_size: usize, max_body: usize) -> InvokeAnswer {
+pub fn read_call_answer(body_size: usize, max_body: usize) -> CallAnswer {
     let headers = host::map(MapType::HttpCallResponseHeaders);
     let status = headers
         .iter()
@@ -492,7 +494,7 @@ pub fn read_call_answer(body_size: usize, max_body: usize) -> InvokeAnswer {
             .flatten()
             .unwrap_or_default()
     };
-    InvokeAnswer {
+    CallAnswer {
         status,
         headers,
         body,

@@ -7,7 +7,7 @@ use std::ptr::null_mut;
 
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
-use crate::header_map;
+use crate::http::header_map;
 
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]

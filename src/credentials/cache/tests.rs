@@ -104,7 +104,7 @@ fn vm(source: &CredentialSource) -> CredentialProfiles {
 const DEFAULT: &str = "default";
 const P0: ProfileId = ProfileId::DEFAULT;
 
-fn sts_answer(access_key_id: &str, expiration: &str) -> InvokeAnswer {
+fn sts_answer(access_key_id: &str, expiration: &str) -> CallAnswer {
     let body = format!(
         r#"<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult><Credentials>
@@ -118,8 +118,8 @@ fn sts_answer(access_key_id: &str, expiration: &str) -> InvokeAnswer {
     answer(200, body.into_bytes())
 }
 
-fn answer(status: u16, body: Vec<u8>) -> InvokeAnswer {
-    InvokeAnswer {
+fn answer(status: u16, body: Vec<u8>) -> CallAnswer {
+    CallAnswer {
         status: Some(status),
         headers: Vec::new(),
         body,
@@ -127,7 +127,7 @@ fn answer(status: u16, body: Vec<u8>) -> InvokeAnswer {
     }
 }
 
-fn denied() -> InvokeAnswer {
+fn denied() -> CallAnswer {
     answer(
         403,
         br#"<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>not authorized</Message></Error></ErrorResponse>"#.to_vec(),
@@ -597,7 +597,7 @@ fn oversized_answers_are_bad_responses() {
         .pop()
         .unwrap();
     vm.park(P0, 4, t(3));
-    let big = InvokeAnswer {
+    let big = CallAnswer {
         unread_body_bytes: Some(1 << 20),
         ..answer(200, Vec::new())
     };
