@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use base64::Engine;
 use percent_encoding::percent_decode_str;
 
-use crate::credentials::state::epoch_ms;
+use crate::time::{civil_from_days, epoch_ms};
 
 /// Stage name sent when none is configured (HTTP API's default stage).
 pub const DEFAULT_STAGE: &str = "$default";
@@ -293,7 +293,7 @@ const MONTHS: [&str; 12] = [
 /// API Gateway's request time: `23/Nov/2026:10:00:00 +0000`.
 fn request_time(now: SystemTime) -> String {
     let secs = epoch_ms(now) / 1000;
-    let (year, month, day) = civil_from_days(secs / 86_400);
+    let (year, month, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0));
     let seconds_of_day = secs % 86_400;
     let month_name = month
         .checked_sub(1)
@@ -305,20 +305,6 @@ fn request_time(now: SystemTime) -> String {
         seconds_of_day / 60 % 60,
         seconds_of_day % 60
     )
-}
-
-/// (year, month 1–12, day 1–31) of a count of days since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 // ---------------------------------------------------------------- JSON writer

@@ -19,6 +19,7 @@ pub mod response;
 pub mod route;
 pub mod secret;
 pub mod string_map;
+pub mod time;
 
 // The credential providers' former paths, kept for the fuzz targets and benches.
 pub use aws::{arn, sigv4};

@@ -15,7 +15,7 @@
 //!
 //! Shared data lives in Envoy's process memory only; it is never persisted.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -26,15 +26,7 @@ use crate::secret::Secret;
 /// Added to the STS timeout to make the fetch lease: the lease outlives the call it guards.
 pub const LEASE_SLACK: Duration = Duration::from_secs(1);
 
-/// Milliseconds since the Unix epoch (0 before it, saturating far after).
-pub fn epoch_ms(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
-}
-
-/// Whole milliseconds, saturating.
-pub fn ms(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
+pub use crate::time::{epoch_ms, ms};
 
 /// Temporary credentials as kept in the shared record. `Debug` redacts the secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -481,6 +473,7 @@ impl Waiters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     const SECOND: u64 = 1000;
     const MINUTE: u64 = 60 * SECOND;
