@@ -169,7 +169,7 @@ fn error_type(answer: &CallAnswer) -> Option<String> {
 
 fn xml_element_text(body: &[u8], element: &str) -> Option<String> {
     let text = std::str::from_utf8(body).ok()?;
-    let document = crate::credentials::sts::XmlElements::parse(text)?;
+    let document = crate::aws::xml::XmlElements::parse(text, "")?;
     let found = document.first_text(element)?;
     Some(found.chars().take(MAX_MESSAGE_CHARS).collect())
 }

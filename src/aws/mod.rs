@@ -3,3 +3,4 @@
 pub mod arn;
 pub mod credentials;
 pub mod sigv4;
+pub mod xml;
