@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::aws::arn::{is_valid_qualifier, is_valid_region, FunctionId};
-use crate::credentials::container::{endpoint_from_env, ENV_FULL_URI, ENV_RELATIVE_URI};
+use crate::credentials::container::{ENV_FULL_URI, ENV_RELATIVE_URI};
 use crate::credentials::imds::{
     ImdsSettings, DEFAULT_ENDPOINT as IMDS_ENDPOINT, DEFAULT_TOKEN_TTL_SECONDS,
     MAX_TOKEN_TTL_SECONDS,
@@ -20,10 +20,14 @@ use crate::credentials::{
 use crate::event::{EventFormat, EventSettings};
 use crate::secret::Secret;
 
+mod assume_role;
+mod container;
 mod credentials;
 mod fields;
 mod target;
 
+pub use assume_role::*;
+pub use container::*;
 pub use credentials::*;
 pub use fields::*;
 pub use target::*;
@@ -31,7 +35,6 @@ pub use target::*;
 pub use crate::credentials::source::{
     AmbientProvider, CredentialSource, ProfileId, DEFAULT_PROFILE,
 };
-use crate::credentials::sts::{validate_assume_role, RawAssumeRole, ASSUME_ROLE_KEYS};
 
 /// The keys of the plugin configuration, in the order serde listed them in errors.
 const CONFIG_KEYS: &[&str] = &[

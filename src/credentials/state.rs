@@ -651,17 +651,17 @@ mod tests {
 
     #[test]
     fn lease_follows_sts_timeout() {
-        let settings = crate::credentials::sts::validate_assume_role(
-            crate::credentials::sts::RawAssumeRole {
-                role_arn: Some("arn:aws:iam::123456789012:role/r".into()),
-                sts_cluster: Some("sts".into()),
-                timeout_ms: Some(5000),
-                ..Default::default()
-            },
-            "us-east-1",
-            &|_| None,
-        )
-        .unwrap();
+        let settings = crate::credentials::sts::AssumeRoleSettings {
+            role_arn: "arn:aws:iam::123456789012:role/r".into(),
+            external_id: None,
+            session_name: "s".into(),
+            duration_seconds: 3600,
+            region: "us-east-1".into(),
+            sts_cluster: "sts".into(),
+            sts_endpoint: "sts.us-east-1.amazonaws.com".into(),
+            timeout: Duration::from_millis(5000),
+            max_wait: Duration::from_millis(3000),
+        };
         assert_eq!(
             RefreshPolicy::for_settings(&settings).lease,
             Duration::from_secs(6)
