@@ -1,17 +1,27 @@
-//! Route metadata: `decode_route_override` on arbitrary property bytes for any of the route
-//! keys, then `resolve_route` against a plugin configuration. Never panics; errors name a
-//! route key; resolved targets are within bounds.
+//! Route metadata: `decode_route_override` on the namespace's `google.protobuf.Struct`
+//! built from records of route keys (or typos of them, or any text) and values of every
+//! kind, then `resolve_route` against a plugin configuration. Never panics; a key that is
+//! not a route key is always refused; errors name a key; resolved targets are within
+//! bounds; the route cache agrees.
 //!
-//! Input: records of `[key index][length][value bytes]`; a key may come more than once (the
-//! first wins), an index past the key list is ignored.
+//! Input: a configuration selector, then records of `[key][kind][length][payload]`. The
+//! key selects one of `ROUTE_KEYS` (0-21), a typo of one (22-43: its second character
+//! dropped) or the payload as the key (44 and up, valued "x"). The kind makes the value
+//! from the payload: text, number, bool, null, map of text, list, map with a number, or
+//! nested maps.
 #![no_main]
+
+mod protobuf_struct;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use proxy_wasm_lambda::config::FilterConfig;
-use proxy_wasm_lambda::route::{decode_route_override, RouteCache, RouteTarget, ROUTE_KEYS};
+use proxy_wasm_lambda::route::{
+    decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE, ROUTE_KEYS,
+};
+use serde_json::{json, Map, Value};
 
 fn configs() -> &'static [FilterConfig; 3] {
     static CONFIGS: OnceLock<[FilterConfig; 3]> = OnceLock::new();
@@ -32,32 +42,73 @@ fn configs() -> &'static [FilterConfig; 3] {
     })
 }
 
+fn key(selector: u8, payload: &[u8]) -> String {
+    let selector = usize::from(selector);
+    match ROUTE_KEYS.get(selector % 64) {
+        Some(key) => key.to_string(),
+        None => match ROUTE_KEYS.get(selector % 64 - ROUTE_KEYS.len()) {
+            Some(key) => {
+                let mut typo = key.to_string();
+                typo.remove(1);
+                typo
+            }
+            None => String::from_utf8_lossy(payload).into_owned(),
+        },
+    }
+}
+
+fn value(kind: u8, payload: &[u8]) -> Value {
+    let text = || Value::String(String::from_utf8_lossy(payload).into_owned());
+    match kind % 8 {
+        0 => text(),
+        1 => match payload.get(..8) {
+            Some(bits) => {
+                let n = f64::from_le_bytes(bits.try_into().unwrap());
+                serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
+            }
+            None => json!(payload.iter().fold(0u64, |n, b| n << 8 | u64::from(*b))),
+        },
+        2 => json!(payload.first().is_some_and(|b| b & 1 == 1)),
+        3 => Value::Null,
+        4 => json!({"p": text(), "q": text()}),
+        5 => json!([text()]),
+        6 => json!({"n": payload.len()}),
+        _ => json!({"a": {"b": text()}}),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Some((&which, mut rest)) = data.split_first() else {
         return;
     };
-    let mut values: Vec<(&str, Vec<u8>)> = Vec::new();
-    while let [key, len, tail @ ..] = rest {
+    let mut map = Map::new();
+    while let [selector, kind, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
-        let (value, next) = tail.split_at(len);
-        if let Some(name) = ROUTE_KEYS.get(usize::from(*key)) {
-            if !values.iter().any(|(n, _)| n == name) {
-                values.push((name, value.to_vec()));
-            }
-        }
+        let (payload, next) = tail.split_at(len);
+        let key = key(*selector, payload);
+        let value = if usize::from(*selector) % 64 >= 2 * ROUTE_KEYS.len() {
+            json!("x")
+        } else {
+            value(*kind, payload)
+        };
+        map.insert(key, value);
         rest = next;
     }
-    let lookup = |key: &str| {
-        assert!(ROUTE_KEYS.contains(&key), "looked up {key}");
-        values
-            .iter()
-            .find(|(n, _)| *n == key)
-            .map(|(_, v)| v.clone())
-    };
-    let route = match decode_route_override(lookup) {
-        Ok(route) => route,
+    let unknown: Vec<&String> = map
+        .keys()
+        .filter(|k| !ROUTE_KEYS.contains(&k.as_str()))
+        .collect();
+    let namespace = protobuf_struct::encode_struct(&map);
+    let route = match decode_route_override(&namespace) {
+        Ok(route) => {
+            assert!(unknown.is_empty(), "unknown keys {unknown:?} accepted");
+            route
+        }
         Err(e) => {
-            assert!(ROUTE_KEYS.contains(&e.field.as_str()), "{e:?}");
+            let named = ROUTE_KEYS.contains(&e.field.as_str())
+                || e.field == METADATA_NAMESPACE
+                || unknown.iter().any(|k| k.starts_with(e.field.as_str()));
+            assert!(named, "{e:?}");
             return;
         }
     };
@@ -90,4 +141,8 @@ fuzz_target!(|data: &[u8]| {
     if route.disabled {
         assert_eq!(first, Ok(RouteTarget::Disabled));
     }
+    // And so does the whole path from the route's metadata.
+    let metadata = protobuf_struct::encode_metadata(METADATA_NAMESPACE, &namespace);
+    let mut cache = RouteCache::default();
+    assert_eq!(cache.resolve_metadata(config, &metadata), first);
 });

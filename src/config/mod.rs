@@ -211,26 +211,30 @@ impl FilterConfig {
     fn route_profile(&self, route: &RouteOverride) -> Result<ProfileId, ConfigError> {
         match &route.credentials {
             Some(name) => self.profile_id(name).ok_or_else(|| {
-                let shown = if is_profile_name(name) {
-                    format!("names the credentials profile '{name}', which")
-                } else {
-                    // Not a name: it may be a secret someone put in route metadata.
-                    "is not a credentials profile name (route metadata selects a profile by                      name; keys belong in the plugin configuration's credential_profiles), and                      it"
-                        .to_string()
-                };
-                ConfigError::new(
-                    "credentials",
+                let message = if is_profile_name(name) {
                     format!(
-                        "{shown} the plugin configuration does not have (profiles: {})",
+                        "names the credentials profile '{name}', which the plugin configuration \
+                         does not have (profiles: {})",
                         self.profile_names()
-                    ),
-                )
+                    )
+                } else {
+                    // Not a name: it may be a secret someone put in route metadata, so it is
+                    // never shown.
+                    format!(
+                        "is not a credentials profile name: a route names one of the plugin \
+                         configuration's credential_profiles ({}); keys belong there, never in \
+                         route metadata",
+                        self.profile_names()
+                    )
+                };
+                ConfigError::new("credentials", message)
             }),
             None => self.target.credentials_profile.ok_or_else(|| {
                 ConfigError::new(
                     "credentials",
                     format!(
-                        "is required on this route: the plugin configuration has no top-level                          credentials, so each route names one of its credential_profiles ({})",
+                        "is required on this route: the plugin configuration has no top-level \
+                         credentials, so each route names one of its credential_profiles ({})",
                         self.profile_names()
                     ),
                 )

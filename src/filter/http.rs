@@ -12,7 +12,7 @@ use super::host;
 use super::timing::{self, Phase as Timed};
 use crate::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
-use crate::route::{decode_route_override, ROUTE_METADATA_PROPERTY};
+use crate::route::{on_route, ROUTE_METADATA_PROPERTY, ROUTE_NAME_PROPERTY};
 
 pub struct LambdaHttp {
     vm: Option<Rc<Vm>>,
@@ -34,11 +34,6 @@ impl LambdaHttp {
             })),
         }
     }
-}
-
-/// A property by its path segments, through the non-panicking host call.
-fn property(path: &[&[u8]]) -> Option<Vec<u8>> {
-    host::property(&path.join(&b'\0'))
 }
 
 fn request_header(name: &str) -> Option<String> {
@@ -154,13 +149,13 @@ impl HttpContext for LambdaHttp {
         self.request.borrow_mut().request_id = request_header("x-request-id");
         let route_cluster =
             host::property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok());
-        let metadata_key = host::property(ROUTE_METADATA_PROPERTY).unwrap_or_default();
+        // The route's whole metadata in one read; its name only to name it in an error.
+        let route_metadata = host::property(ROUTE_METADATA_PROPERTY).unwrap_or_default();
         let route = vm
             .routes
             .borrow_mut()
-            .resolve(&vm.config, &metadata_key, || {
-                decode_route_override(|key| property(&[ROUTE_METADATA_PROPERTY, key.as_bytes()]))
-            });
+            .resolve_metadata(&vm.config, &route_metadata)
+            .map_err(|error| on_route(error, host::property(ROUTE_NAME_PROPERTY)));
         let content_length = if end_of_stream {
             None
         } else {
