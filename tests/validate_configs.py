@@ -14,7 +14,15 @@ Checked:
   and the fields used in the Istio and Envoy Gateway resources are those of their APIs (the
   field lists below were read from istio/api extensions/v1alpha1/wasm.proto,
   networking/v1alpha3/envoy_filter.proto and service_entry.proto, and from Envoy Gateway's
-  api/v1alpha1 wasm and policy types).
+  api/v1alpha1 wasm and policy types);
+- every Gateway, GatewayClass, route, policy target and backend a deploy/ manifest names is
+  shipped in deploy/, and every Istio cluster (outbound|…) a plugin configuration names reaches
+  the gateway also with PILOT_FILTER_GATEWAY_CLUSTER_CONFIG on;
+- every EnvoyPatchPolicy jsonPath parses as RFC 9535 JSONPath (jsonpath-rfc9535) with only the
+  string escapes Envoy Gateway's parser (ohler55/ojg) also takes, resolves in a listener shaped
+  like the one Envoy Gateway generates to exactly the Wasm filters of the shipped
+  EnvoyExtensionPolicies, and the patched filter config passes `envoy --mode validate`;
+- each of these deploy/ checks rejects a broken copy of the manifests (broken_manifests).
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import jsonpath_rfc9535  # RFC 9535 JSONPath (tests/requirements.txt)
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,8 +176,35 @@ SERVICEENTRY_SPEC = {"hosts", "addresses", "ports", "location", "resolution", "e
 SERVICEENTRY_PORT = {"number", "protocol", "name", "targetPort"}
 CLIENT_TLS = {"mode", "clientCertificate", "privateKey", "caCertificates", "credentialName", "subjectAltNames",
               "sni", "insecureSkipVerify", "caCrl"}
+# EnvoyPatchPolicy: envoyproxy/gateway api/v1alpha1/envoypatchpolicy_types.go (v1.9.0). The spec
+# has a single `targetRef` (LocalPolicyTargetReference: group, kind, name) and no `targetRefs`.
+EPP_SPEC = {"type", "jsonPatches", "targetRef", "priority"}
+EPP_TARGET_REF = {"group", "kind", "name"}
+EPP_RESOURCE_TYPES = {f"type.googleapis.com/envoy.{t}" for t in (
+    "config.listener.v3.Listener", "config.route.v3.RouteConfiguration", "config.cluster.v3.Cluster",
+    "config.endpoint.v3.ClusterLoadAssignment", "extensions.transport_sockets.tls.v3.Secret")}
 EPP_OPERATION = {"op", "path", "jsonPath", "from", "value"}
+EPP_OPS = {"add", "remove", "replace", "move", "copy", "test"}
 BACKEND_TLS_VALIDATION = {"caCertificateRefs", "wellKnownCACertificates", "hostname", "subjectAltNames"}
+# Istio Gateway (networking.istio.io): istio/istio 1.30.3 manifests/charts/base/files/crd-all.gen.yaml.
+ISTIO_GATEWAY_SPEC = {"selector", "servers"}
+ISTIO_SERVER = {"port", "bind", "hosts", "tls", "name", "defaultEndpoint"}
+ISTIO_SERVER_PORT = {"number", "protocol", "name", "targetPort"}
+# Gateway API v1.6.1 (the CRDs Envoy Gateway v1.9.0 ships, charts/gateway-helm/charts/crds/crds/
+# gatewayapi-crds.yaml, experimental channel).
+GATEWAY_SPEC = {"gatewayClassName", "listeners", "addresses", "infrastructure", "tls", "allowedListeners",
+                "defaultScope"}
+GATEWAY_LISTENER = {"name", "hostname", "port", "protocol", "tls", "allowedRoutes"}
+GATEWAYCLASS_SPEC = {"controllerName", "parametersRef", "description"}
+ISTIO_GROUP, GATEWAY_API_GROUP, EG_GROUP = "networking.istio.io", "gateway.networking.k8s.io", "gateway.envoyproxy.io"
+
+
+def group_of(doc: dict) -> str:
+    return doc["apiVersion"].rpartition("/")[0]
+
+
+def ns_of(doc: dict) -> str:
+    return (doc.get("metadata") or {}).get("namespace") or "default"
 
 
 def check_fields(docs) -> list[str]:
@@ -231,10 +267,36 @@ def check_fields(docs) -> list[str]:
             for pls in (spec.get("trafficPolicy") or {}).get("portLevelSettings", []):
                 unknown(f"{where} portLevelSettings.tls", pls.get("tls") or {}, CLIENT_TLS)
         elif kind == "EnvoyPatchPolicy":
-            unknown(where, spec, {"targetRef", "targetRefs", "type", "jsonPatches", "priority"})
+            unknown(where, spec, EPP_SPEC)
+            for field in ("targetRef", "type"):
+                if field not in spec:
+                    errors.append(f"{where}: needs spec.{field}")
+            unknown(f"{where} targetRef", spec.get("targetRef") or {}, EPP_TARGET_REF)
+            if spec.get("type") != "JSONPatch":
+                errors.append(f"{where}: type {spec.get('type')!r} (only JSONPatch)")
             for jp in spec.get("jsonPatches", []):
                 unknown(f"{where} jsonPatch", jp, {"type", "name", "operation"})
-                unknown(f"{where} jsonPatch.operation", jp.get("operation") or {}, EPP_OPERATION)
+                if jp.get("type") not in EPP_RESOURCE_TYPES:
+                    errors.append(f"{where}: jsonPatch type {jp.get('type')!r}")
+                operation = jp.get("operation") or {}
+                unknown(f"{where} jsonPatch.operation", operation, EPP_OPERATION)
+                if operation.get("op") not in EPP_OPS:
+                    errors.append(f"{where}: op {operation.get('op')!r}")
+        elif kind == "Gateway" and group_of(doc) == ISTIO_GROUP:
+            unknown(where, spec, ISTIO_GATEWAY_SPEC)
+            for server in spec.get("servers", []):
+                unknown(f"{where} server", server, ISTIO_SERVER)
+                unknown(f"{where} server.port", server.get("port") or {}, ISTIO_SERVER_PORT)
+                if not {"number", "protocol", "name"} <= set(server.get("port") or {}) or not server.get("hosts"):
+                    errors.append(f"{where}: a server needs port.number, port.protocol, port.name and hosts")
+        elif kind == "Gateway" and group_of(doc) == GATEWAY_API_GROUP:
+            unknown(where, spec, GATEWAY_SPEC)
+            for listener in spec.get("listeners", []):
+                unknown(f"{where} listener", listener, GATEWAY_LISTENER)
+                if not {"name", "port", "protocol"} <= set(listener):
+                    errors.append(f"{where}: a listener needs name, port and protocol")
+        elif kind == "GatewayClass":
+            unknown(where, spec, GATEWAYCLASS_SPEC)
         elif kind == "BackendTLSPolicy":
             unknown(where, spec, {"targetRefs", "validation", "options"})
             unknown(f"{where} validation", spec.get("validation") or {}, BACKEND_TLS_VALIDATION)
@@ -243,6 +305,343 @@ def check_fields(docs) -> list[str]:
             if bootstrap and bootstrap.get("type") not in ("Merge", "Replace", "JSONPatch"):
                 errors.append(f"{where}: bootstrap.type {bootstrap.get('type')!r}")
     return errors
+
+
+# ------------------------------------------------------------------ references between manifests
+def find(docs, group: str, kind: str, name: str, ns: str | None = None) -> dict | None:
+    """The shipped document `kind` `ns`/`name` of API group `group` (ns None: cluster-scoped)."""
+    for _, _, doc in docs:
+        if (doc.get("kind") == kind and doc.get("apiVersion") and group_of(doc) == group
+                and doc["metadata"].get("name") == name and (ns is None or ns_of(doc) == ns)):
+            return doc
+    return None
+
+
+def istio_workload_labels(doc: dict) -> dict:
+    spec = doc.get("spec") or {}
+    if doc["kind"] == "WasmPlugin":
+        return (spec.get("selector") or {}).get("matchLabels") or {}
+    return (spec.get("workloadSelector") or {}).get("labels") or {}
+
+
+def istio_plugin_configs(docs):
+    """(where, workload labels, plugin configuration) of every Istio WasmPlugin and Wasm EnvoyFilter."""
+    for path, i, doc in docs:
+        where = f"{path.relative_to(ROOT)}[{i}] {doc.get('kind')}/{doc['metadata'].get('name')}"
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "WasmPlugin":
+            yield where, istio_workload_labels(doc), spec.get("pluginConfig") or {}
+        elif doc.get("kind") == "EnvoyFilter":
+            for patch in spec.get("configPatches", []):
+                typed = ((patch.get("patch") or {}).get("value") or {}).get("typed_config") or {}
+                if patch.get("applyTo") == "EXTENSION_CONFIG" and typed.get("@type") == WASM_TYPE:
+                    value = ((typed.get("config") or {}).get("configuration") or {}).get("value") or "{}"
+                    yield where, istio_workload_labels(doc), json.loads(value)
+
+
+def strings_in(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from strings_in(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from strings_in(v)
+
+
+def check_references(docs) -> list[str]:
+    """Every resource a manifest names is shipped in deploy/ (README: what is not, is a prerequisite)."""
+    errors = []
+    istio_gateways = [d for _, _, d in docs if d.get("kind") == "Gateway" and group_of(d) == ISTIO_GROUP]
+    for path, i, doc in docs:
+        kind, spec, ns = doc.get("kind"), doc.get("spec") or {}, ns_of(doc)
+        where = f"{path.relative_to(ROOT)}[{i}] {kind}/{doc['metadata'].get('name')}"
+        if kind == "VirtualService":
+            for gw in spec.get("gateways", []):
+                gw_ns, _, gw_name = gw.rpartition("/")
+                if gw != "mesh" and not find(docs, ISTIO_GROUP, "Gateway", gw_name, gw_ns or ns):
+                    errors.append(f"{where}: gateway {gw} is not shipped")
+        elif kind in ("WasmPlugin", "EnvoyFilter"):
+            labels = istio_workload_labels(doc)
+            if not any((g.get("spec") or {}).get("selector") == labels for g in istio_gateways):
+                errors.append(f"{where}: selects {labels}, the pods of no shipped Istio Gateway")
+        elif kind == "Gateway" and group_of(doc) == GATEWAY_API_GROUP:
+            if not find(docs, GATEWAY_API_GROUP, "GatewayClass", spec.get("gatewayClassName")):
+                errors.append(f"{where}: gatewayClassName {spec.get('gatewayClassName')!r} is not shipped")
+        elif kind == "GatewayClass" and spec.get("parametersRef"):
+            ref = spec["parametersRef"]
+            if not find(docs, ref.get("group"), ref.get("kind"), ref.get("name"), ref.get("namespace")):
+                errors.append(f"{where}: parametersRef {ref} is not shipped")
+        elif kind == "HTTPRoute":
+            for ref in spec.get("parentRefs", []):
+                gw = find(docs, ref.get("group", GATEWAY_API_GROUP), ref.get("kind", "Gateway"), ref.get("name"),
+                          ref.get("namespace", ns))
+                listeners = [lst.get("name") for lst in ((gw or {}).get("spec") or {}).get("listeners", [])]
+                if gw is None or ref.get("sectionName", listeners[0] if listeners else None) not in listeners:
+                    errors.append(f"{where}: parentRef {ref} is not a shipped Gateway (listener)")
+            for rule in spec.get("rules", []):
+                for ref in rule.get("backendRefs", []):
+                    if ref.get("group") == EG_GROUP and not find(docs, EG_GROUP, ref.get("kind"), ref.get("name"), ns):
+                        errors.append(f"{where}: backendRef {ref} is not shipped")
+        if group_of(doc) in (EG_GROUP, GATEWAY_API_GROUP) and kind.endswith("Policy"):
+            # Policies attach to resources of their own namespace.
+            for ref in spec.get("targetRefs", []) + ([spec["targetRef"]] if spec.get("targetRef") else []):
+                if not find(docs, ref.get("group"), ref.get("kind"), ref.get("name"), ns):
+                    errors.append(f"{where}: targetRef {ref} is not shipped")
+    for where, labels, config in istio_plugin_configs(docs):
+        errors += check_istio_clusters(docs, where, labels, config)
+    return errors
+
+
+def check_istio_clusters(docs, where: str, labels: dict, config: dict) -> list[str]:
+    """Every Istio cluster (outbound|<port>|<subset>|<host>) a plugin configuration names exists on
+    its gateway, also with PILOT_FILTER_GATEWAY_CLUSTER_CONFIG=true. Then istiod sends a gateway only
+    the clusters of the hosts that the VirtualServices bound to it route to, plus the services listed
+    in the annotation envoyfilter.istio.io/referenced-services of an EnvoyFilter applying to it
+    (istio/istio 1.30.3 pilot/pkg/model/push_context.go GatewayServices, extraServicesForProxy;
+    pilot/pkg/model/envoyfilter.go convertToEnvoyFilterWrapper; the annotation since 1.26)."""
+    errors = []
+    gateways = {f"{ns_of(d)}/{d['metadata']['name']}" for _, _, d in docs
+                if d.get("kind") == "Gateway" and group_of(d) == ISTIO_GROUP and (d.get("spec") or {}).get("selector") == labels}
+    routed, referenced = set(), set()
+    for _, _, doc in docs:
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "VirtualService":
+            if any((g if "/" in g else f"{ns_of(doc)}/{g}") in gateways for g in spec.get("gateways", [])):
+                routed |= {r["destination"]["host"] for h in spec.get("http", []) for r in h.get("route", [])}
+        elif doc.get("kind") == "EnvoyFilter" and istio_workload_labels(doc) == labels:
+            annotation = (doc["metadata"].get("annotations") or {}).get("envoyfilter.istio.io/referenced-services", "")
+            referenced |= {r.strip() for r in annotation.split(",") if r.strip()}
+    for value in strings_in(config):
+        if not value.startswith("outbound|"):
+            continue
+        _, port, _, host = value.split("|", 3)
+        entries = [d for _, _, d in docs if d.get("kind") == "ServiceEntry" and host in (d.get("spec") or {}).get("hosts", [])]
+        if not any(str(p.get("number")) == port for d in entries for p in d["spec"].get("ports", [])):
+            errors.append(f"{where}: cluster {value}: no shipped ServiceEntry for {host} port {port}")
+        elif host not in routed and host not in referenced and not any(f"{ns_of(d)}/{host}" in referenced for d in entries):
+            errors.append(f"{where}: cluster {value} exists on the gateway only while PILOT_FILTER_GATEWAY_CLUSTER_CONFIG "
+                          f"is off: route to {host} from a VirtualService on the gateway, or list it in the "
+                          "envoyfilter.istio.io/referenced-services annotation of an EnvoyFilter for the gateway")
+    return errors
+
+
+# -------------------------------------------------------- EnvoyPatchPolicy jsonPath (RFC 9535)
+# Envoy Gateway's xDS names, as of envoyproxy/gateway v1.9.0 (the same since v1.6.0):
+# - a Gateway listener's xDS listener: <namespace>/<gateway>/<listener> (internal/gatewayapi/helpers.go
+#   irListenerName; internal/xds/translator/listener.go xdsListenerName: tcp-<port> only with the
+#   runtime flag XDSNameSchemeV2, off by default in api/v1alpha1/envoygateway_helpers.go);
+# - the HCM Wasm filter of an EnvoyExtensionPolicy's spec.wasm[i]:
+#   envoy.filters.http.wasm/envoyextensionpolicy/<namespace>/<policy>/wasm/<i> (internal/xds/translator/
+#   wasm.go wasmFilterName + utils.go perRouteFilterName; internal/gatewayapi/envoyextensionpolicy.go
+#   irConfigNameForWasm; helpers.go irConfigName), added disabled and enabled per route;
+# - the patch is applied to the resource as protojson with proto field names
+#   (internal/xds/translator/jsonpatch.go jsonMarshalOpts UseProtoNames) and the JSONPath is
+#   evaluated by ohler55/ojg (internal/utils/jsonpatch/jsonpathtopointer.go): each match becomes
+#   a JSON Pointer, `path` is appended, no match is an error and the patch is skipped.
+EG_WASM_FILTER = "envoy.filters.http.wasm/envoyextensionpolicy/{ns}/{name}/wasm/{i}"
+# ojg's string escapes (jp/parse.go readEscStr) that RFC 9535 also has: anything else (`\.`, and
+# RFC 9535's `\/`) fails one of the two parsers.
+OJG_AND_RFC9535_ESCAPES = set("btnfr\"'\\u")
+HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+
+
+def eg_wasm_filter(ns: str, policy: str, i: int, wasm: dict) -> dict:
+    """The HCM filter Envoy Gateway generates for spec.wasm[i] (internal/xds/translator/wasm.go
+    buildHCMWasmFilter, wasmConfig), as protojson with proto names."""
+    config_name = f"envoyextensionpolicy/{ns}/{policy}/wasm/{i}"
+    vm_config = {"vm_id": config_name, "runtime": "envoy.wasm.runtime.v8", "code": {"remote": {
+        "http_uri": {"uri": f"https://envoy-gateway:18002/{i}.wasm", "cluster": "wasm_cluster", "timeout": "10s"},
+        "sha256": "0" * 64, "retry_policy": {"num_retries": 10}}}}
+    if (wasm.get("env") or {}).get("hostKeys"):
+        vm_config["environment_variables"] = {"host_env_keys": wasm["env"]["hostKeys"]}
+    config = {"name": wasm.get("name") or config_name, "vm_config": vm_config,
+              "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                "value": json.dumps(wasm.get("config") or {}, separators=(",", ":"))}}
+    if wasm.get("rootID"):
+        config["root_id"] = wasm["rootID"]
+    if wasm.get("failOpen"):
+        config["fail_open"] = True
+    return {"name": EG_WASM_FILTER.format(ns=ns, name=policy, i=i), "disabled": True,
+            "typed_config": {"@type": WASM_TYPE, "config": config}}
+
+
+def eg_listener(docs, gateway: dict, listener: str) -> tuple[dict, list[str]]:
+    """An xDS listener shaped like Envoy Gateway's for `listener` of `gateway`, with the Wasm filters
+    of the shipped EnvoyExtensionPolicies attached to it, and filters of other policies beside
+    them; and the names of the shipped policies' filters."""
+    gw_ns, gw_name = ns_of(gateway), gateway["metadata"]["name"]
+
+    def attached(ref: dict, ns: str) -> bool:
+        if ref.get("kind") == "Gateway":
+            return ns == gw_ns and ref.get("name") == gw_name and ref.get("sectionName", listener) == listener
+        route = find(docs, GATEWAY_API_GROUP, ref.get("kind"), ref.get("name"), ns)
+        return route is not None and any(
+            p.get("name") == gw_name and p.get("namespace", ns) == gw_ns and p.get("sectionName", listener) == listener
+            for p in (route.get("spec") or {}).get("parentRefs", []))
+
+    shipped = []
+    for _, _, doc in docs:
+        if doc.get("kind") == "EnvoyExtensionPolicy":
+            ns, spec = ns_of(doc), doc.get("spec") or {}
+            if any(attached(ref, ns) for ref in spec.get("targetRefs", []) + [spec.get("targetRef") or {}]):
+                shipped += [eg_wasm_filter(ns, doc["metadata"]["name"], i, w) for i, w in enumerate(spec.get("wasm", []))]
+    others = []
+    for f in shipped:
+        _, _, ns, name, _, i = f["name"].split("/")
+        others.append(eg_wasm_filter(ns, "another-policy", 0, {"name": "another", "config": {}}))
+        others.append(eg_wasm_filter("another-namespace", name, int(i), {"name": name, "config": {}}))
+        others.append({"name": f"envoy.filters.http.ext_proc/envoyextensionpolicy/{ns}/{name}/extproc/0",
+                       "disabled": True, "typed_config": {
+                           "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+                           "grpc_service": {"envoy_grpc": {"cluster_name": "extproc"}}}})
+    router = {"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router", "suppress_envoy_headers": True}}
+    name = f"{gw_ns}/{gw_name}/{listener}"
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": 10080}},
+        "default_filter_chain": {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+            "@type": HCM_TYPE, "stat_prefix": "http-10080",
+            "rds": {"config_source": {"ads": {}, "resource_api_version": "V3"}, "route_config_name": name},
+            "http_filters": others[:len(others) // 2] + shipped + others[len(others) // 2:] + [router]}}]},
+        "per_connection_buffer_limit_bytes": 32768,
+    }, [f["name"] for f in shipped]
+
+
+def pointer(location, path: str) -> str:
+    """A JSON Pointer for an RFC 9535 node location with `path` appended, as Envoy Gateway's
+    ConvertPathToPointers builds it (internal/utils/jsonpatch/jsonpathtopointer.go)."""
+    base = "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in location)
+    return f"{base.rstrip('/')}/{path.lstrip('/')}" if path else base
+
+
+def resolve_json_path(json_path: str, path: str, document: dict) -> tuple[list[str] | None, str]:
+    """The JSON Pointers a jsonPath (+ path) resolves to in `document`, or None and why not."""
+    try:
+        nodes = jsonpath_rfc9535.find(json_path, document)
+    except jsonpath_rfc9535.JSONPathError as e:
+        return None, f"not RFC 9535 JSONPath: {e}"
+    i = 0
+    while (i := json_path.find("\\", i)) >= 0:
+        if json_path[i + 1:i + 2] not in OJG_AND_RFC9535_ESCAPES:
+            return None, f"escape {json_path[i:i + 2]!r} at {i}: Envoy Gateway's parser (ohler55/ojg) rejects it"
+        i += 2
+    return [pointer(n.location, path) for n in nodes], ""
+
+
+def apply_add(document: dict, ptr: str, value) -> None:
+    """JSON Patch `add` of `value` at the pointer `ptr` (object members, as Envoy Gateway with
+    EnsurePathExistsOnAdd: missing objects on the way are created)."""
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in ptr.split("/")[1:]]
+    target = document
+    for part in parts[:-1]:
+        target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+    target[parts[-1]] = value
+
+
+def check_patch_policies(docs):
+    """(label, ok, output) for every EnvoyPatchPolicy jsonPath: it parses as RFC 9535 JSONPath with
+    escapes ojg takes too, resolves in a listener shaped like Envoy Gateway's to exactly the Wasm
+    filters of the shipped EnvoyExtensionPolicies on that listener, and the patched filter config
+    (with the built filter) passes `envoy --mode validate` with allow_on_headers_stop_iteration set."""
+    out = []
+    for path, i, doc in docs:
+        if doc.get("kind") != "EnvoyPatchPolicy":
+            continue
+        spec = doc.get("spec") or {}
+        ref = spec.get("targetRef") or {}
+        gateway = find(docs, GATEWAY_API_GROUP, "Gateway", ref.get("name"), ns_of(doc)) if ref.get("kind") == "Gateway" else None
+        for j, jp in enumerate(spec.get("jsonPatches", [])):
+            label = f"{path.relative_to(ROOT)}[{i}] EnvoyPatchPolicy/{doc['metadata']['name']} jsonPatches[{j}]"
+            operation = jp.get("operation") or {}
+            if "jsonPath" not in operation:
+                continue
+            if jp.get("type") != "type.googleapis.com/envoy.config.listener.v3.Listener":
+                ptrs, why = resolve_json_path(operation["jsonPath"], operation.get("path") or "", {})
+                out.append((f"{label} jsonPath parses", ptrs is not None, why))
+                continue
+            listeners = [lst["name"] for lst in ((gateway or {}).get("spec") or {}).get("listeners", [])]
+            names = {f"{ns_of(gateway)}/{gateway['metadata']['name']}/{lst}": lst for lst in listeners} if gateway else {}
+            if jp.get("name") not in names:
+                out.append((label, False, f"listener {jp.get('name')!r} is none of the target Gateway's: {sorted(names)}"))
+                continue
+            listener, meant = eg_listener(docs, gateway, names[jp["name"]])
+            ptrs, why = resolve_json_path(operation["jsonPath"], operation.get("path") or "", listener)
+            filters = listener["default_filter_chain"]["filters"][0]["typed_config"]["http_filters"]
+            want = [pointer(("default_filter_chain", "filters", 0, "typed_config", "http_filters", k, "typed_config", "config"),
+                            operation.get("path") or "")
+                    for k, f in enumerate(filters) if f["name"] in meant]
+            if ptrs is None or not meant or sorted(ptrs) != sorted(want):
+                out.append((f"{label} jsonPath selects the shipped Wasm filters", False,
+                            why or f"selects {ptrs}\nmeant {want} (filters {meant})"))
+                continue
+            out.append((f"{label} jsonPath selects the shipped Wasm filters ({len(meant)}) in {jp['name']}", True, ""))
+            if operation.get("op") != "add":
+                continue
+            for ptr in ptrs:
+                apply_add(listener, ptr, operation.get("value"))
+            for f in filters:
+                if f["name"] not in meant:
+                    continue
+                config = copy.deepcopy(f["typed_config"]["config"])
+                if config.get("allow_on_headers_stop_iteration") is not True:
+                    out.append((f"{label} patched {f['name']}", False, "allow_on_headers_stop_iteration not set"))
+                    continue
+                config["vm_config"]["code"] = {"local": {"filename": WASM}}
+                ok, output = validate_text(wasm_bootstrap(config))
+                out.append((f"{label} patched {f['name']} (envoy --mode validate)", ok, output))
+    return out
+
+
+def broken_manifests(docs):
+    """(what, broken copy of docs, check) that the deploy/ checks above must reject."""
+    def edit(change):
+        broken = copy.deepcopy(docs)
+        for _, _, doc in broken:
+            change(doc)
+        return broken
+
+    def json_path(value):
+        def change(doc):
+            if doc.get("kind") == "EnvoyPatchPolicy":
+                doc["spec"]["jsonPatches"][0]["operation"]["jsonPath"] = value
+        return change
+
+    def patches_fail(broken):
+        return not all(ok for _, ok, _ in check_patch_policies(broken))
+
+    def drop_kind(kind, group):
+        def drop(d):
+            if d.get("kind") == kind and group_of(d) == group:
+                d["metadata"]["name"] += "-not-shipped"
+        return drop
+
+    def rename_sts_reference(d):
+        annotations = d["metadata"].get("annotations") or {}
+        if "envoyfilter.istio.io/referenced-services" in annotations:
+            annotations["envoyfilter.istio.io/referenced-services"] = "other.example.com"
+
+    def target_refs(d):
+        if d.get("kind") == "EnvoyPatchPolicy":
+            d["spec"]["targetRefs"] = [d["spec"].pop("targetRef")]
+
+    return [
+        # What shipped before: `\.` in the regex string (Envoy Gateway skipped the patch).
+        ("the jsonPath shipped before", edit(json_path(
+            "..http_filters[?match(@.name, 'envoy\\.filters\\.http\\.wasm/.*')].typed_config.config")), patches_fail),
+        ("a jsonPath with '\\.' in a string", edit(json_path(
+            "$..http_filters[?match(@.name, 'envoy\\.filters\\.http\\.wasm/.*')].typed_config.config")), patches_fail),
+        ("the same with '\\\\.' (valid) but matching every Wasm filter", edit(json_path(
+            "$..http_filters[?match(@.name, 'envoy\\\\.filters\\\\.http\\\\.wasm/.*')].typed_config.config")), patches_fail),
+        ("a jsonPath matching nothing", edit(json_path(
+            "$..http_filters[?(@.name == 'envoy.filters.http.wasm')].typed_config.config")), patches_fail),
+        ("targetRefs on an EnvoyPatchPolicy", edit(target_refs), check_fields),
+        ("a Gateway API Gateway not shipped", edit(drop_kind("Gateway", GATEWAY_API_GROUP)), check_references),
+        ("an Istio Gateway not shipped", edit(drop_kind("Gateway", ISTIO_GROUP)), check_references),
+        ("the STS host not in referenced-services", edit(rename_sts_reference), check_references),
+    ]
 
 
 def main() -> int:
@@ -271,6 +670,14 @@ def main() -> int:
         report(bool(docs), f"deploy/ manifests parse as YAML ({len(docs)} documents)", "no manifests found")
     errors = check_fields(docs)
     report(not errors, "deploy/ manifests use their APIs' field names", "\n".join(errors))
+    errors = check_references(docs)
+    report(not errors, "deploy/ manifests name only shipped resources; Istio plugin clusters reach the gateway",
+           "\n".join(errors))
+    for label, ok, output in check_patch_policies(docs):
+        report(ok, label, output)
+    # The deploy/ checks must be able to fail.
+    for what, broken, check in broken_manifests(docs):
+        report(bool(check(broken)), f"rejected: {what}", "accepted")
     for label, text in deploy_envoy_configs(docs):
         ok, output = validate_text(text)
         report(ok, label, output)
