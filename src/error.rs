@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::aws::sigv4::SigningError;
 use crate::config::ConfigError;
+use crate::credentials::cache::NoCredentials;
 use crate::eventstream::prelude::PreludeError;
 use crate::eventstream::{StreamError, StreamEvent};
 use crate::http::ClientReply;
@@ -90,6 +91,15 @@ pub enum RequestError {
         reason: String,
         message: String,
     },
+}
+
+impl From<NoCredentials> for RequestError {
+    fn from(failure: NoCredentials) -> Self {
+        RequestError::CredentialsUnavailable {
+            class: failure.class,
+            message: failure.message,
+        }
+    }
 }
 
 impl RequestError {

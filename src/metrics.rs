@@ -1,6 +1,7 @@
 //! Metric names, defined once. Envoy shows them under `/stats` with its `wasmcustom.` prefix
 //! (e.g. `wasmcustom.proxy_wasm_lambda.invocations.success`); the README lists them all.
 
+use crate::credentials::provider::CredentialFetcher;
 use crate::error::RequestError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -34,14 +35,6 @@ pub enum Metric {
     CredentialImdsRefreshFailed,
     CredentialContainerRefreshOk,
     CredentialContainerRefreshFailed,
-}
-
-/// Which fetcher a credential refresh came from (the per-source metrics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CredentialFetcher {
-    Sts,
-    Imds,
-    Container,
 }
 
 /// The per-profile refresh counters: `proxy_wasm_lambda.credentials.profile.<NAME>.refresh_ok`

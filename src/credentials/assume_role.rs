@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use crate::credentials::ambient::Failure;
+use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::provider::{CredentialProvider, FetchFailure, Progress};
 use crate::credentials::state::RefreshPolicy;
 use crate::credentials::sts::{
@@ -12,7 +13,6 @@ use crate::credentials::sts::{
 use crate::credentials::Credentials;
 use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
-use crate::metrics::CredentialFetcher;
 
 /// The largest AssumeRole answer read into the VM (real ones are a few KB); a larger one is
 /// a bad response, left unread.

@@ -24,6 +24,7 @@ use crate::credentials::container_provider::ContainerProvider;
 use crate::credentials::identity::{assume_role_key, container_key, imds_key, AssumeRoleSource};
 use crate::credentials::imds::ImdsClient;
 use crate::credentials::imds_provider::ImdsProvider;
+use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::provider::{CredentialProvider, FetchFailure, Progress};
 use crate::credentials::source::{AmbientProvider, CredentialSource, ProfileId};
 use crate::credentials::state::{
@@ -32,10 +33,8 @@ use crate::credentials::state::{
 };
 use crate::credentials::sts::class_is_retryable;
 use crate::credentials::Credentials;
-use crate::error::RequestError;
 use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
-use crate::metrics::CredentialFetcher;
 
 /// Bounded retries of a compare-and-swap write lost to another VM.
 const CAS_ATTEMPTS: usize = 8;
@@ -86,6 +85,14 @@ pub struct Refresh {
     pub ok: bool,
 }
 
+/// Why a waiting request gets no credentials: the failure class of the last fetch (the
+/// error class of its 503) and a message naming the profile, never a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NoCredentials {
+    pub class: String,
+    pub message: String,
+}
+
 /// What the shell must do after a tick, a dispatch or an answer.
 #[derive(Debug, Default)]
 pub struct Work {
@@ -94,7 +101,7 @@ pub struct Work {
     /// Parked requests to resume now that their profile's credentials are usable.
     pub wake: Vec<u32>,
     /// Parked requests to fail.
-    pub fail: Vec<(u32, RequestError)>,
+    pub fail: Vec<(u32, NoCredentials)>,
     pub refreshed: Vec<Refresh>,
     /// Lines to log (never a secret).
     pub logs: Vec<(Level, String)>,
@@ -831,7 +838,7 @@ impl FetchedLayers {
             for context_id in self.waiters.take_all() {
                 work.fail.push((
                     context_id,
-                    RequestError::CredentialsUnavailable {
+                    NoCredentials {
                         class: class.clone(),
                         message: message.clone(),
                     },
@@ -851,7 +858,7 @@ impl FetchedLayers {
         for context_id in expired {
             work.fail.push((
                 context_id,
-                RequestError::CredentialsUnavailable {
+                NoCredentials {
                     class: class.clone(),
                     message: message.clone(),
                 },

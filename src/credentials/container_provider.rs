@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::credentials::ambient::MAX_AMBIENT_ANSWER_BYTES;
 use crate::credentials::container::{self, ContainerSettings};
+use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::provider::{
     CredentialProvider, FetchFailure, Progress, MAX_AMBIENT_LIFETIME,
 };
@@ -11,7 +12,6 @@ use crate::credentials::state::RefreshPolicy;
 use crate::credentials::Credentials;
 use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
-use crate::metrics::CredentialFetcher;
 
 /// The container credentials endpoint (ECS task role, EKS Pod Identity).
 pub struct ContainerProvider {

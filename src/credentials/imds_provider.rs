@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::credentials::ambient::MAX_AMBIENT_ANSWER_BYTES;
 use crate::credentials::imds::{ImdsClient, ImdsProgress, MAX_CALLS_PER_FETCH, TTL_HEADER};
+use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::provider::{
     CredentialProvider, FetchFailure, Progress, MAX_AMBIENT_LIFETIME,
 };
@@ -11,7 +12,6 @@ use crate::credentials::state::{epoch_ms, RefreshPolicy};
 use crate::credentials::Credentials;
 use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
-use crate::metrics::CredentialFetcher;
 
 /// The EC2 instance role through IMDSv2 (token, role name, credentials: up to five calls).
 pub struct ImdsProvider {

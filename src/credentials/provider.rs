@@ -13,11 +13,18 @@ use crate::credentials::sts::TemporaryCredentials;
 use crate::credentials::Credentials;
 use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
-use crate::metrics::CredentialFetcher;
 
 /// Ambient credentials (IMDS, container) are trusted for at most this long, whatever their
 /// `Expiration` says (the SDKs refresh instance credentials within hours).
 pub const MAX_AMBIENT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// Which fetcher a credential refresh came from (the per-source metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CredentialFetcher {
+    Sts,
+    Imds,
+    Container,
+}
 
 /// Why a fetch gave no credentials: a failure class (`sts_access_denied`, …, shared with
 /// the 503 given to waiting requests) and a message without secrets.

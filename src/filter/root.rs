@@ -69,7 +69,10 @@ impl LambdaRoot {
             };
             vm.unparked(&request);
             if hostcalls::set_effective_context(context_id).is_ok() {
-                let step = request.borrow_mut().flow.on_credentials_timeout(failure);
+                let step = request
+                    .borrow_mut()
+                    .flow
+                    .on_credentials_timeout(failure.into());
                 vm.drive(&request, step, Actor::Root);
             }
             let _ = hostcalls::set_effective_context(self.context_id);
