@@ -5,11 +5,11 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
+use crate::answer::eventstream::{StreamError, StreamEvent};
+use crate::answer::prelude::PreludeError;
 use crate::aws::sigv4::SigningError;
 use crate::config::ConfigError;
 use crate::credentials::cache::NoCredentials;
-use crate::eventstream::prelude::PreludeError;
-use crate::eventstream::{StreamError, StreamEvent};
 use crate::http::ClientReply;
 
 /// Longest message from Lambda's stream (`ErrorDetails`) copied into an error body.

@@ -8,18 +8,20 @@
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
+use crate::answer::eventstream::{
+    StreamDecoder, StreamError, StreamEvent, DEFAULT_MAX_FRAME_BYTES,
+};
+use crate::answer::prelude::{PreludeSplitter, Split};
+use crate::answer::proxy_response::is_bodyless_status;
+use crate::answer::{decode_invoke_answer, relayable_success, MAX_ANSWER_BYTES};
 use crate::config::{ConfigError, InvokeTarget, PayloadFormat, ProfileId, CUSTOM_PARAMETERS_FIELD};
 use crate::credentials::Credentials;
 use crate::error::RequestError;
 use crate::event::{build_event, merge_custom_parameters, RequestInfo};
-use crate::eventstream::prelude::{PreludeSplitter, Split};
-use crate::eventstream::{StreamDecoder, StreamError, StreamEvent, DEFAULT_MAX_FRAME_BYTES};
 use crate::http::CallAnswer;
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::invoke::{build_invoke, build_stream_invoke};
-use crate::proxy_response::is_bodyless_status;
-use crate::response::{decode_invoke_answer, relayable_success, MAX_ANSWER_BYTES};
 use crate::route::RouteTarget;
 
 /// Slack for timer granularity when deciding whether an empty answer was the timeout.

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::eventstream::prelude::{PreludeMode, PreludeSplitter, Split};
+use proxy_wasm_lambda::answer::prelude::{PreludeMode, PreludeSplitter, Split};
 use proxy_wasm_lambda::eventstream::{StreamDecoder, StreamError, StreamEvent};
 
 const MAX_FRAME: usize = 4096;

@@ -15,6 +15,8 @@ use super::credentials::HostStore;
 use super::host;
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
+use crate::answer::proxy_response::is_bodyless_status;
+use crate::answer::MAX_ANSWER_BYTES;
 use crate::attempts::{AttemptStash, ATTEMPT_HEADER};
 use crate::config::FilterConfig;
 use crate::credentials::cache::CredentialProfiles;
@@ -24,8 +26,6 @@ use crate::http::CallAnswer;
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::metrics::Metric;
-use crate::proxy_response::is_bodyless_status;
-use crate::response::MAX_ANSWER_BYTES;
 use crate::route::RouteCache;
 
 /// One HTTP request's state, shared by its context and (while it waits) the root.

@@ -18,7 +18,7 @@
 
 use std::fmt;
 
-use crate::proxy_response::{stream_prelude, ProxyResponseError};
+use crate::answer::proxy_response::{stream_prelude, ProxyResponseError};
 
 /// The content type of a stream that starts with an HTTP prelude.
 pub const HTTP_INTEGRATION_CONTENT_TYPE: &str =

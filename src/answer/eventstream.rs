@@ -25,8 +25,6 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub mod prelude;
-
 /// Bytes of the prelude (two lengths and the prelude CRC).
 const PRELUDE_BYTES: usize = 12;
 /// Smallest frame: prelude and message CRC, no headers, no payload.

@@ -1,12 +1,19 @@
-//! Decodes the Lambda Invoke answer into the client's response.
+//! Lambda's answer into the client's reply: the Invoke's answer decoded ([`decode_invoke_answer`]),
+//! the function's proxy-integration response ([`proxy_response`]), and the streamed answer of
+//! `InvokeWithResponseStream` ([`eventstream`] frames, the [`prelude`] that splits head from
+//! body).
+
+pub mod eventstream;
+pub mod prelude;
+pub mod proxy_response;
 
 use serde_json::Value;
 
+use crate::answer::proxy_response::decode_proxy_response;
 use crate::config::{InvocationType, InvokeTarget, PayloadFormat};
 use crate::error::RequestError;
 use crate::http::CallAnswer;
 use crate::http::ClientReply;
-use crate::proxy_response::decode_proxy_response;
 
 /// Longest function error message copied into the client's error body.
 const MAX_MESSAGE_CHARS: usize = 1024;
