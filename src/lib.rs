@@ -4,7 +4,6 @@
 //! `cargo test`; `filter` is the thin shell that talks to the proxy-wasm host.
 
 pub mod answer;
-pub mod attempts;
 pub mod aws;
 pub mod config;
 pub mod credentials;
@@ -26,6 +25,7 @@ pub use aws::{arn, sigv4};
 pub use credentials::{
     ambient, container as container_credentials, imds, state as credential_state, sts,
 };
+pub use flow::attempts;
 pub use http::header_map;
 
 #[cfg(target_arch = "wasm32")]

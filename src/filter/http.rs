@@ -10,7 +10,7 @@ use super::credentials::random_u64;
 use super::driver::{Actor, Request, SharedRequest, Vm};
 use super::host;
 use super::timing::{self, Phase as Timed};
-use crate::attempts::ATTEMPT_HEADER;
+use crate::flow::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
 use crate::route::{on_route, ROUTE_METADATA_PROPERTY, ROUTE_NAME_PROPERTY};
 
