@@ -9,6 +9,7 @@ pub mod container_provider;
 pub mod identity;
 pub mod imds;
 pub mod imds_provider;
+pub mod profiles;
 pub mod provider;
 pub mod source;
 pub mod state;

@@ -18,7 +18,7 @@ use super::timing::{self, Phase as Timed, Timing};
 use crate::answer::proxy_response::is_bodyless_status;
 use crate::answer::MAX_ANSWER_BYTES;
 use crate::config::FilterConfig;
-use crate::credentials::cache::CredentialProfiles;
+use crate::credentials::profiles::CredentialProfiles;
 use crate::error::RequestError;
 use crate::flow::attempts::{AttemptStash, ATTEMPT_HEADER};
 use crate::flow::{RequestFlow, Step, StreamFallback};

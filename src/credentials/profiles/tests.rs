@@ -7,8 +7,11 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
+use crate::credentials::cache::{Refresh, StoreError};
 use crate::credentials::container::ContainerSettings;
+use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::sts::AssumeRoleSettings;
+use crate::http::OutboundRequest;
 use crate::secret::Secret;
 
 /// Envoy's shared data: `cas` is a per-key version that every write bumps; a write with a
