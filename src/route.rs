@@ -9,7 +9,9 @@ use std::rc::Rc;
 
 use serde_json::Value;
 
-use crate::config::{ConfigError, FilterConfig, InvokeTarget, RouteOverride, TargetSettings};
+use crate::config::{
+    ConfigError, FilterConfig, InvokeTarget, RouteOverride, TargetField, ROUTE_KEYS,
+};
 
 /// The `filter_metadata` namespace routes use.
 pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
@@ -20,33 +22,6 @@ pub const ROUTE_METADATA_PROPERTY: &[u8] = b"xds\0route_metadata";
 
 /// The property of the route's name (empty or absent when the route has none).
 pub const ROUTE_NAME_PROPERTY: &[u8] = b"xds\0route_name";
-
-/// The keys a route's metadata may have; any other is refused. The first 14 take text
-/// (`text_field`).
-pub const ROUTE_KEYS: [&str; 22] = [
-    "function",
-    "qualifier",
-    "region",
-    "endpoint",
-    "invocation_type",
-    "payload",
-    "cluster",
-    "stage",
-    "route_key",
-    "api_id",
-    "resource",
-    "target_group_arn",
-    "log_type",
-    "invoke_mode",
-    "function_error_status",
-    "timeout_ms",
-    "multi_value_headers",
-    "expose_log_result",
-    "custom_parameters",
-    "client_context",
-    "credentials",
-    "disabled",
-];
 
 /// Stands for a `credentials` value that is not text: no profile has this name.
 const NOT_TEXT: &str = "\u{fffd}";
@@ -162,12 +137,20 @@ fn edit_distance(a: &str, known: &str) -> usize {
 
 /// The longest of [`ROUTE_KEYS`] (`function_error_status`).
 const LONGEST_KEY: usize = 21;
+const _: () = {
+    // Holds LONGEST_KEY to the key table.
+    let mut i = 0;
+    while i < ROUTE_KEYS.len() {
+        assert!(ROUTE_KEYS[i].len() <= LONGEST_KEY);
+        i += 1;
+    }
+};
 
 /// The route key an unknown key was most likely meant to be: within one edit in three.
 fn nearest_key(unknown: &str) -> Option<&'static str> {
     let mut nearest = None;
     let mut fewest = usize::MAX;
-    for known in ROUTE_KEYS {
+    for &known in ROUTE_KEYS {
         // At one edit in three, lengths differ by at most half (and long keys cost time).
         if unknown.len() > 2 * known.len() {
             continue;
@@ -213,48 +196,24 @@ pub fn decode_route_override(namespace: &[u8]) -> Result<RouteOverride, ConfigEr
     Ok(route)
 }
 
-/// The field of one of the [`ROUTE_KEYS`] that take text, by its index there: one code
-/// path for them all keeps the .wasm small.
-fn text_field(settings: &mut TargetSettings, index: usize) -> Option<&mut Option<String>> {
-    Some(match index {
-        0 => &mut settings.function,
-        1 => &mut settings.qualifier,
-        2 => &mut settings.region,
-        3 => &mut settings.endpoint,
-        4 => &mut settings.invocation_type,
-        5 => &mut settings.payload,
-        6 => &mut settings.cluster,
-        7 => &mut settings.stage,
-        8 => &mut settings.route_key,
-        9 => &mut settings.api_id,
-        10 => &mut settings.resource,
-        11 => &mut settings.target_group_arn,
-        12 => &mut settings.log_type,
-        13 => &mut settings.invoke_mode,
-        _ => return None,
-    })
-}
-
 fn set_key(route: &mut RouteOverride, key: &str, value: Value) -> Result<(), ConfigError> {
-    let Some(index) = ROUTE_KEYS.iter().position(|known| *known == key) else {
-        return Err(unknown_key(key));
-    };
-    let settings = &mut route.settings;
-    if let Some(field) = text_field(settings, index) {
-        *field = Some(string(key, value)?);
+    // A target key: decoded by its field's type (the key table in config/keys.rs).
+    if let Some(field) = route.settings.field(key) {
+        match field {
+            TargetField::Text(field) => *field = Some(string(key, value)?),
+            TargetField::Status(field) => {
+                let status = u16::try_from(integer(key, value)?)
+                    .map_err(|_| ConfigError::new(key, "must be an HTTP status"))?;
+                *field = Some(status);
+            }
+            TargetField::Integer(field) => *field = Some(integer(key, value)?),
+            TargetField::Flag(field) => *field = Some(boolean(key, value)?),
+            TargetField::Strings(field) => *field = Some(string_map(key, value)?),
+            TargetField::Json(field) => *field = Some(json(key, value)?),
+        }
         return Ok(());
     }
     match key {
-        "function_error_status" => {
-            let status = u16::try_from(integer(key, value)?)
-                .map_err(|_| ConfigError::new(key, "must be an HTTP status"))?;
-            settings.function_error_status = Some(status);
-        }
-        "timeout_ms" => settings.timeout_ms = Some(integer(key, value)?),
-        "multi_value_headers" => settings.multi_value_headers = Some(boolean(key, value)?),
-        "expose_log_result" => settings.expose_log_result = Some(boolean(key, value)?),
-        "custom_parameters" => settings.custom_parameters = Some(string_map(key, value)?),
-        "client_context" => settings.client_context = Some(json(key, value)?),
         // A profile's name only: route metadata is printed in config dumps, so it is no
         // place for keys. Anything else (a map of keys, a number) is kept as a name no
         // profile has, and refused, unshown, when the route is resolved.
@@ -264,7 +223,8 @@ fn set_key(route: &mut RouteOverride, key: &str, value: Value) -> Result<(), Con
                 _ => NOT_TEXT.to_string(),
             })
         }
-        _ => route.disabled = boolean(key, value)?,
+        "disabled" => route.disabled = boolean(key, value)?,
+        _ => return Err(unknown_key(key)),
     }
     Ok(())
 }
@@ -352,6 +312,7 @@ impl RouteCache {
 mod tests {
     use super::metadata::tests::{encode_metadata, encode_struct};
     use super::*;
+    use crate::config::TargetSettings;
     use serde_json::json;
     use std::cell::Cell;
 
@@ -415,11 +376,11 @@ mod tests {
         assert!(decode(json!({"disabled": "true"})).unwrap().disabled);
     }
 
-    /// Every key lands in the field of its name (`text_field` follows `ROUTE_KEYS`' order),
-    /// read from the Debug text of the decoded override.
+    /// Every key lands in the field of its name, read from the Debug text of the decoded
+    /// override.
     #[test]
     fn every_route_key_sets_its_own_field() {
-        for (index, key) in ROUTE_KEYS.iter().enumerate() {
+        for key in ROUTE_KEYS {
             let (value, shown) = match *key {
                 "function_error_status" | "timeout_ms" => (json!(503), "Some(503)"),
                 "multi_value_headers" | "expose_log_result" => (json!(true), "Some(true)"),
@@ -433,13 +394,6 @@ mod tests {
             // Nothing else is set.
             let set = route.matches("Some(").count() + usize::from(*key == "disabled");
             assert_eq!(set, 1, "{route}");
-            let takes_text = value.is_string() && *key != "credentials";
-            let mut settings = TargetSettings::default();
-            assert_eq!(
-                text_field(&mut settings, index).is_some(),
-                takes_text,
-                "{key}"
-            );
         }
     }
 

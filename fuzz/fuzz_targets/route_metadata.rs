@@ -13,7 +13,8 @@ use proxy_wasm_lambda::config::FilterConfig;
 use proxy_wasm_lambda::route::metadata::{
     decode_struct, namespace, MAX_DEPTH, MAX_NAMESPACE_BYTES,
 };
-use proxy_wasm_lambda::route::{decode_route_override, RouteCache, METADATA_NAMESPACE, ROUTE_KEYS};
+use proxy_wasm_lambda::config::ROUTE_KEYS;
+use proxy_wasm_lambda::route::{decode_route_override, RouteCache, METADATA_NAMESPACE};
 use serde_json::Value;
 
 fn config() -> &'static FilterConfig {

@@ -18,8 +18,9 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use proxy_wasm_lambda::config::FilterConfig;
+use proxy_wasm_lambda::config::ROUTE_KEYS;
 use proxy_wasm_lambda::route::{
-    decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE, ROUTE_KEYS,
+    decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE,
 };
 use serde_json::{json, Map, Value};
 

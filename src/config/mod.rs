@@ -24,12 +24,14 @@ mod assume_role;
 mod container;
 mod credentials;
 mod fields;
+mod keys;
 mod target;
 
 pub use assume_role::*;
 pub use container::*;
 pub use credentials::*;
 pub use fields::*;
+pub use keys::*;
 pub use target::*;
 
 pub use crate::credentials::source::{
@@ -37,31 +39,6 @@ pub use crate::credentials::source::{
 };
 
 /// The keys of the plugin configuration, in the order serde listed them in errors.
-const CONFIG_KEYS: &[&str] = &[
-    "function",
-    "qualifier",
-    "region",
-    "endpoint",
-    "invocation_type",
-    "payload",
-    "function_error_status",
-    "timeout_ms",
-    "cluster",
-    "stage",
-    "route_key",
-    "api_id",
-    "resource",
-    "target_group_arn",
-    "multi_value_headers",
-    "custom_parameters",
-    "log_type",
-    "expose_log_result",
-    "client_context",
-    "invoke_mode",
-    "credentials",
-    "credential_profiles",
-    "split_placement",
-];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FilterConfig {
@@ -112,28 +89,7 @@ impl FilterConfig {
             return Err(ConfigError::new("configuration", "must be a JSON object"));
         }
         let mut fields = Fields::new("", value, "struct RawConfig", CONFIG_KEYS)?;
-        let settings = TargetSettings {
-            function: fields.string("function"),
-            qualifier: fields.string("qualifier"),
-            region: fields.string("region"),
-            endpoint: fields.string("endpoint"),
-            invocation_type: fields.string("invocation_type"),
-            payload: fields.string("payload"),
-            function_error_status: fields.u16("function_error_status"),
-            timeout_ms: fields.u64("timeout_ms"),
-            cluster: fields.string("cluster"),
-            stage: fields.string("stage"),
-            route_key: fields.string("route_key"),
-            api_id: fields.string("api_id"),
-            resource: fields.string("resource"),
-            target_group_arn: fields.string("target_group_arn"),
-            multi_value_headers: fields.bool("multi_value_headers"),
-            custom_parameters: fields.string_map("custom_parameters"),
-            log_type: fields.string("log_type"),
-            expose_log_result: fields.bool("expose_log_result"),
-            client_context: fields.value("client_context"),
-            invoke_mode: fields.string("invoke_mode"),
-        };
+        let settings = TargetSettings::read(&mut fields);
         let credentials = fields.object(
             "credentials",
             "struct RawCredentials",
@@ -269,34 +225,7 @@ fn merge(plugin: &TargetSettings, route: &TargetSettings) -> TargetSettings {
             merged.region = None;
         }
     }
-    macro_rules! take {
-        ($($field:ident),*) => {$(
-            if route.$field.is_some() {
-                merged.$field = route.$field.clone();
-            }
-        )*};
-    }
-    take!(
-        qualifier,
-        region,
-        endpoint,
-        invocation_type,
-        payload,
-        function_error_status,
-        timeout_ms,
-        cluster,
-        stage,
-        route_key,
-        api_id,
-        resource,
-        target_group_arn,
-        multi_value_headers,
-        custom_parameters,
-        log_type,
-        expose_log_result,
-        client_context,
-        invoke_mode
-    );
+    merged.take_set(route);
     merged
 }
 

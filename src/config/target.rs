@@ -67,32 +67,6 @@ impl PayloadFormat {
 /// passthrough mode.
 pub const CUSTOM_PARAMETERS_FIELD: &str = "custom_parameters";
 
-/// The keys a route may override, all optional. Also the non-credential part of the
-/// plugin configuration.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TargetSettings {
-    pub function: Option<String>,
-    pub qualifier: Option<String>,
-    pub region: Option<String>,
-    pub endpoint: Option<String>,
-    pub invocation_type: Option<String>,
-    pub payload: Option<String>,
-    pub function_error_status: Option<u16>,
-    pub timeout_ms: Option<u64>,
-    pub cluster: Option<String>,
-    pub stage: Option<String>,
-    pub route_key: Option<String>,
-    pub api_id: Option<String>,
-    pub resource: Option<String>,
-    pub target_group_arn: Option<String>,
-    pub multi_value_headers: Option<bool>,
-    pub custom_parameters: Option<StringMap>,
-    pub log_type: Option<String>,
-    pub expose_log_result: Option<bool>,
-    pub client_context: Option<Value>,
-    pub invoke_mode: Option<String>,
-}
-
 /// Everything needed to invoke one function, validated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvokeTarget {

@@ -1,27 +1,5 @@
 use super::*;
 
-/// The two key lists are kept apart (different orders and extras: `credentials` and
-/// `split_placement` only in the plugin config, `disabled` only per route); every target
-/// key must be in both.
-#[test]
-fn every_plugin_target_key_can_be_overridden_per_route() {
-    for key in CONFIG_KEYS
-        .iter()
-        .filter(|k| !["credentials", "credential_profiles", "split_placement"].contains(*k))
-    {
-        assert!(
-            crate::route::ROUTE_KEYS.contains(key),
-            "{key} missing from ROUTE_KEYS"
-        );
-    }
-    for key in crate::route::ROUTE_KEYS
-        .iter()
-        .filter(|k| **k != "disabled")
-    {
-        assert!(CONFIG_KEYS.contains(key), "{key} missing from CONFIG_KEYS");
-    }
-}
-
 const CREDS: &str =
     r#""credentials":{"access_key_id":"AKIDEXAMPLE12345","secret_access_key":"s3cr3t"}"#;
 
