@@ -9,20 +9,19 @@ use std::time::SystemTime;
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{Action, BufferType, MapType, Status, StreamType};
+use proxy_wasm::types::{Action, BufferType, MapType, StreamType};
 
 use super::credentials::HostStore;
 use super::host;
+use super::io::*;
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
-use crate::answer::proxy_response::is_bodyless_status;
 use crate::answer::MAX_ANSWER_BYTES;
 use crate::config::FilterConfig;
 use crate::credentials::profiles::CredentialProfiles;
 use crate::error::RequestError;
-use crate::flow::attempts::{AttemptStash, ATTEMPT_HEADER};
+use crate::flow::attempts::AttemptStash;
 use crate::flow::{RequestFlow, Step, StreamFallback};
-use crate::http::CallAnswer;
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::metrics::Metric;
@@ -73,6 +72,12 @@ pub fn now() -> SystemTime {
     hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
 }
 
+/// What carrying out one step leads to: the next step, or the action for the host.
+enum Next {
+    Step(Step),
+    Done(Action),
+}
+
 /// Who is carrying out the step: the request's own context, or the root on its behalf.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
@@ -85,192 +90,52 @@ impl Vm {
     /// for the callback in progress.
     pub fn drive(&self, request: &SharedRequest, mut step: Step, actor: Actor) -> Action {
         loop {
-            step = match step {
-                Step::Continue => return Action::Continue,
-                Step::Pause => return Action::Pause,
-                Step::ReadBody => {
-                    let started = timing::start();
-                    let body = read_body(request.borrow().body_size);
-                    let now = now();
-                    let profile = request.borrow().flow.credentials_profile();
-                    let (credentials, max_wait) = match profile {
-                        Some(profile) => {
-                            let mut profiles = self.credentials.borrow_mut();
-                            (
-                                profiles.usable(&HostStore, profile, now),
-                                profiles.max_wait(profile),
-                            )
-                        }
-                        None => (None, std::time::Duration::ZERO),
-                    };
-                    let step = request.borrow_mut().flow.on_body_complete(
-                        body,
-                        credentials.as_ref(),
-                        now,
-                        max_wait,
-                    );
-                    self.timing.record(Timed::BuildAndSign, started);
-                    step
-                }
+            let next = match step {
+                Step::Continue => Next::Done(Action::Continue),
+                Step::Pause => Next::Done(Action::Pause),
+                Step::ReadBody => Next::Step(self.read_body_and_sign(request)),
                 Step::WaitForCredentials { deadline } => {
-                    let context_id = request.borrow().context_id;
-                    debug!("#{context_id} waiting for credentials");
-                    request.borrow_mut().parked_at = Some(now());
-                    self.stats.add(Metric::CredentialWaiting, 1);
-                    self.parked
-                        .borrow_mut()
-                        .insert(context_id, Rc::clone(request));
-                    if let Some(profile) = request.borrow().flow.credentials_profile() {
-                        self.credentials
-                            .borrow_mut()
-                            .park(profile, context_id, deadline);
-                    }
-                    return Action::Pause;
+                    self.wait_for_credentials(request, deadline)
                 }
                 Step::Dispatch(outbound) => {
-                    let fallback = request.borrow_mut().flow.take_stream_fallback();
-                    if let Some(fallback) = fallback {
-                        self.log_stream_fallback(fallback);
-                    }
-                    let started = timing::start();
-                    let result = dispatch(&outbound);
-                    self.timing.record(Timed::Dispatch, started);
-                    let context_id = request.borrow().context_id;
-                    let result = match result {
-                        Ok(token) => {
-                            self.stats
-                                .record(Metric::InvokePayloadBytes, outbound.body.len() as u64);
-                            self.stats.increment(Metric::InvokeDispatched);
-                            debug!(
-                                "#{context_id} invoke dispatched to cluster '{}' ({} bytes), token {token}",
-                                outbound.cluster,
-                                outbound.body.len()
-                            );
-                            if actor == Actor::Root {
-                                self.root_invokes
-                                    .borrow_mut()
-                                    .insert(token, Rc::clone(request));
-                            }
-                            Ok(token)
-                        }
-                        Err(status) => {
-                            warn!(
-                                "#{context_id} dispatch to cluster '{}' refused: {status:?}",
-                                outbound.cluster
-                            );
-                            Err(outbound.cluster.clone())
-                        }
-                    };
-                    request.borrow_mut().flow.on_dispatched(result, now())
+                    Next::Step(self.dispatch_invoke(request, &outbound, actor))
                 }
                 Step::Forward {
                     invoke,
                     replace_body,
-                } => {
-                    let started = timing::start();
-                    if host::map_value(MapType::HttpRequestHeaders, ":method").as_deref()
-                        == Some("HEAD")
-                    {
-                        request.borrow_mut().flow.set_head_request();
-                    }
-                    let request = request.borrow();
-                    let context_id = request.context_id;
-                    if let Err(status) = forward(&invoke, replace_body, &request, &self.retry_tag) {
-                        // Rewriting failed half-way: never let it continue unsigned.
-                        error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
-                        let failure = RequestError::DispatchFailed {
-                            cluster: invoke.cluster.clone(),
-                        };
-                        self.stats.increment(Metric::for_failure(&failure));
-                        if let Err(status) = send(&failure.to_reply(request.request_id.as_deref()))
-                        {
-                            error!("#{context_id} could not send the error reply: {status:?}");
-                        }
-                        return Action::Pause;
-                    }
-                    self.stats
-                        .record(Metric::InvokePayloadBytes, invoke.body.len() as u64);
-                    self.stats.increment(Metric::InvokeInPlace);
-                    debug!(
-                        "#{context_id} invoke forwarded in place to cluster '{}' ({} bytes)",
-                        invoke.cluster,
-                        invoke.body.len()
-                    );
-                    self.timing.record(Timed::Dispatch, started);
-                    if actor == Actor::Root {
-                        if let Err(status) = host::continue_stream(StreamType::HttpRequest) {
-                            warn!("#{context_id} could not resume the request: {status}");
-                        }
-                    }
-                    return Action::Continue;
-                }
+                } => self.forward_invoke(request, &invoke, replace_body, actor),
                 Step::RelayAnswer(headers) => match set_response_headers(&headers) {
-                    Ok(()) => return Action::Continue,
-                    Err(status) => Step::RewriteAnswerWithError(unwritable("headers", status)),
+                    Ok(()) => Next::Done(Action::Continue),
+                    Err(status) => {
+                        Next::Step(Step::RewriteAnswerWithError(unwritable("headers", status)))
+                    }
                 },
                 Step::AnswerRelayed => {
                     self.stats.increment(Metric::InvokeSuccess);
-                    return Action::Continue;
+                    Next::Done(Action::Continue)
                 }
                 Step::ReadAnswerBody => {
                     let size = request.borrow().answer_size;
                     let body = read_buffer(BufferType::HttpResponseBody, size);
-                    request.borrow_mut().flow.on_answer_complete(body)
+                    Next::Step(request.borrow_mut().flow.on_answer_complete(body))
                 }
-                Step::RewriteAnswer(reply) => {
-                    let written = {
-                        let request = request.borrow();
-                        rewrite_answer(&reply, request.answer_size, request.flow.is_head_request())
-                    };
-                    match written {
-                        Ok(()) => {
-                            self.stats.increment(Metric::InvokeSuccess);
-                            return Action::Continue;
-                        }
-                        Err(status) => Step::RewriteAnswerWithError(unwritable("answer", status)),
-                    }
-                }
+                Step::RewriteAnswer(reply) => self.rewrite_answer(request, &reply),
                 Step::RewriteAnswerWithError(failure) => {
-                    self.stats.increment(Metric::for_failure(&failure));
-                    let reply = {
-                        let request = request.borrow();
-                        log_failure(&request, &failure);
-                        failure.to_reply(request.request_id.as_deref())
-                    };
-                    let mut request = request.borrow_mut();
-                    let written =
-                        if request.answer_size == 0 && request.flow.awaits_answer_in_place() {
-                            // Refused while its body is still to come: the error's body goes out
-                            // in place of the first chunk, and the rest is dropped.
-                            let written = rewrite_answer_headers(&reply);
-                            if !request.flow.is_head_request() {
-                                request.flow.set_refusal_body(reply.body);
-                            }
-                            written
-                        } else {
-                            let head = request.flow.is_head_request();
-                            rewrite_answer(&reply, request.answer_size, head)
-                        };
-                    if let Err(status) = written {
-                        // Not even the error could be written: reset rather than let the
-                        // function's answer go out half rewritten.
-                        reset_answer(request.context_id, "the error reply", status);
-                    }
-                    return Action::Continue;
+                    self.rewrite_answer_with_error(request, &failure)
                 }
                 Step::ReplaceAnswerBody(bytes) => {
                     let request = request.borrow();
                     if let Err(status) = replace_answer_body(&request, &bytes) {
                         reset_answer(request.context_id, "the error body", status);
                     }
-                    return Action::Continue;
+                    Next::Done(Action::Continue)
                 }
                 Step::Reply(reply) => match send(&reply) {
                     Ok(()) => {
                         self.stats.increment(Metric::InvokeSuccess);
-                        return Action::Pause;
+                        Next::Done(Action::Pause)
                     }
-                    Err(status) => Step::Fail(unwritable("answer", status)),
+                    Err(status) => Next::Step(Step::Fail(unwritable("answer", status))),
                 },
                 Step::ReadStream {
                     start,
@@ -278,81 +143,260 @@ impl Vm {
                     end_of_stream,
                 } => {
                     let bytes = read_range(BufferType::HttpResponseBody, start, size);
-                    request
-                        .borrow_mut()
-                        .flow
-                        .on_stream_bytes(&bytes, end_of_stream)
+                    Next::Step(
+                        request
+                            .borrow_mut()
+                            .flow
+                            .on_stream_bytes(&bytes, end_of_stream),
+                    )
                 }
                 Step::StreamHead {
                     headers,
                     body,
                     complete,
                 } => {
-                    let written = {
-                        let request = request.borrow();
-                        set_response_headers(&headers)
-                            .and_then(|()| replace_answer_body(&request, &body))
-                    };
-                    match written {
-                        Ok(()) => {
-                            if complete {
-                                self.stats.increment(Metric::InvokeSuccess);
-                            }
-                            return Action::Continue;
-                        }
-                        Err(status) => Step::AbortStream(unwritable("stream", status)),
-                    }
+                    let written = set_response_headers(&headers)
+                        .and_then(|()| replace_answer_body(&request.borrow(), &body));
+                    self.streamed(written, complete)
                 }
                 Step::StreamChunk { body, complete } => {
                     let written = replace_answer_body(&request.borrow(), &body);
-                    match written {
-                        Ok(()) => {
-                            if complete {
-                                self.stats.increment(Metric::InvokeSuccess);
-                            }
-                            return Action::Continue;
-                        }
-                        Err(status) => Step::AbortStream(unwritable("stream", status)),
-                    }
+                    self.streamed(written, complete)
                 }
-                Step::AbortStream(failure) => {
-                    let request = request.borrow();
-                    self.stats.increment(Metric::for_failure(&failure));
-                    let request_id = request.request_id.as_deref().unwrap_or("-");
-                    warn!(
-                        "#{} request_id={request_id} response stream ended abnormally after its first bytes: {failure}",
-                        request.context_id
-                    );
-                    let _ = replace_answer_body(&request, &[]);
-                    if let Err(status) = host::close_stream(StreamType::HttpResponse) {
-                        error!(
-                            "#{} could not reset the response stream: {status}",
-                            request.context_id
-                        );
-                    }
-                    return Action::Pause;
-                }
-                Step::Fail(failure) => {
-                    let request = request.borrow();
-                    self.stats.increment(Metric::for_failure(&failure));
-                    if matches!(failure, RequestError::RouteConfigInvalid(_)) {
-                        self.stats.increment(Metric::RouteConfigErrors);
-                    }
-                    log_failure(&request, &failure);
-                    if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
-                        // The one way out left: a bare 502, else a reset.
-                        error!(
-                            "#{} could not send the error reply: {status:?}",
-                            request.context_id
-                        );
-                        if hostcalls::send_http_response(502, Vec::new(), None).is_err() {
-                            reset_answer(request.context_id, "a bare 502", 0);
-                        }
-                    }
-                    return Action::Pause;
-                }
+                Step::AbortStream(failure) => self.abort_stream(request, &failure),
+                Step::Fail(failure) => self.fail(request, &failure),
+            };
+            match next {
+                Next::Step(following) => step = following,
+                Next::Done(action) => return action,
             }
         }
+    }
+
+    /// The whole body is there: sign with the request's profile, or wait for credentials.
+    fn read_body_and_sign(&self, request: &SharedRequest) -> Step {
+        let started = timing::start();
+        let body = read_body(request.borrow().body_size);
+        let now = now();
+        let profile = request.borrow().flow.credentials_profile();
+        let (credentials, max_wait) = match profile {
+            Some(profile) => {
+                let mut profiles = self.credentials.borrow_mut();
+                (
+                    profiles.usable(&HostStore, profile, now),
+                    profiles.max_wait(profile),
+                )
+            }
+            None => (None, std::time::Duration::ZERO),
+        };
+        let step =
+            request
+                .borrow_mut()
+                .flow
+                .on_body_complete(body, credentials.as_ref(), now, max_wait);
+        self.timing.record(Timed::BuildAndSign, started);
+        step
+    }
+
+    /// Parks the request with its profile's waiters until credentials come or `deadline`.
+    fn wait_for_credentials(&self, request: &SharedRequest, deadline: SystemTime) -> Next {
+        let context_id = request.borrow().context_id;
+        debug!("#{context_id} waiting for credentials");
+        request.borrow_mut().parked_at = Some(now());
+        self.stats.add(Metric::CredentialWaiting, 1);
+        self.parked
+            .borrow_mut()
+            .insert(context_id, Rc::clone(request));
+        if let Some(profile) = request.borrow().flow.credentials_profile() {
+            self.credentials
+                .borrow_mut()
+                .park(profile, context_id, deadline);
+        }
+        Next::Done(Action::Pause)
+    }
+
+    /// Sends the Invoke with `dispatch_http_call`; its answer comes to `on_invoke_answer`.
+    fn dispatch_invoke(
+        &self,
+        request: &SharedRequest,
+        outbound: &OutboundRequest,
+        actor: Actor,
+    ) -> Step {
+        let fallback = request.borrow_mut().flow.take_stream_fallback();
+        if let Some(fallback) = fallback {
+            self.log_stream_fallback(fallback);
+        }
+        let started = timing::start();
+        let result = dispatch(outbound);
+        self.timing.record(Timed::Dispatch, started);
+        let context_id = request.borrow().context_id;
+        let result = match result {
+            Ok(token) => {
+                self.stats
+                    .record(Metric::InvokePayloadBytes, outbound.body.len() as u64);
+                self.stats.increment(Metric::InvokeDispatched);
+                debug!(
+                    "#{context_id} invoke dispatched to cluster '{}' ({} bytes), token {token}",
+                    outbound.cluster,
+                    outbound.body.len()
+                );
+                if actor == Actor::Root {
+                    self.root_invokes
+                        .borrow_mut()
+                        .insert(token, Rc::clone(request));
+                }
+                Ok(token)
+            }
+            Err(status) => {
+                warn!(
+                    "#{context_id} dispatch to cluster '{}' refused: {status:?}",
+                    outbound.cluster
+                );
+                Err(outbound.cluster.clone())
+            }
+        };
+        request.borrow_mut().flow.on_dispatched(result, now())
+    }
+
+    /// Rewrites the request in place into the Invoke and lets it continue to the route's
+    /// cluster.
+    fn forward_invoke(
+        &self,
+        request: &SharedRequest,
+        invoke: &OutboundRequest,
+        replace_body: bool,
+        actor: Actor,
+    ) -> Next {
+        let started = timing::start();
+        if host::map_value(MapType::HttpRequestHeaders, ":method").as_deref() == Some("HEAD") {
+            request.borrow_mut().flow.set_head_request();
+        }
+        let request = request.borrow();
+        let context_id = request.context_id;
+        if let Err(status) = forward(invoke, replace_body, &request, &self.retry_tag) {
+            // Rewriting failed half-way: never let it continue unsigned.
+            error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
+            let failure = RequestError::DispatchFailed {
+                cluster: invoke.cluster.clone(),
+            };
+            self.stats.increment(Metric::for_failure(&failure));
+            if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
+                error!("#{context_id} could not send the error reply: {status:?}");
+            }
+            return Next::Done(Action::Pause);
+        }
+        self.stats
+            .record(Metric::InvokePayloadBytes, invoke.body.len() as u64);
+        self.stats.increment(Metric::InvokeInPlace);
+        debug!(
+            "#{context_id} invoke forwarded in place to cluster '{}' ({} bytes)",
+            invoke.cluster,
+            invoke.body.len()
+        );
+        self.timing.record(Timed::Dispatch, started);
+        if actor == Actor::Root {
+            if let Err(status) = host::continue_stream(StreamType::HttpRequest) {
+                warn!("#{context_id} could not resume the request: {status}");
+            }
+        }
+        Next::Done(Action::Continue)
+    }
+
+    /// The decoded answer replaces the function's (a 502 when it cannot be written whole).
+    fn rewrite_answer(&self, request: &SharedRequest, reply: &ClientReply) -> Next {
+        let written = {
+            let request = request.borrow();
+            rewrite_answer(reply, request.answer_size, request.flow.is_head_request())
+        };
+        match written {
+            Ok(()) => {
+                self.stats.increment(Metric::InvokeSuccess);
+                Next::Done(Action::Continue)
+            }
+            Err(status) => Next::Step(Step::RewriteAnswerWithError(unwritable("answer", status))),
+        }
+    }
+
+    /// The error's reply replaces the answer; a reset when not even it can be written.
+    fn rewrite_answer_with_error(&self, request: &SharedRequest, failure: &RequestError) -> Next {
+        self.stats.increment(Metric::for_failure(failure));
+        let reply = {
+            let request = request.borrow();
+            log_failure(&request, failure);
+            failure.to_reply(request.request_id.as_deref())
+        };
+        let mut request = request.borrow_mut();
+        let written = if request.answer_size == 0 && request.flow.awaits_answer_in_place() {
+            // Refused while its body is still to come: the error's body goes out in place of
+            // the first chunk, and the rest is dropped.
+            let written = rewrite_answer_headers(&reply);
+            if !request.flow.is_head_request() {
+                request.flow.set_refusal_body(reply.body);
+            }
+            written
+        } else {
+            let head = request.flow.is_head_request();
+            rewrite_answer(&reply, request.answer_size, head)
+        };
+        if let Err(status) = written {
+            // Not even the error could be written: reset rather than let the function's
+            // answer go out half rewritten.
+            reset_answer(request.context_id, "the error reply", status);
+        }
+        Next::Done(Action::Continue)
+    }
+
+    /// A streamed head or chunk was written (or not: the stream is aborted).
+    fn streamed(&self, written: Result<(), u32>, complete: bool) -> Next {
+        match written {
+            Ok(()) => {
+                if complete {
+                    self.stats.increment(Metric::InvokeSuccess);
+                }
+                Next::Done(Action::Continue)
+            }
+            Err(status) => Next::Step(Step::AbortStream(unwritable("stream", status))),
+        }
+    }
+
+    /// A stream broken after its first bytes left: counted, logged and reset.
+    fn abort_stream(&self, request: &SharedRequest, failure: &RequestError) -> Next {
+        let request = request.borrow();
+        self.stats.increment(Metric::for_failure(failure));
+        let request_id = request.request_id.as_deref().unwrap_or("-");
+        warn!(
+            "#{} request_id={request_id} response stream ended abnormally after its first bytes: {failure}",
+            request.context_id
+        );
+        let _ = replace_answer_body(&request, &[]);
+        if let Err(status) = host::close_stream(StreamType::HttpResponse) {
+            error!(
+                "#{} could not reset the response stream: {status}",
+                request.context_id
+            );
+        }
+        Next::Done(Action::Pause)
+    }
+
+    /// Answers the request with its error, counted and logged.
+    fn fail(&self, request: &SharedRequest, failure: &RequestError) -> Next {
+        let request = request.borrow();
+        self.stats.increment(Metric::for_failure(failure));
+        if matches!(failure, RequestError::RouteConfigInvalid(_)) {
+            self.stats.increment(Metric::RouteConfigErrors);
+        }
+        log_failure(&request, failure);
+        if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
+            // The one way out left: a bare 502, else a reset.
+            error!(
+                "#{} could not send the error reply: {status:?}",
+                request.context_id
+            );
+            if hostcalls::send_http_response(502, Vec::new(), None).is_err() {
+                reset_answer(request.context_id, "a bare 502", 0);
+            }
+        }
+        Next::Done(Action::Pause)
     }
 
     /// The Invoke's answer, read from the host (the request must be the effective context).
@@ -460,191 +504,6 @@ impl Vm {
     }
 }
 
-/// Sends a built request to its cluster; the answer comes to `on_http_call_response`.
-pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
-    let headers: Vec<(&str, &str)> = outbound
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    hostcalls::dispatch_http_call(
-        &outbound.cluster,
-        headers,
-        Some(&outbound.body),
-        Vec::new(),
-        outbound.timeout,
-    )
-}
-
-/// The answer to a dispatched call: `:status`, headers and body. A body over `max_body`
-/// bytes is left in the host (Envoy frees it with the call) and only its size reported, so
-/// an oversized answer never grows the VM's memory.
-pub fn read_call_answer(body_size: usize, max_body: usize) -> CallAnswer {
-    let headers = host::map(MapType::HttpCallResponseHeaders);
-    let status = headers
-        .iter()
-        .find(|(name, _)| name == ":status")
-        .and_then(|(_, value)| value.parse::<u16>().ok());
-    let oversized = body_size > max_body;
-    let body = if body_size == 0 || oversized {
-        Vec::new()
-    } else {
-        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-    };
-    CallAnswer {
-        status,
-        headers,
-        body,
-        unread_body_bytes: oversized.then_some(body_size),
-    }
-}
-
-fn read_body(body_size: usize) -> Vec<u8> {
-    read_buffer(BufferType::HttpRequestBody, body_size)
-}
-
-fn read_buffer(buffer: BufferType, size: usize) -> Vec<u8> {
-    read_range(buffer, 0, size)
-}
-
-fn read_range(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
-    if size == 0 {
-        return Vec::new();
-    }
-    hostcalls::get_buffer(buffer, start, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-/// Replaces the answer's body buffered in this callback (`answer_size` bytes) with `body`
-/// (with nothing, for a HEAD).
-fn replace_answer_body(request: &Request, body: &[u8]) -> Result<(), u32> {
-    let body = if request.flow.is_head_request() {
-        &[]
-    } else {
-        body
-    };
-    if request.answer_size == 0 && body.is_empty() {
-        return Ok(());
-    }
-    host::set_buffer(BufferType::HttpResponseBody, 0, request.answer_size, body)
-}
-
-/// The function's answer could not be written whole: a 502 `bad_response` instead (never a
-/// response missing part of what the function meant).
-fn unwritable(what: &str, status: impl std::fmt::Debug) -> RequestError {
-    RequestError::BadResponse {
-        message: format!(
-            "the function's {what} could not be written to the response (host status \
-             {status:?}): see the documented response limits"
-        ),
-    }
-}
-
-/// Resets the response: the last way out when not even an error reply can be written.
-fn reset_answer(context_id: u32, what: &str, status: impl std::fmt::Debug) {
-    error!("#{context_id} could not write {what} ({status:?}): resetting the stream");
-    if let Err(status) = host::close_stream(StreamType::HttpResponse) {
-        error!("#{context_id} could not reset the response stream: {status}");
-    }
-}
-
-/// Rewrites the request into the Invoke: one call replaces the whole header map (so nothing
-/// the client sent goes on), one more replaces the body when the payload is not the client's
-/// body. The router's header map is the request's own, which access logs and the router's
-/// local replies read after the rewrite, so a few headers are set for them (unsigned; Lambda
-/// ignores them): `:scheme`, set by the router for the upstream; `x-request-id`;
-/// `x-envoy-original-path`, the client's path, as Envoy's own path rewrites keep it (Envoy's
-/// default access log format prints it); and the attempt header that marks the rewrite as
-/// ours: the request's attempt key (event payloads) or the VM's `retry_tag`, neither known
-/// to clients.
-fn forward(
-    invoke: &OutboundRequest,
-    replace_body: bool,
-    request: &Request,
-    retry_tag: &str,
-) -> Result<(), u32> {
-    let current = |name: &str| host::map_value(MapType::HttpRequestHeaders, name);
-    let scheme = current(":scheme");
-    let attempt = request.attempt_key.as_deref().unwrap_or(retry_tag);
-    // A retry sees the map the first attempt rewrote: its original path is the client's.
-    // Only a map this filter rewrote (it carries the attempt header's secret value) is a
-    // retry; a client that sends the Invoke's path never chooses the logged path.
-    let client_path = match current(":path") {
-        Some(path)
-            if Some(path.as_str()) == invoke.header(":path")
-                && current(ATTEMPT_HEADER).as_deref() == Some(attempt) =>
-        {
-            current(ORIGINAL_PATH_HEADER)
-        }
-        path => path,
-    };
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + 4);
-    headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    if let Some(scheme) = &scheme {
-        headers.push((":scheme", scheme));
-    }
-    if let Some(request_id) = &request.request_id {
-        headers.push(("x-request-id", request_id));
-    }
-    if let Some(path) = &client_path {
-        headers.push((ORIGINAL_PATH_HEADER, path));
-    }
-    headers.push((ATTEMPT_HEADER, attempt));
-    host::set_map(MapType::HttpRequestHeaders, &headers)?;
-    if replace_body {
-        host::set_buffer(
-            BufferType::HttpRequestBody,
-            0,
-            request.body_size,
-            &invoke.body,
-        )?;
-    }
-    Ok(())
-}
-
-const ORIGINAL_PATH_HEADER: &str = "x-envoy-original-path";
-
-/// The answer's status and headers become the reply's (with its body's length, except for
-/// the statuses that carry no body, which carry no content-length either).
-fn rewrite_answer_headers(reply: &ClientReply) -> Result<(), u32> {
-    let mut headers = Vec::with_capacity(reply.headers.len() + 2);
-    headers.push((":status".to_string(), reply.status.to_string()));
-    headers.extend(reply.headers.iter().cloned());
-    if !is_bodyless_status(reply.status) {
-        headers.push(("content-length".to_string(), reply.body.len().to_string()));
-    }
-    set_response_headers(&headers)
-}
-
-fn set_response_headers(headers: &[(String, String)]) -> Result<(), u32> {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    host::set_map(MapType::HttpResponseHeaders, &headers)
-}
-
-/// Replaces the answer with `reply`: status and headers, and the body read so far
-/// (`answer_size` bytes; for a HEAD, nothing, under the content-length a GET would get). An
-/// answer that ended with its headers has no body to replace, so its replacement goes out
-/// as a local reply (whose body Envoy drops for a HEAD itself).
-fn rewrite_answer(reply: &ClientReply, answer_size: usize, head: bool) -> Result<(), u32> {
-    if answer_size == 0 && !reply.body.is_empty() {
-        return send(reply).map_err(|status| status as u32);
-    }
-    rewrite_answer_headers(reply)?;
-    let body: &[u8] = if head { &[] } else { &reply.body };
-    if answer_size == 0 && body.is_empty() {
-        return Ok(());
-    }
-    host::set_buffer(BufferType::HttpResponseBody, 0, answer_size, body)
-}
-
 /// The function's log tail (`X-Amz-Log-Type: Tail`), decoded, at debug.
 fn log_function_tail(context_id: u32, tail: Option<&str>) {
     let Some(tail) = tail.filter(|_| log::log_enabled!(log::Level::Debug)) else {
@@ -670,16 +529,4 @@ fn log_failure(request: &Request, failure: &RequestError) {
         }
         _ => warn!("#{context_id} request_id={request_id} {failure}"),
     }
-}
-
-/// Answers the client with `reply` as a local reply (a body-less status goes without body).
-fn send(reply: &ClientReply) -> Result<(), Status> {
-    let headers: Vec<(&str, &str)> = reply
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let body = (!reply.body.is_empty() && !is_bodyless_status(reply.status))
-        .then_some(reply.body.as_slice());
-    hostcalls::send_http_response(u32::from(reply.status), headers, body)
 }

@@ -5,6 +5,7 @@ mod credentials;
 mod driver;
 mod host;
 mod http;
+mod io;
 mod logger;
 mod root;
 mod stats;

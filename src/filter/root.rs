@@ -12,8 +12,9 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::credentials::{log_line, log_once, random_u64, refusal, HostStore};
-use super::driver::{dispatch, now, read_call_answer, Actor, Vm};
+use super::driver::{now, Actor, Vm};
 use super::http::LambdaHttp;
+use super::io::{dispatch, read_call_answer};
 use super::logger;
 use super::stats::Stats;
 use crate::config::{FilterConfig, DEFAULT_PROFILE};
