@@ -82,25 +82,7 @@ pub fn validate_assume_role(
         ));
     }
 
-    let role_arn = raw.role_arn.ok_or_else(|| {
-        error(
-            "role_arn",
-            "is required (arn:aws:iam::<account>:role/<name>)",
-        )
-    })?;
-    if !is_valid_role_arn(&role_arn) {
-        let shown = if role_arn.len() <= 2048 {
-            format!("'{role_arn}'")
-        } else {
-            "the value".to_string()
-        };
-        return Err(error(
-            "role_arn",
-            format!(
-                "{shown} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<path/name>, 20-2048 characters)"
-            ),
-        ));
-    }
+    let role_arn = role_arn(raw.role_arn)?;
 
     let session_name = raw
         .session_name
@@ -112,44 +94,7 @@ pub fn validate_assume_role(
         ));
     }
 
-    let external_id = match (raw.external_id, raw.external_id_env) {
-        (Some(_), Some(_)) => {
-            return Err(error(
-                "external_id",
-                "conflicts with credentials.assume_role.external_id_env: give one or the other",
-            ))
-        }
-        (Some(id), None) => {
-            if !is_valid_external_id(id.expose()) {
-                return Err(error("external_id", EXTERNAL_ID_RULE));
-            }
-            Some(id)
-        }
-        (None, Some(name)) => {
-            if name.is_empty() {
-                return Err(error(
-                    "external_id_env",
-                    "must name a VM environment variable",
-                ));
-            }
-            let value = env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                error(
-                    "external_id_env",
-                    format!(
-                        "names the environment variable '{name}', which is not set or empty in vm_config.environment_variables"
-                    ),
-                )
-            })?;
-            if !is_valid_external_id(&value) {
-                return Err(error(
-                    "external_id_env",
-                    format!("the value of the environment variable '{name}' {EXTERNAL_ID_RULE}"),
-                ));
-            }
-            Some(Secret::new(value))
-        }
-        (None, None) => None,
-    };
+    let external_id = external_id(raw.external_id, raw.external_id_env, env)?;
 
     let duration_seconds = raw.duration_seconds.unwrap_or(DEFAULT_DURATION_SECONDS);
     if !(MIN_DURATION_SECONDS..=MAX_DURATION_SECONDS).contains(&duration_seconds) {
@@ -206,6 +151,74 @@ pub fn validate_assume_role(
         timeout: Duration::from_millis(timeout_ms),
         max_wait: Duration::from_millis(max_wait_ms),
     })
+}
+
+/// The ExternalId, inline or from the named VM environment variable (preferred: the
+/// configuration is printed in Envoy's config dumps).
+fn external_id(
+    inline: Option<Secret>,
+    from_env: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (inline, from_env) {
+        (Some(_), Some(_)) => Err(error(
+            "external_id",
+            "conflicts with credentials.assume_role.external_id_env: give one or the other",
+        )),
+        (Some(id), None) => {
+            if !is_valid_external_id(id.expose()) {
+                return Err(error("external_id", EXTERNAL_ID_RULE));
+            }
+            Ok(Some(id))
+        }
+        (None, Some(name)) => {
+            if name.is_empty() {
+                return Err(error(
+                    "external_id_env",
+                    "must name a VM environment variable",
+                ));
+            }
+            let value = env(&name).filter(|v| !v.is_empty()).ok_or_else(|| {
+            error(
+                "external_id_env",
+                format!(
+                    "names the environment variable '{name}', which is not set or empty in vm_config.environment_variables"
+                ),
+            )
+        })?;
+            if !is_valid_external_id(&value) {
+                return Err(error(
+                    "external_id_env",
+                    format!("the value of the environment variable '{name}' {EXTERNAL_ID_RULE}"),
+                ));
+            }
+            Ok(Some(Secret::new(value)))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+fn role_arn(role_arn: Option<String>) -> Result<String, ConfigError> {
+    let role_arn = role_arn.ok_or_else(|| {
+        error(
+            "role_arn",
+            "is required (arn:aws:iam::<account>:role/<name>)",
+        )
+    })?;
+    if !is_valid_role_arn(&role_arn) {
+        let shown = if role_arn.len() <= 2048 {
+            format!("'{role_arn}'")
+        } else {
+            "the value".to_string()
+        };
+        return Err(error(
+            "role_arn",
+            format!(
+                "{shown} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<path/name>, 20-2048 characters)"
+            ),
+        ));
+    }
+    Ok(role_arn)
 }
 
 pub(super) const EXTERNAL_ID_RULE: &str = "must be 2-1224 characters of [A-Za-z0-9_+=,.@:/-]";

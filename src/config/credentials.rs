@@ -195,35 +195,7 @@ pub(super) fn load_credentials(
         })
     };
     let source = raw.source.take();
-    // Keys that only some sources use are errors elsewhere.
-    let uses_imds = matches!(source.as_deref(), Some("imds" | "chain"));
-    let uses_container = matches!(source.as_deref(), Some("container" | "chain"));
-    let ambient = matches!(source.as_deref(), Some("imds" | "container" | "chain"));
-    let unused = [
-        ("imds_cluster", raw.imds_cluster.is_some() && !uses_imds),
-        ("imds_endpoint", raw.imds_endpoint.is_some() && !uses_imds),
-        (
-            "imds_token_ttl_seconds",
-            raw.imds_token_ttl_seconds.is_some() && !uses_imds,
-        ),
-        (
-            "container_cluster",
-            raw.container_cluster.is_some() && !uses_container,
-        ),
-        ("timeout_ms", raw.timeout_ms.is_some() && !ambient),
-        ("max_wait_ms", raw.max_wait_ms.is_some() && !ambient),
-    ];
-    if let Some((key, _)) = unused.iter().find(|(_, unused)| *unused) {
-        return Err(ConfigError::new(
-            &format!("credentials.{key}"),
-            match source.as_deref() {
-                None => {
-                    "applies only with credentials.source (imds, container or chain)".to_string()
-                }
-                Some(source) => format!("does not apply to credentials.source '{source}'"),
-            },
-        ));
-    }
+    check_source_keys(&raw, source.as_deref())?;
     let timeout = Duration::from_millis(ambient_ms(
         raw.timeout_ms,
         DEFAULT_AMBIENT_TIMEOUT_MS,
@@ -296,6 +268,39 @@ pub(super) fn load_credentials(
         origin,
         warning,
     })
+}
+
+/// Keys that only some sources use are errors with the others.
+fn check_source_keys(raw: &RawCredentials, source: Option<&str>) -> Result<(), ConfigError> {
+    let uses_imds = matches!(source, Some("imds" | "chain"));
+    let uses_container = matches!(source, Some("container" | "chain"));
+    let ambient = matches!(source, Some("imds" | "container" | "chain"));
+    let unused = [
+        ("imds_cluster", raw.imds_cluster.is_some() && !uses_imds),
+        ("imds_endpoint", raw.imds_endpoint.is_some() && !uses_imds),
+        (
+            "imds_token_ttl_seconds",
+            raw.imds_token_ttl_seconds.is_some() && !uses_imds,
+        ),
+        (
+            "container_cluster",
+            raw.container_cluster.is_some() && !uses_container,
+        ),
+        ("timeout_ms", raw.timeout_ms.is_some() && !ambient),
+        ("max_wait_ms", raw.max_wait_ms.is_some() && !ambient),
+    ];
+    match unused.iter().find(|(_, unused)| *unused) {
+        Some((key, _)) => Err(ConfigError::new(
+            &format!("credentials.{key}"),
+            match source {
+                None => {
+                    "applies only with credentials.source (imds, container or chain)".to_string()
+                }
+                Some(source) => format!("does not apply to credentials.source '{source}'"),
+            },
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A warning for a key id that AWS would not have issued (fine for a local stand-in such

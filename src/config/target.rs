@@ -108,32 +108,93 @@ pub struct InvokeTarget {
 pub const CLIENT_CONTEXT_LIMIT: usize = 3583;
 
 pub(super) fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget, ConfigError> {
-    let function_text = settings
+    let function = function(settings)?;
+    let qualifier = qualifier(&function, settings)?;
+    let region = region(&function, settings)?;
+    let endpoint = match &settings.endpoint {
+        Some(endpoint) => validate_host(endpoint, "endpoint", "lambda.us-east-1.amazonaws.com")?,
+        None => default_endpoint(&region),
+    };
+    let invocation_type = match &settings.invocation_type {
+        None => InvocationType::RequestResponse,
+        Some(value) => InvocationType::parse(value).ok_or_else(|| {
+            ConfigError::new(
+                "invocation_type",
+                format!("'{value}' must be one of RequestResponse, Event, DryRun"),
+            )
+        })?,
+    };
+    let payload = match &settings.payload {
+        None => PayloadFormat::Passthrough,
+        Some(value) => PayloadFormat::parse(value).ok_or_else(|| {
+            ConfigError::new(
+                "payload",
+                format!("'{value}' must be one of passthrough, apigw_v2, apigw_v1, alb, envoy"),
+            )
+        })?,
+    };
+    let (function_error_status, timeout_ms) = status_and_timeout(settings)?;
+    if let Some(cluster) = &settings.cluster {
+        if cluster.is_empty() || cluster.len() > 255 || cluster.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "cluster",
+                "must be a non-empty Envoy cluster name",
+            ));
+        }
+    }
+    let stream_path = stream_path(settings, invocation_type, &function, qualifier.as_deref())?;
+    let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
+    let custom_parameters = settings.custom_parameters.clone().unwrap_or_default();
+    Ok(InvokeTarget {
+        event: event_settings(settings, &function, &custom_parameters),
+        qualifier,
+        region,
+        endpoint,
+        invocation_type,
+        payload,
+        function_error_status,
+        timeout: Duration::from_millis(timeout_ms),
+        cluster: settings.cluster.clone(),
+        invoke_path,
+        custom_parameters,
+        log_tail: log_tail(settings)?,
+        expose_log_result: settings.expose_log_result.unwrap_or(false),
+        client_context: client_context(settings)?,
+        stream_path,
+        credentials_profile: Some(ProfileId::DEFAULT),
+        function,
+    })
+}
+
+fn function(settings: &TargetSettings) -> Result<FunctionId, ConfigError> {
+    let text = settings
         .function
         .as_deref()
         .ok_or_else(|| ConfigError::new("function", "is required (name, partial ARN or ARN)"))?;
-    let function = FunctionId::parse(function_text)
-        .map_err(|e| ConfigError::new("function", format!("'{function_text}' {e}")))?;
+    FunctionId::parse(text).map_err(|e| ConfigError::new("function", format!("'{text}' {e}")))
+}
 
-    let qualifier = match (&function.qualifier, &settings.qualifier) {
-        (Some(in_arn), Some(configured)) if in_arn != configured => {
-            return Err(ConfigError::new(
-                "qualifier",
-                format!("'{configured}' conflicts with the qualifier '{in_arn}' in function"),
-            ))
-        }
-        (_, Some(configured)) => {
-            if !is_valid_qualifier(configured) {
-                return Err(ConfigError::new(
-                    "qualifier",
-                    format!("'{configured}' must be $LATEST or 1-128 characters of [A-Za-z0-9_-]"),
-                ));
-            }
-            Some(configured.clone())
-        }
-        (in_arn, None) => in_arn.clone(),
-    };
+/// The configured qualifier, or the one the function's ARN carries; never both, unequal.
+fn qualifier(
+    function: &FunctionId,
+    settings: &TargetSettings,
+) -> Result<Option<String>, ConfigError> {
+    match (&function.qualifier, &settings.qualifier) {
+        (Some(in_arn), Some(configured)) if in_arn != configured => Err(ConfigError::new(
+            "qualifier",
+            format!("'{configured}' conflicts with the qualifier '{in_arn}' in function"),
+        )),
+        (_, Some(configured)) if !is_valid_qualifier(configured) => Err(ConfigError::new(
+            "qualifier",
+            format!("'{configured}' must be $LATEST or 1-128 characters of [A-Za-z0-9_-]"),
+        )),
+        (_, Some(configured)) => Ok(Some(configured.clone())),
+        (in_arn, None) => Ok(in_arn.clone()),
+    }
+}
 
+/// The configured region, or the one the function's ARN carries; never both, unequal.
+fn region(function: &FunctionId, settings: &TargetSettings) -> Result<String, ConfigError> {
     let region = match (&function.region, &settings.region) {
         (Some(in_arn), Some(configured)) if in_arn != configured => {
             return Err(ConfigError::new(
@@ -156,42 +217,19 @@ pub(super) fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget,
             format!("'{region}' is not an AWS region name (like us-east-1)"),
         ));
     }
+    Ok(region)
+}
 
-    let endpoint = match &settings.endpoint {
-        Some(endpoint) => validate_host(endpoint, "endpoint", "lambda.us-east-1.amazonaws.com")?,
-        None => default_endpoint(&region),
-    };
-
-    let invocation_type = match &settings.invocation_type {
-        None => InvocationType::RequestResponse,
-        Some(value) => InvocationType::parse(value).ok_or_else(|| {
-            ConfigError::new(
-                "invocation_type",
-                format!("'{value}' must be one of RequestResponse, Event, DryRun"),
-            )
-        })?,
-    };
-
-    let payload = match &settings.payload {
-        None => PayloadFormat::Passthrough,
-        Some(value) => PayloadFormat::parse(value).ok_or_else(|| {
-            ConfigError::new(
-                "payload",
-                format!("'{value}' must be one of passthrough, apigw_v2, apigw_v1, alb, envoy"),
-            )
-        })?,
-    };
-
-    let function_error_status = settings
+fn status_and_timeout(settings: &TargetSettings) -> Result<(u16, u64), ConfigError> {
+    let status = settings
         .function_error_status
         .unwrap_or(DEFAULT_FUNCTION_ERROR_STATUS);
-    if !(200..=599).contains(&function_error_status) {
+    if !(200..=599).contains(&status) {
         return Err(ConfigError::new(
             "function_error_status",
-            format!("{function_error_status} must be an HTTP status between 200 and 599"),
+            format!("{status} must be an HTTP status between 200 and 599"),
         ));
     }
-
     let timeout_ms = settings.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
     if !(1..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
         return Err(ConfigError::new(
@@ -199,28 +237,24 @@ pub(super) fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget,
             format!("{timeout_ms} must be between 1 and {MAX_TIMEOUT_MS}"),
         ));
     }
+    Ok((status, timeout_ms))
+}
 
-    if let Some(cluster) = &settings.cluster {
-        if cluster.is_empty() || cluster.len() > 255 || cluster.chars().any(char::is_control) {
-            return Err(ConfigError::new(
-                "cluster",
-                "must be a non-empty Envoy cluster name",
-            ));
-        }
+fn log_tail(settings: &TargetSettings) -> Result<bool, ConfigError> {
+    match settings.log_type.as_deref() {
+        None | Some("None") => Ok(false),
+        Some("Tail") => Ok(true),
+        Some(other) => Err(ConfigError::new(
+            "log_type",
+            format!("'{other}' must be one of None, Tail"),
+        )),
     }
+}
 
-    let log_tail = match settings.log_type.as_deref() {
-        None | Some("None") => false,
-        Some("Tail") => true,
-        Some(other) => {
-            return Err(ConfigError::new(
-                "log_type",
-                format!("'{other}' must be one of None, Tail"),
-            ))
-        }
-    };
-    let client_context = match &settings.client_context {
-        None => None,
+/// `X-Amz-Client-Context`: the object as base64 JSON, within Lambda's limit.
+fn client_context(settings: &TargetSettings) -> Result<Option<String>, ConfigError> {
+    match &settings.client_context {
+        None => Ok(None),
         Some(value) if value.is_object() => {
             use base64::Engine as _;
             let encoded =
@@ -234,41 +268,49 @@ pub(super) fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget,
                     ),
                 ));
             }
-            Some(encoded)
+            Ok(Some(encoded))
         }
-        Some(_) => {
-            return Err(ConfigError::new("client_context", "must be a JSON object"));
-        }
-    };
-    let stream_path = match settings.invoke_mode.as_deref() {
-        None | Some("buffered") => None,
-        Some("response_stream") => {
-            if invocation_type != InvocationType::RequestResponse {
-                return Err(ConfigError::new(
-                    "invoke_mode",
-                    format!(
-                        "response_stream needs invocation_type RequestResponse, not {}",
-                        invocation_type.header_value()
-                    ),
-                ));
-            }
-            Some(function_path(
-                STREAM_PATH_PREFIX,
-                &function.identifier,
-                STREAM_PATH_SUFFIX,
-                qualifier.as_deref(),
-            ))
-        }
-        Some(other) => {
-            return Err(ConfigError::new(
+        Some(_) => Err(ConfigError::new("client_context", "must be a JSON object")),
+    }
+}
+
+/// `invoke_mode: response_stream`: the `InvokeWithResponseStream` path.
+fn stream_path(
+    settings: &TargetSettings,
+    invocation_type: InvocationType,
+    function: &FunctionId,
+    qualifier: Option<&str>,
+) -> Result<Option<String>, ConfigError> {
+    match settings.invoke_mode.as_deref() {
+        None | Some("buffered") => Ok(None),
+        Some("response_stream") if invocation_type != InvocationType::RequestResponse => {
+            Err(ConfigError::new(
                 "invoke_mode",
-                format!("'{other}' must be one of buffered, response_stream"),
+                format!(
+                    "response_stream needs invocation_type RequestResponse, not {}",
+                    invocation_type.header_value()
+                ),
             ))
         }
-    };
-    let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
-    let custom_parameters = settings.custom_parameters.clone().unwrap_or_default();
-    let event = EventSettings {
+        Some("response_stream") => Ok(Some(function_path(
+            STREAM_PATH_PREFIX,
+            &function.identifier,
+            STREAM_PATH_SUFFIX,
+            qualifier,
+        ))),
+        Some(other) => Err(ConfigError::new(
+            "invoke_mode",
+            format!("'{other}' must be one of buffered, response_stream"),
+        )),
+    }
+}
+
+fn event_settings(
+    settings: &TargetSettings,
+    function: &FunctionId,
+    custom_parameters: &StringMap,
+) -> EventSettings {
+    EventSettings {
         stage: settings
             .stage
             .clone()
@@ -280,26 +322,7 @@ pub(super) fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget,
         stage_variables: custom_parameters.clone(),
         target_group_arn: settings.target_group_arn.clone().unwrap_or_default(),
         alb_multi_value_headers: settings.multi_value_headers.unwrap_or(false),
-    };
-    Ok(InvokeTarget {
-        function,
-        qualifier,
-        region,
-        endpoint,
-        invocation_type,
-        payload,
-        function_error_status,
-        timeout: Duration::from_millis(timeout_ms),
-        cluster: settings.cluster.clone(),
-        invoke_path,
-        event,
-        custom_parameters,
-        log_tail,
-        expose_log_result: settings.expose_log_result.unwrap_or(false),
-        client_context,
-        stream_path,
-        credentials_profile: Some(ProfileId::DEFAULT),
-    })
+    }
 }
 
 /// The account id of a full or partial ARN; empty for a plain name.
