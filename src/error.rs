@@ -10,6 +10,7 @@ use crate::answer::prelude::PreludeError;
 use crate::aws::sigv4::SigningError;
 use crate::config::ConfigError;
 use crate::credentials::cache::NoCredentials;
+use crate::credentials::failure::FailureClass;
 use crate::http::ClientReply;
 
 /// Longest message from Lambda's stream (`ErrorDetails`) copied into an error body.
@@ -57,7 +58,7 @@ pub enum RequestError {
     /// No usable credentials within the wait bound; `class` names the last credential
     /// failure (`sts_unavailable`, `sts_access_denied`, …).
     CredentialsUnavailable {
-        class: String,
+        class: FailureClass,
         message: String,
     },
     /// The function's answer is not a valid proxy-integration response for the format.
@@ -423,7 +424,8 @@ mod tests {
             ),
             (
                 RequestError::CredentialsUnavailable {
-                    class: "sts_unavailable".into(),
+                    class: crate::credentials::failure::FailureClass::parse("sts_unavailable")
+                        .unwrap(),
                     message: "no answer from STS".into(),
                 },
                 503,

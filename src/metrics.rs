@@ -228,7 +228,7 @@ mod tests {
         );
         assert_eq!(
             Metric::for_failure(&RequestError::CredentialsUnavailable {
-                class: "sts_unavailable".into(),
+                class: crate::credentials::failure::FailureClass::parse("sts_unavailable").unwrap(),
                 message: String::new()
             }),
             Metric::InvokeCredentialsUnavailable

@@ -50,8 +50,8 @@ fn target() -> &'static InvokeTarget {
 }
 
 fn check_error(e: &AmbientError) {
-    assert!(CLASSES.contains(&e.class()), "{e:?}");
-    assert!(e.to_string().starts_with(e.class()));
+    assert!(CLASSES.contains(&e.class().as_str()), "{e:?}");
+    assert!(e.to_string().starts_with(e.class().as_str()));
 }
 
 fn check_credentials(t: &TemporaryCredentials) {

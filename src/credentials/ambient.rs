@@ -16,49 +16,8 @@ pub const MAX_AMBIENT_ANSWER_BYTES: usize = 16 * 1024;
 /// Error messages from an endpoint are kept for logs, cut to this many characters.
 const MAX_MESSAGE_CHARS: usize = 256;
 
-/// How a fetch failed, as one of the STS failure classes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// No answer, a 5xx, or an Envoy local reply: retried with backoff.
-    Unavailable,
-    /// 429.
-    Throttled,
-    /// The endpoint refuses this caller (IMDS disabled, role not assumable).
-    AccessDenied,
-    /// The caller's own credential is not accepted (a wrong container authorization token).
-    InvalidCredentials,
-    /// Any other 4xx: needs a change in the configuration or the deployment.
-    Rejected,
-    /// An answer that is not credentials.
-    BadResponse,
-}
-
-impl Failure {
-    /// The class, shared with STS ([`crate::credentials::sts::StsError::class`]).
-    pub fn class(self) -> &'static str {
-        match self {
-            Failure::Unavailable => "sts_unavailable",
-            Failure::Throttled => "sts_throttled",
-            Failure::AccessDenied => "sts_access_denied",
-            Failure::InvalidCredentials => "sts_invalid_credentials",
-            Failure::Rejected => "sts_rejected",
-            Failure::BadResponse => "sts_bad_response",
-        }
-    }
-
-    /// The failure of an HTTP status that is not success, by the usual rules.
-    pub fn of_status(status: Option<u16>) -> Failure {
-        match status {
-            None => Failure::Unavailable,
-            Some(429) => Failure::Throttled,
-            Some(401) => Failure::InvalidCredentials,
-            Some(403) => Failure::AccessDenied,
-            Some(400..=499) => Failure::Rejected,
-            Some(500..=599) => Failure::Unavailable,
-            Some(_) => Failure::BadResponse,
-        }
-    }
-}
+/// How a fetch failed: the class every provider shares.
+pub use crate::credentials::failure::FailureClass as Failure;
 
 /// A failed ambient fetch. `Display` never shows a secret: reasons are written by this
 /// crate, with at most an endpoint's (cleaned, cut) error message.
@@ -76,8 +35,8 @@ impl AmbientError {
         }
     }
 
-    pub fn class(&self) -> &'static str {
-        self.failure.class()
+    pub fn class(&self) -> Failure {
+        self.failure
     }
 
     /// The failure of a non-success answer from `what` (e.g. "IMDS GET /latest/…").

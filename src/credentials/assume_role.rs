@@ -67,13 +67,13 @@ impl CredentialProvider for AssumeRoleProvider {
     ) -> Result<OutboundRequest, FetchFailure> {
         let keys = self.keys.as_ref().or(signer).ok_or_else(|| {
             FetchFailure::new(
-                Failure::Unavailable.class(),
+                Failure::Unavailable,
                 "no source credentials to sign AssumeRole with",
             )
         })?;
         build_assume_role_request(&self.settings, keys, now).map_err(|e| {
             FetchFailure::new(
-                Failure::BadResponse.class(),
+                Failure::BadResponse,
                 format!("could not sign AssumeRole: {e}"),
             )
         })

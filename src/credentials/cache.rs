@@ -19,6 +19,7 @@ use std::time::SystemTime;
 use log::Level;
 
 use crate::credentials::ambient::Failure;
+use crate::credentials::failure::FailureClass;
 use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::provider::{CredentialProvider, FetchFailure, Progress};
 use crate::credentials::source::ProfileId;
@@ -83,7 +84,7 @@ pub struct Refresh {
 /// error class of its 503) and a message naming the profile, never a secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NoCredentials {
-    pub class: String,
+    pub class: FailureClass,
     pub message: String,
 }
 
@@ -273,7 +274,7 @@ impl CachedLayer {
                     format!("{prefix}{} failed: {why}", self.provider.describe()),
                 );
                 self.provider.abort();
-                self.write_failure(store, Failure::Unavailable.class(), epoch_ms(now), work);
+                self.write_failure(store, Failure::Unavailable, epoch_ms(now), work);
             }
         }
     }
@@ -281,7 +282,7 @@ impl CachedLayer {
     fn write_failure(
         &mut self,
         store: &dyn SharedStore,
-        class: &str,
+        class: FailureClass,
         now_ms: u64,
         work: &mut Work,
     ) {
@@ -314,7 +315,7 @@ impl CachedLayer {
             Some(size) => {
                 self.provider.abort();
                 Progress::Done(Err(FetchFailure::new(
-                    Failure::BadResponse.class(),
+                    Failure::BadResponse,
                     format!(
                         "the {} answer of {size} bytes is larger than {}",
                         self.provider.describe(),

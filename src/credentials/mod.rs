@@ -6,6 +6,7 @@ pub mod assume_role;
 pub mod cache;
 pub mod container;
 pub mod container_provider;
+pub mod failure;
 pub mod identity;
 pub mod imds;
 pub mod imds_provider;

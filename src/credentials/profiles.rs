@@ -15,7 +15,6 @@ use crate::credentials::imds::ImdsClient;
 use crate::credentials::imds_provider::ImdsProvider;
 use crate::credentials::source::{AmbientProvider, CredentialSource, ProfileId};
 use crate::credentials::state::{epoch_ms, ms, usable_credentials, waiting_failure, Waiters};
-use crate::credentials::sts::class_is_retryable;
 use crate::credentials::Credentials;
 use crate::http::CallAnswer;
 
@@ -396,7 +395,7 @@ impl FetchedLayers {
             }
             _ => self.top.provider.describe(),
         };
-        if let Some(class) = last.as_ref().filter(|c| !class_is_retryable(c)) {
+        if let Some(class) = last.filter(|c| !c.is_retryable()) {
             // Any VM's failure that waiting cannot fix (access denied, bad source keys):
             // answer now rather than at the deadline.
             let message = format!(
@@ -407,7 +406,7 @@ impl FetchedLayers {
                 work.fail.push((
                     context_id,
                     NoCredentials {
-                        class: class.clone(),
+                        class,
                         message: message.clone(),
                     },
                 ));
@@ -418,7 +417,7 @@ impl FetchedLayers {
         if expired.is_empty() {
             return;
         }
-        let class = last.unwrap_or_else(|| Failure::Unavailable.class().to_string());
+        let class = last.unwrap_or(Failure::Unavailable);
         let message = format!(
             "no AWS credentials within {} ms ({prefix}last {failed} failure: {class})",
             ms(self.max_wait)
@@ -427,7 +426,7 @@ impl FetchedLayers {
             work.fail.push((
                 context_id,
                 NoCredentials {
-                    class: class.clone(),
+                    class,
                     message: message.clone(),
                 },
             ));

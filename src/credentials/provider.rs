@@ -8,6 +8,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use crate::credentials::failure::FailureClass;
 use crate::credentials::state::RefreshPolicy;
 use crate::credentials::sts::TemporaryCredentials;
 use crate::credentials::Credentials;
@@ -30,12 +31,12 @@ pub enum CredentialFetcher {
 /// the 503 given to waiting requests) and a message without secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchFailure {
-    pub class: &'static str,
+    pub class: FailureClass,
     pub message: String,
 }
 
 impl FetchFailure {
-    pub fn new(class: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
         FetchFailure {
             class,
             message: message.into(),

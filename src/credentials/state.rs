@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::credentials::failure::FailureClass;
 use crate::credentials::sts::{AssumeRoleSettings, StsError, TemporaryCredentials};
 use crate::credentials::Credentials;
 use crate::secret::Secret;
@@ -67,7 +68,7 @@ pub struct SharedRecord {
     /// No fetch before this time (backoff after failures).
     pub next_attempt_at_ms: u64,
     /// The class of the last failure ([`StsError::class`]); cleared by a success.
-    pub last_error: Option<String>,
+    pub last_error: Option<FailureClass>,
 }
 
 // The record is JSON, encoded and decoded through `serde_json::Value` by hand: serde derives
@@ -168,7 +169,7 @@ impl SharedRecord {
         object.insert("next_attempt_at_ms".into(), self.next_attempt_at_ms.into());
         object.insert(
             "last_error".into(),
-            optional(self.last_error.as_deref().map(text)),
+            optional(self.last_error.map(|c| text(c.as_str()))),
         );
         serde_json::to_vec(&Value::Object(object)).unwrap_or_default()
     }
@@ -191,7 +192,11 @@ impl SharedRecord {
                 v.as_u64().and_then(|n| u32::try_from(n).ok())
             })?,
             next_attempt_at_ms: or_default(object, "next_attempt_at_ms", 0, Value::as_u64)?,
-            last_error: nullable(object, "last_error", string)?,
+            // A class this version does not know (a newer writer) counts as unavailable.
+            last_error: nullable(object, "last_error", |v| {
+                v.as_str()
+                    .map(|name| FailureClass::parse(name).unwrap_or(FailureClass::Unavailable))
+            })?,
         })
     }
 }
@@ -384,7 +389,7 @@ pub fn record_failure(
 /// use them too, see [`crate::credentials::ambient::Failure`]).
 pub fn record_failure_class(
     record: &SharedRecord,
-    class: &str,
+    class: FailureClass,
     now_ms: u64,
     policy: &RefreshPolicy,
 ) -> SharedRecord {
@@ -397,7 +402,7 @@ pub fn record_failure_class(
         lease: None,
         failures,
         next_attempt_at_ms: now_ms.saturating_add(ms(backoff(failures, policy))),
-        last_error: Some(class.to_string()),
+        last_error: Some(class),
     }
 }
 
@@ -405,18 +410,16 @@ pub fn record_failure_class(
 /// credentials come from `source` (role chaining) and it has not failed itself, the
 /// source's last failure (the AssumeRole cannot even be signed). `None` while nothing
 /// failed.
-pub fn waiting_failure(top: &SharedRecord, source: Option<&SharedRecord>) -> Option<String> {
+pub fn waiting_failure(top: &SharedRecord, source: Option<&SharedRecord>) -> Option<FailureClass> {
     if top.failures > 0 {
-        return top.last_error.clone();
+        return top.last_error;
     }
-    source
-        .filter(|s| s.failures > 0)
-        .and_then(|s| s.last_error.clone())
+    source.filter(|s| s.failures > 0).and_then(|s| s.last_error)
 }
 
-/// The class of the last failure, for the 503 given to requests that waited in vain.
-pub fn last_error(record: &SharedRecord) -> Option<String> {
-    record.last_error.clone()
+/// The name of the last failure's class, for logs.
+pub fn last_error(record: &SharedRecord) -> Option<&'static str> {
+    record.last_error.map(FailureClass::as_str)
 }
 
 /// This VM's requests paused until credentials arrive, with their deadlines.
@@ -695,7 +698,7 @@ mod tests {
         }
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(record.failures, 9);
-        assert_eq!(last_error(&record).as_deref(), Some("sts_unavailable"));
+        assert_eq!(last_error(&record), Some("sts_unavailable"));
         assert_eq!(backoff(u32::MAX, &policy()), Duration::from_secs(60));
     }
 
@@ -705,36 +708,37 @@ mod tests {
         assert_eq!(policy.lease, Duration::from_secs(6));
         let record = take_lease(&SharedRecord::default(), "vm-a", T0, &policy);
         assert!(!should_fetch(&record, T0 + 5999, &policy, 0.0));
-        let failed = record_failure_class(&record, "sts_invalid_credentials", T0, &policy);
+        let failed = record_failure_class(&record, FailureClass::InvalidCredentials, T0, &policy);
         assert_eq!(failed.failures, 1);
         assert_eq!(failed.lease, None);
-        assert_eq!(
-            last_error(&failed).as_deref(),
-            Some("sts_invalid_credentials")
-        );
+        assert_eq!(last_error(&failed), Some("sts_invalid_credentials"));
         assert!(should_fetch(&failed, T0 + SECOND, &policy, 0.0));
     }
 
     #[test]
     fn waiting_failure_names_the_layer_that_failed() {
         let sts_failed = record_failure(&SharedRecord::default(), &unavailable(), T0, &policy());
-        let imds_failed =
-            record_failure_class(&SharedRecord::default(), "sts_access_denied", T0, &policy());
+        let imds_failed = record_failure_class(
+            &SharedRecord::default(),
+            FailureClass::AccessDenied,
+            T0,
+            &policy(),
+        );
         let fine = SharedRecord::default();
         assert_eq!(waiting_failure(&fine, None), None);
         assert_eq!(waiting_failure(&fine, Some(&fine)), None);
         assert_eq!(
-            waiting_failure(&fine, Some(&imds_failed)).as_deref(),
-            Some("sts_access_denied")
+            waiting_failure(&fine, Some(&imds_failed)),
+            Some(FailureClass::AccessDenied)
         );
         // The AssumeRole's own failure comes first.
         assert_eq!(
-            waiting_failure(&sts_failed, Some(&imds_failed)).as_deref(),
-            Some("sts_unavailable")
+            waiting_failure(&sts_failed, Some(&imds_failed)),
+            Some(FailureClass::Unavailable)
         );
         assert_eq!(
-            waiting_failure(&sts_failed, None).as_deref(),
-            Some("sts_unavailable")
+            waiting_failure(&sts_failed, None),
+            Some(FailureClass::Unavailable)
         );
     }
 
@@ -745,7 +749,7 @@ mod tests {
         let record = record_failure(&fresh_record(), &denied, expiry - 4 * MINUTE, &policy());
         assert!(record.credentials.is_some());
         assert!(usable_credentials(&record, expiry - 4 * MINUTE, &policy()).is_some());
-        assert_eq!(last_error(&record).as_deref(), Some("sts_access_denied"));
+        assert_eq!(last_error(&record), Some("sts_access_denied"));
         let record = record_failure(&record, &denied, expiry, &policy());
         assert_eq!(record.credentials, None);
         assert_eq!(record.failures, 2);
@@ -978,7 +982,7 @@ mod tests {
                 let expiring = temporary("ASIASTALE", now + 10 * SECOND);
                 record = record_success(&record, expiring, now, &policy());
                 assert!(usable_credentials(&record, now, &policy()).is_none());
-                assert_eq!(last_error(&record).as_deref(), Some("sts_bad_response"));
+                assert_eq!(last_error(&record), Some("sts_bad_response"));
             }
             now += 100;
         }

@@ -10,6 +10,7 @@ use crate::time::parse_expiration;
 
 use crate::aws::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 use crate::aws::xml::XmlElements;
+use crate::credentials::failure::FailureClass;
 use crate::credentials::Credentials;
 use crate::http::is_header_value;
 use crate::http::OutboundRequest;
@@ -136,38 +137,23 @@ pub enum StsError {
 
 impl StsError {
     /// The error class, for logs and the 503 given to requests that waited in vain.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> FailureClass {
         match self {
-            StsError::AccessDenied { .. } => "sts_access_denied",
-            StsError::ExpiredToken { .. } => "sts_expired_token",
-            StsError::RegionDisabled { .. } => "sts_region_disabled",
-            StsError::Throttled { .. } => "sts_throttled",
-            StsError::InvalidCredentials { .. } => "sts_invalid_credentials",
-            StsError::Rejected { .. } => "sts_rejected",
-            StsError::Unavailable { .. } => "sts_unavailable",
-            StsError::BadResponse { .. } => "sts_bad_response",
+            StsError::AccessDenied { .. } => FailureClass::AccessDenied,
+            StsError::ExpiredToken { .. } => FailureClass::ExpiredToken,
+            StsError::RegionDisabled { .. } => FailureClass::RegionDisabled,
+            StsError::Throttled { .. } => FailureClass::Throttled,
+            StsError::InvalidCredentials { .. } => FailureClass::InvalidCredentials,
+            StsError::Rejected { .. } => FailureClass::Rejected,
+            StsError::Unavailable { .. } => FailureClass::Unavailable,
+            StsError::BadResponse { .. } => FailureClass::BadResponse,
         }
     }
 
-    /// Transient failures, which a retry soon may fix. The others need a change in IAM or
-    /// the configuration (retrying them with backoff is still harmless).
+    /// Transient failures, which a retry soon may fix ([`FailureClass::is_retryable`]).
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StsError::Throttled { .. }
-                | StsError::Unavailable { .. }
-                | StsError::BadResponse { .. }
-        )
+        self.class().is_retryable()
     }
-}
-
-/// Whether a failure class (as stored in the shared record) is transient; see
-/// [`StsError::is_retryable`].
-pub fn class_is_retryable(class: &str) -> bool {
-    matches!(
-        class,
-        "sts_throttled" | "sts_unavailable" | "sts_bad_response"
-    )
 }
 
 impl fmt::Display for StsError {
@@ -746,7 +732,7 @@ mod tests {
         ];
         for error in errors {
             assert_eq!(
-                class_is_retryable(error.class()),
+                error.class().is_retryable(),
                 error.is_retryable(),
                 "{error}"
             );

@@ -19,6 +19,7 @@ use super::logger;
 use super::stats::Stats;
 use crate::config::{FilterConfig, DEFAULT_PROFILE};
 use crate::credentials::cache::Work;
+use crate::credentials::failure::FailureClass;
 use crate::credentials::profiles::CredentialProfiles;
 use crate::error::RequestError;
 use crate::metrics::Metric;
@@ -101,7 +102,7 @@ impl LambdaRoot {
                 // left waiting.
                 None => request.borrow_mut().flow.on_credentials_timeout(
                     RequestError::CredentialsUnavailable {
-                        class: "sts_unavailable".to_string(),
+                        class: FailureClass::Unavailable,
                         message: "no AWS credentials: they expired before the request was \
                                   signed"
                             .to_string(),

@@ -321,7 +321,7 @@ fn waiting_for_credentials_times_out() {
     let config = config("");
     let mut flow = waiting(&config);
     let error = RequestError::CredentialsUnavailable {
-        class: "sts_access_denied".into(),
+        class: crate::credentials::failure::FailureClass::parse("sts_access_denied").unwrap(),
         message: "AssumeRole was denied".into(),
     };
     assert_eq!(
