@@ -12,14 +12,11 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
-use proxy_wasm_lambda::config::{FilterConfig, InvokeTarget, PayloadFormat, RouteOverride};
-use proxy_wasm_lambda::credentials::Credentials;
-use proxy_wasm_lambda::event::{build_event, RequestInfo};
-use proxy_wasm_lambda::http::CallAnswer;
-use proxy_wasm_lambda::invoke::build_invoke;
-use proxy_wasm_lambda::response::decode_invoke_answer;
-use proxy_wasm_lambda::secret::Secret;
-use proxy_wasm_lambda::sigv4::{sign_request, RequestToSign, SigningKeyCache};
+use proxy_wasm_lambda::{
+    build_event, build_invoke, decode_invoke_answer, sign_request, CallAnswer, Credentials,
+    FilterConfig, InvokeTarget, PayloadFormat, RequestInfo, RequestToSign, RouteOverride, Secret,
+    SigningKeyCache,
+};
 
 const ANSWER: &[u8] =
     br#"{"statusCode":200,"headers":{"content-type":"application/json"},"body":"{\"ok\":true}"}"#;

@@ -15,7 +15,7 @@ thread_local! {
     static INVOKE_SIGNER: SigningKeyCache = SigningKeyCache::new();
 }
 
-pub const INVOKE_CONTENT_TYPE: &str = "application/json";
+pub(crate) const INVOKE_CONTENT_TYPE: &str = "application/json";
 
 pub fn build_invoke(
     target: &InvokeTarget,
@@ -36,7 +36,7 @@ pub fn build_invoke(
 
 /// The `InvokeWithResponseStream` request of a `response_stream` target (the buffered
 /// Invoke for any other): same headers and signing, the streaming path.
-pub fn build_stream_invoke(
+pub(crate) fn build_stream_invoke(
     target: &InvokeTarget,
     cluster: &str,
     credentials: &Credentials,

@@ -5,14 +5,14 @@ use crate::credentials::provider::CredentialFetcher;
 use crate::error::RequestError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub(crate) enum Kind {
     Counter,
     Gauge,
     Histogram,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Metric {
+pub(crate) enum Metric {
     InvokeSuccess,
     InvokeFunctionError,
     InvokeThrottled,
@@ -40,7 +40,7 @@ pub enum Metric {
 /// The per-profile refresh counters: `proxy_wasm_lambda.credentials.profile.<NAME>.refresh_ok`
 /// and `.refresh_failed` (the top-level `credentials` are the profile `default`). Profile
 /// names have no dots, so the name is one segment.
-pub fn profile_refresh_name(profile: &str, ok: bool) -> String {
+pub(crate) fn profile_refresh_name(profile: &str, ok: bool) -> String {
     format!(
         "proxy_wasm_lambda.credentials.profile.{profile}.{}",
         if ok { "refresh_ok" } else { "refresh_failed" }
@@ -48,7 +48,7 @@ pub fn profile_refresh_name(profile: &str, ok: bool) -> String {
 }
 
 impl Metric {
-    pub const ALL: [Metric; 22] = [
+    pub(crate) const ALL: [Metric; 22] = [
         Metric::InvokeSuccess,
         Metric::InvokeFunctionError,
         Metric::InvokeThrottled,
@@ -75,7 +75,7 @@ impl Metric {
 
     /// The per-source counter of one refresh (the totals `credentials.refresh_ok` and
     /// `refresh_failed` move as well).
-    pub fn for_refresh(fetcher: CredentialFetcher, ok: bool) -> Metric {
+    pub(crate) fn for_refresh(fetcher: CredentialFetcher, ok: bool) -> Metric {
         match (fetcher, ok) {
             (CredentialFetcher::Sts, true) => Metric::CredentialStsRefreshOk,
             (CredentialFetcher::Sts, false) => Metric::CredentialStsRefreshFailed,
@@ -86,7 +86,7 @@ impl Metric {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Metric::InvokeSuccess => "proxy_wasm_lambda.invocations.success",
             Metric::InvokeFunctionError => "proxy_wasm_lambda.invocations.function_error",
@@ -123,7 +123,7 @@ impl Metric {
         }
     }
 
-    pub fn kind(self) -> Kind {
+    pub(crate) fn kind(self) -> Kind {
         match self {
             Metric::InvokeLatencyMs | Metric::InvokePayloadBytes | Metric::CredentialWaitMs => {
                 Kind::Histogram
@@ -134,7 +134,7 @@ impl Metric {
     }
 
     /// The outcome counter a failed request moves.
-    pub fn for_failure(error: &RequestError) -> Metric {
+    pub(crate) fn for_failure(error: &RequestError) -> Metric {
         match error {
             RequestError::FunctionError { .. } => Metric::InvokeFunctionError,
             RequestError::Throttled { .. } => Metric::InvokeThrottled,

@@ -2,7 +2,7 @@
 //! from the serialized `Metadata` the host gives in one read, and the cache of resolved
 //! route targets.
 
-pub mod metadata;
+pub(crate) mod metadata;
 
 use crate::string_map::StringMap;
 use std::rc::Rc;
@@ -18,10 +18,10 @@ pub const METADATA_NAMESPACE: &str = "proxy_wasm_lambda";
 
 /// The property of the route's whole metadata (a serialized `envoy.config.core.v3.Metadata`),
 /// as the host takes its path (segments joined by NUL).
-pub const ROUTE_METADATA_PROPERTY: &[u8] = b"xds\0route_metadata";
+pub(crate) const ROUTE_METADATA_PROPERTY: &[u8] = b"xds\0route_metadata";
 
 /// The property of the route's name (empty or absent when the route has none).
-pub const ROUTE_NAME_PROPERTY: &[u8] = b"xds\0route_name";
+pub(crate) const ROUTE_NAME_PROPERTY: &[u8] = b"xds\0route_name";
 
 /// Stands for a `credentials` value that is not text: no profile has this name.
 const NOT_TEXT: &str = "\u{fffd}";
@@ -230,7 +230,7 @@ fn set_key(route: &mut RouteOverride, key: &str, value: Value) -> Result<(), Con
 }
 
 /// Names the route in an error about its metadata (Envoy's route name, when it has one).
-pub fn on_route(mut error: ConfigError, route_name: Option<Vec<u8>>) -> ConfigError {
+pub(crate) fn on_route(mut error: ConfigError, route_name: Option<Vec<u8>>) -> ConfigError {
     // Envoy's route names are protobuf strings: UTF-8.
     if let Some(name) = route_name.and_then(|name| String::from_utf8(name).ok()) {
         if !name.is_empty() {

@@ -11,12 +11,12 @@ pub fn epoch_ms(time: SystemTime) -> u64 {
 }
 
 /// Whole milliseconds, saturating.
-pub fn ms(duration: Duration) -> u64 {
+pub(crate) fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// (year, month, day) of a day number (days since 1970-01-01), proleptic Gregorian.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -36,7 +36,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// An RFC 3339 time in UTC (`2026-11-23T10:00:00Z`, fraction optional), accepted exactly
 /// as `DateTime::from_str(_, Format::DateTime)` does (a test compares them): that function
 /// also links the HTTP-date and `time` parsers, some 17 KB of the .wasm.
-pub fn parse_expiration(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_expiration(text: &str) -> Option<SystemTime> {
     let rest = text.as_bytes().strip_suffix(b"Z")?;
     let number = |at: usize, len: usize| -> Option<u32> {
         rest.get(at..at + len)?.iter().try_fold(0u32, |n, &b| {

@@ -15,17 +15,14 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::ambient::AmbientError;
-use proxy_wasm_lambda::config::{FilterConfig, InvokeTarget};
-use proxy_wasm_lambda::container_credentials::parse_answer;
-use proxy_wasm_lambda::imds::{
-    ImdsClient, ImdsProgress, ImdsSettings, MAX_CALLS_PER_FETCH, ROLE_PATH, TOKEN_HEADER,
-    TOKEN_PATH,
-};
-use proxy_wasm_lambda::http::OutboundRequest;
-use proxy_wasm_lambda::invoke::build_invoke;
-use proxy_wasm_lambda::secret::Secret;
-use proxy_wasm_lambda::sts::TemporaryCredentials;
+use proxy_wasm_lambda::{AmbientError, FilterConfig, InvokeTarget, parse_container_answer as parse_answer, ImdsClient, ImdsProgress, ImdsSettings, MAX_CALLS_PER_FETCH, ROLE_PATH, TOKEN_HEADER, TOKEN_PATH, OutboundRequest, build_invoke, Secret, TemporaryCredentials};
+
+
+
+
+
+
+
 
 const CLASSES: [&str; 6] = [
     "sts_unavailable",

@@ -3,9 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::arn::{
-    is_valid_function_name, is_valid_qualifier, is_valid_region, FunctionId,
-};
+use proxy_wasm_lambda::{is_valid_function_name, is_valid_qualifier, is_valid_region, FunctionId};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(input) = std::str::from_utf8(data) else {

@@ -6,12 +6,10 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::arn::is_valid_region;
-use proxy_wasm_lambda::config::{
-    CredentialSource, FilterConfig, RouteOverride, CLIENT_CONTEXT_LIMIT,
-};
-use proxy_wasm_lambda::invoke::build_invoke;
-use proxy_wasm_lambda::sts::build_assume_role_request;
+use proxy_wasm_lambda::{is_valid_region, CredentialSource, FilterConfig, RouteOverride, CLIENT_CONTEXT_LIMIT, build_invoke, build_assume_role_request};
+
+
+
 use serde_json::Value;
 
 /// The VM environment: source keys and an ExternalId, so that configurations without inline

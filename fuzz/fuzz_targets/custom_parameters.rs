@@ -6,11 +6,11 @@
 //! `custom_parameters`), a 0xFF byte, then the body.
 #![no_main]
 
-use proxy_wasm_lambda::string_map::StringMap;
+use proxy_wasm_lambda::{StringMap, CUSTOM_PARAMETERS_FIELD, merge_custom_parameters};
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::config::CUSTOM_PARAMETERS_FIELD;
-use proxy_wasm_lambda::event::merge_custom_parameters;
+
+
 use serde_json::Value;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,14 +3,14 @@
 //! the event is a JSON object that carries the request's method, path and body intact.
 #![no_main]
 
-use proxy_wasm_lambda::string_map::StringMap;
+use proxy_wasm_lambda::{StringMap, build_event, EventFormat, EventSettings, RequestInfo};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use arbitrary::Arbitrary;
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::event::{build_event, EventFormat, EventSettings, RequestInfo};
+
 use serde_json::Value;
 
 #[derive(Arbitrary, Debug)]

@@ -5,8 +5,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::answer::prelude::{PreludeMode, PreludeSplitter, Split};
-use proxy_wasm_lambda::eventstream::{StreamDecoder, StreamError, StreamEvent};
+use proxy_wasm_lambda::{PreludeMode, PreludeSplitter, Split, StreamDecoder, StreamError, StreamEvent};
+
 
 const MAX_FRAME: usize = 4096;
 const MAX_PRELUDE: usize = 512;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::header_map::{deserialize, serialize};
+use proxy_wasm_lambda::{deserialize_header_map as deserialize, serialize_header_map as serialize};
 
 fuzz_target!(|data: &[u8]| {
     let pairs = deserialize(data);

@@ -11,11 +11,11 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::config::{FilterConfig, InvocationType, InvokeTarget, PayloadFormat};
-use proxy_wasm_lambda::error::RequestError;
-use proxy_wasm_lambda::event::EventFormat;
-use proxy_wasm_lambda::response::decode_invoke_answer;
-use proxy_wasm_lambda::http::CallAnswer;
+use proxy_wasm_lambda::{FilterConfig, InvocationType, InvokeTarget, PayloadFormat, RequestError, EventFormat, decode_invoke_answer, CallAnswer};
+
+
+
+
 use serde_json::Value;
 
 const STATUSES: [u16; 16] = [

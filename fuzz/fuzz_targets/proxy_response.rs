@@ -7,11 +7,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::event::EventFormat;
-use proxy_wasm_lambda::http::ClientReply;
-use proxy_wasm_lambda::proxy_response::{
-    decode_proxy_response, is_bodyless_status, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_BYTES,
-};
+use proxy_wasm_lambda::{EventFormat, ClientReply, decode_proxy_response, is_bodyless_status, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_BYTES};
+
+
 
 const HOP_BY_HOP: [&str; 8] = [
     "connection",

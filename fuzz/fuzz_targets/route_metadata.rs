@@ -9,12 +9,10 @@ mod protobuf_struct;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::config::FilterConfig;
-use proxy_wasm_lambda::route::metadata::{
-    decode_struct, namespace, MAX_DEPTH, MAX_NAMESPACE_BYTES,
-};
-use proxy_wasm_lambda::config::ROUTE_KEYS;
-use proxy_wasm_lambda::route::{decode_route_override, RouteCache, METADATA_NAMESPACE};
+use proxy_wasm_lambda::{FilterConfig, decode_metadata_struct as decode_struct, metadata_namespace as namespace, MAX_METADATA_DEPTH as MAX_DEPTH, MAX_METADATA_NAMESPACE_BYTES as MAX_NAMESPACE_BYTES, ROUTE_KEYS, decode_route_override, RouteCache, METADATA_NAMESPACE};
+
+
+
 use serde_json::Value;
 
 fn config() -> &'static FilterConfig {

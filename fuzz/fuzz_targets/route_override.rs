@@ -17,11 +17,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::config::FilterConfig;
-use proxy_wasm_lambda::config::ROUTE_KEYS;
-use proxy_wasm_lambda::route::{
-    decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE,
-};
+use proxy_wasm_lambda::{FilterConfig, ROUTE_KEYS, decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE};
+
+
 use serde_json::{json, Map, Value};
 
 fn configs() -> &'static [FilterConfig; 3] {

@@ -7,11 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::credential_state::{
-    holds_lease, lease_is_live, record_failure, refresh_at_ms, should_fetch, take_lease,
-    usable_credentials, RefreshPolicy, SharedRecord,
-};
-use proxy_wasm_lambda::sts::StsError;
+use proxy_wasm_lambda::{holds_lease, lease_is_live, record_failure, refresh_at_ms, should_fetch, take_lease, usable_credentials, RefreshPolicy, SharedRecord, StsError};
+
 
 fuzz_target!(|data: &[u8]| {
     let (now_ms, jitter, bytes) = if data.len() < 16 {

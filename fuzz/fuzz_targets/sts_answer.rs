@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use aws_smithy_types::date_time::{DateTime, Format};
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::config::{FilterConfig, InvokeTarget};
-use proxy_wasm_lambda::credential_state::{epoch_ms, record_success, RefreshPolicy, SharedRecord};
-use proxy_wasm_lambda::invoke::build_invoke;
-use proxy_wasm_lambda::secret::Secret;
-use proxy_wasm_lambda::sts::{parse_assume_role_answer, StsError};
+use proxy_wasm_lambda::{FilterConfig, InvokeTarget, epoch_ms, record_success, RefreshPolicy, SharedRecord, build_invoke, Secret, parse_assume_role_answer, StsError};
+
+
+
+
 
 const CLASSES: [&str; 8] = [
     "sts_access_denied",

@@ -34,7 +34,7 @@ const MIN_FRAME_BYTES: usize = PRELUDE_BYTES + 4;
 /// below this (its payload chunks are tens of KiB at most); the event stream format allows
 /// 16 MiB payloads and 128 KiB of headers, which this filter refuses to buffer. 1 MiB of
 /// payload plus the format's maximum header block (128 KiB) plus the frame's fixed 16 bytes.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = (1 << 20) + (128 << 10) + MIN_FRAME_BYTES;
+pub(crate) const DEFAULT_MAX_FRAME_BYTES: usize = (1 << 20) + (128 << 10) + MIN_FRAME_BYTES;
 
 /// Longest header value (a wire string) quoted in an error.
 const MAX_QUOTE_CHARS: usize = 64;

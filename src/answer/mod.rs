@@ -3,9 +3,9 @@
 //! `InvokeWithResponseStream` ([`eventstream`] frames, the [`prelude`] that splits head from
 //! body).
 
-pub mod eventstream;
-pub mod prelude;
-pub mod proxy_response;
+pub(crate) mod eventstream;
+pub(crate) mod prelude;
+pub(crate) mod proxy_response;
 
 use serde_json::Value;
 
@@ -21,7 +21,7 @@ const MAX_MESSAGE_CHARS: usize = 1024;
 /// The largest Invoke answer the filter reads: Lambda's own limit for a synchronous answer
 /// (6 MB; Lambda's error names it as 6291556 bytes). Lambda never sends more, so a larger
 /// answer is an upstream fault, refused without copying it into the VM.
-pub const MAX_ANSWER_BYTES: usize = 6_291_556;
+pub(crate) const MAX_ANSWER_BYTES: usize = 6_291_556;
 
 /// `timed_out` tells whether the Invoke's timeout had passed when the answer came.
 pub fn decode_invoke_answer(
@@ -104,7 +104,7 @@ pub fn decode_invoke_answer(
 /// headers (`:status` first): a successful synchronous passthrough Invoke with a
 /// content-length within the bound, whose payload is the response body unchanged. Every
 /// other answer must be read whole and decoded.
-pub fn relayable_success(
+pub(crate) fn relayable_success(
     target: &InvokeTarget,
     answer: &CallAnswer,
 ) -> Option<Vec<(String, String)>> {

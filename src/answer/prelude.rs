@@ -21,22 +21,22 @@ use std::fmt;
 use crate::answer::proxy_response::{stream_prelude, ProxyResponseError};
 
 /// The content type of a stream that starts with an HTTP prelude.
-pub const HTTP_INTEGRATION_CONTENT_TYPE: &str =
+pub(crate) const HTTP_INTEGRATION_CONTENT_TYPE: &str =
     "application/vnd.awslambda.http-integration-response";
 
 /// The content type of an event stream (not the function's own).
-pub const EVENTSTREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
+pub(crate) const EVENTSTREAM_CONTENT_TYPE: &str = "application/vnd.amazon.eventstream";
 
 /// Content type sent when neither the function nor its prelude names one (Lambda's default
 /// for a response stream).
-pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+pub(crate) const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 /// Bound on the prelude (JSON and delimiter): status and headers fit in far less; the bytes
 /// are held until the delimiter, so this bounds that memory and the first byte's delay.
-pub const DEFAULT_MAX_PRELUDE_BYTES: usize = 64 * 1024;
+pub(crate) const DEFAULT_MAX_PRELUDE_BYTES: usize = 64 * 1024;
 
 /// Bytes of the delimiter between the prelude and the body (all NUL).
-pub const DELIMITER_BYTES: usize = 8;
+pub(crate) const DELIMITER_BYTES: usize = 8;
 
 /// Whether the stream is expected to start with a prelude.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

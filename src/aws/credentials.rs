@@ -10,9 +10,9 @@ pub struct Credentials {
     pub session_token: Option<Secret>,
 }
 
-pub const ENV_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
-pub const ENV_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
-pub const ENV_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
+pub(crate) const ENV_ACCESS_KEY_ID: &str = "AWS_ACCESS_KEY_ID";
+pub(crate) const ENV_SECRET_ACCESS_KEY: &str = "AWS_SECRET_ACCESS_KEY";
+pub(crate) const ENV_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! AWS building blocks without request logic: the keys, ARNs, SigV4 signing.
 
-pub mod arn;
-pub mod credentials;
-pub mod sigv4;
-pub mod xml;
+pub(crate) mod arn;
+pub(crate) mod credentials;
+pub(crate) mod sigv4;
+pub(crate) mod xml;

@@ -4,7 +4,7 @@
 /// An XML document reduced to what the STS and Lambda answers are read by: each element's
 /// parent, local name, namespace check and leading text, in document order. quick-xml
 /// parses (well-formedness, namespaces, references); this only records.
-pub struct XmlElements {
+pub(crate) struct XmlElements {
     elements: Vec<XmlElement>,
 }
 
@@ -23,7 +23,7 @@ struct XmlElement {
 impl XmlElements {
     /// The elements of `text`, or None when it is not one well-formed XML document.
     /// `expected_namespace`: the one namespace (besides none) whose elements `child` finds.
-    pub fn parse(text: &str, expected_namespace: &str) -> Option<XmlElements> {
+    pub(crate) fn parse(text: &str, expected_namespace: &str) -> Option<XmlElements> {
         use quick_xml::events::Event;
         use quick_xml::name::ResolveResult;
 
@@ -127,18 +127,18 @@ impl XmlElements {
     }
 
     /// The root element.
-    pub fn root(&self) -> usize {
+    pub(crate) fn root(&self) -> usize {
         0
     }
 
-    pub fn is_named(&self, node: usize, name: &str) -> bool {
+    pub(crate) fn is_named(&self, node: usize, name: &str) -> bool {
         self.elements
             .get(node)
             .is_some_and(|e| e.in_namespace && e.name == name)
     }
 
     /// The first child element of `node` named `name`, in the document's namespace or none.
-    pub fn child(&self, node: usize, name: &str) -> Option<usize> {
+    pub(crate) fn child(&self, node: usize, name: &str) -> Option<usize> {
         self.elements
             .iter()
             .enumerate()
@@ -146,12 +146,12 @@ impl XmlElements {
             .map(|(i, _)| i)
     }
 
-    pub fn text(&self, node: usize) -> Option<&str> {
+    pub(crate) fn text(&self, node: usize) -> Option<&str> {
         self.elements.get(node)?.text.as_deref()
     }
 
     /// The text of the first element with local name `name`, in any namespace.
-    pub fn first_text(&self, name: &str) -> Option<&str> {
+    pub(crate) fn first_text(&self, name: &str) -> Option<&str> {
         self.elements
             .iter()
             .find(|e| e.name == name)?
@@ -159,7 +159,7 @@ impl XmlElements {
             .as_deref()
     }
 
-    pub fn trimmed_text(&self, node: Option<usize>) -> Option<&str> {
+    pub(crate) fn trimmed_text(&self, node: Option<usize>) -> Option<&str> {
         node.and_then(|n| self.text(n))
             .map(str::trim)
             .filter(|t| !t.is_empty())

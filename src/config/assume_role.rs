@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::credentials::sts::AssumeRoleSettings;
-pub const DEFAULT_SESSION_NAME: &str = "proxy-wasm-lambda";
+pub(crate) const DEFAULT_SESSION_NAME: &str = "proxy-wasm-lambda";
 
 pub(super) const DEFAULT_DURATION_SECONDS: u64 = 3600;
 pub(super) const MIN_DURATION_SECONDS: u64 = 900;
@@ -16,7 +16,7 @@ pub(super) const GLOBAL_ENDPOINT: &str = "sts.amazonaws.com";
 pub(super) const GLOBAL_SIGNING_REGION: &str = "us-east-1";
 /// `credentials.assume_role` as written in the plugin configuration.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RawAssumeRole {
+pub(crate) struct RawAssumeRole {
     pub role_arn: Option<String>,
     pub external_id: Option<Secret>,
     /// The name of a VM environment variable that holds the ExternalId.
@@ -31,7 +31,7 @@ pub struct RawAssumeRole {
 }
 
 /// The keys of `credentials.assume_role`.
-pub const ASSUME_ROLE_KEYS: &[&str] = &[
+pub(crate) const ASSUME_ROLE_KEYS: &[&str] = &[
     "role_arn",
     "external_id",
     "external_id_env",
@@ -70,7 +70,7 @@ pub(super) fn error(name: &str, message: impl Into<String>) -> ConfigError {
 
 /// Validates `credentials.assume_role`. `region` is the (validated) Lambda region, `env`
 /// reads the VM environment.
-pub fn validate_assume_role(
+pub(crate) fn validate_assume_role(
     raw: RawAssumeRole,
     region: &str,
     env: &dyn Fn(&str) -> Option<String>,

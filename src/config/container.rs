@@ -12,7 +12,7 @@ pub(super) const LINK_LOCAL_HOSTS: [&str; 3] = [ECS_HOST, "169.254.170.23", "[fd
 
 /// The endpoint named by the environment, before the cluster and timeout are known.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerEndpoint {
+pub(crate) struct ContainerEndpoint {
     /// The variable it came from (for logs).
     pub variable: &'static str,
     pub uri: String,
@@ -22,7 +22,7 @@ pub struct ContainerEndpoint {
 }
 
 impl ContainerEndpoint {
-    pub fn with(self, cluster: String, timeout: Duration) -> ContainerSettings {
+    pub(crate) fn with(self, cluster: String, timeout: Duration) -> ContainerSettings {
         ContainerSettings {
             cluster,
             uri: self.uri,
@@ -35,7 +35,7 @@ impl ContainerEndpoint {
 }
 
 /// The endpoint of the VM environment; `None` when neither URI variable is set.
-pub fn endpoint_from_env(
+pub(crate) fn endpoint_from_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<ContainerEndpoint>, ConfigError> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());

@@ -56,7 +56,7 @@ impl RawCredentials {
 }
 
 /// A profile name: it appears in route metadata, logs and metric names (so no dots).
-pub fn is_profile_name(name: &str) -> bool {
+pub(crate) fn is_profile_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -155,7 +155,7 @@ pub struct CredentialProfile {
 }
 
 /// The most `credential_profiles` one configuration may have.
-pub const MAX_CREDENTIAL_PROFILES: usize = 256;
+pub(crate) const MAX_CREDENTIAL_PROFILES: usize = 256;
 
 /// The source names `credentials.source` accepts.
 pub(super) const SOURCES: &str = "imds, container, chain";

@@ -26,7 +26,8 @@ macro_rules! target_keys {
         }
 
         /// The target keys, in the order of the table.
-        pub const TARGET_KEYS: &[&str] = &[$(stringify!($key)),*];
+        #[cfg(test)]
+        pub(crate) const TARGET_KEYS: &[&str] = &[$(stringify!($key)),*];
 
         /// The keys of the plugin configuration: the target keys, then the plugin's own.
         pub(super) const CONFIG_KEYS: &[&str] =

@@ -27,14 +27,14 @@ mod fields;
 mod keys;
 mod target;
 
-pub use assume_role::*;
-pub use container::*;
-pub use credentials::*;
-pub use fields::*;
+pub(crate) use assume_role::*;
+pub(crate) use container::*;
+pub(crate) use credentials::*;
+pub(crate) use fields::*;
 pub use keys::*;
 pub use target::*;
 
-pub use crate::credentials::source::{
+pub(crate) use crate::credentials::source::{
     AmbientProvider, CredentialSource, ProfileId, DEFAULT_PROFILE,
 };
 

@@ -3,9 +3,9 @@
 
 use super::*;
 /// Lambda's synchronous request payload limit (6 MB).
-pub const SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
+pub(crate) const SYNC_PAYLOAD_LIMIT: u64 = 6 * 1024 * 1024;
 /// Lambda's asynchronous (Event) request payload limit (1 MB).
-pub const ASYNC_PAYLOAD_LIMIT: u64 = 1024 * 1024;
+pub(crate) const ASYNC_PAYLOAD_LIMIT: u64 = 1024 * 1024;
 
 pub(super) const DEFAULT_TIMEOUT_MS: u64 = 15_000;
 pub(super) const MAX_TIMEOUT_MS: u64 = 900_000;

@@ -12,12 +12,12 @@ use serde_json::Value;
 use crate::credentials::sts::{temporary_credentials, TemporaryCredentials};
 
 /// Ambient answers are read up to this many bytes (real ones are under 2 KB).
-pub const MAX_AMBIENT_ANSWER_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_AMBIENT_ANSWER_BYTES: usize = 16 * 1024;
 /// Error messages from an endpoint are kept for logs, cut to this many characters.
 const MAX_MESSAGE_CHARS: usize = 256;
 
 /// How a fetch failed: the class every provider shares.
-pub use crate::credentials::failure::FailureClass as Failure;
+pub(crate) use crate::credentials::failure::FailureClass as Failure;
 
 /// A failed ambient fetch. `Display` never shows a secret: reasons are written by this
 /// crate, with at most an endpoint's (cleaned, cut) error message.
@@ -89,7 +89,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 /// endpoint: `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration` (RFC 3339, UTC). IMDS
 /// adds `Code` (`Success` or why not), `LastUpdated` and `Type`; ECS adds `RoleArn`, EKS Pod
 /// Identity `AccountId`; other members are ignored. `what` names the endpoint in errors.
-pub fn parse_credentials_json(
+pub(crate) fn parse_credentials_json(
     what: &str,
     body: &[u8],
 ) -> Result<TemporaryCredentials, AmbientError> {

@@ -16,17 +16,17 @@ use crate::http::OutboundRequest;
 
 /// The largest AssumeRole answer read into the VM (real ones are a few KB); a larger one is
 /// a bad response, left unread.
-pub const MAX_STS_ANSWER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_STS_ANSWER_BYTES: usize = 64 * 1024;
 
 /// STS AssumeRole, signed with static keys or with the layer below.
-pub struct AssumeRoleProvider {
+pub(crate) struct AssumeRoleProvider {
     settings: AssumeRoleSettings,
     /// `None`: signed with the layer below's credentials.
     keys: Option<Credentials>,
 }
 
 impl AssumeRoleProvider {
-    pub fn new(settings: AssumeRoleSettings, keys: Option<Credentials>) -> Self {
+    pub(crate) fn new(settings: AssumeRoleSettings, keys: Option<Credentials>) -> Self {
         AssumeRoleProvider { settings, keys }
     }
 }

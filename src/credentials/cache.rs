@@ -37,20 +37,20 @@ const CAS_ATTEMPTS: usize = 8;
 /// A key → bytes store with compare-and-swap, shared by every VM of the process
 /// (proxy-wasm shared data). `cas` is the version a value was read at; writing with a
 /// stale one fails with [`StoreError::CasMismatch`]; `None` writes unconditionally.
-pub trait SharedStore {
+pub(crate) trait SharedStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError>;
     fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError>;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     CasMismatch,
     Failed(String),
 }
 
 /// Why the host refused to dispatch a credentials call.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DispatchRefusal {
+pub(crate) enum DispatchRefusal {
     /// The host's BadArgument: Envoy has no cluster by that name.
     UnknownCluster,
     Other(String),
@@ -58,7 +58,7 @@ pub enum DispatchRefusal {
 
 /// The two layers of fetched credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layer {
+pub(crate) enum Layer {
     /// What signs the Invoke.
     Top,
     /// The ambient credentials under an AssumeRole (role chaining).
@@ -67,14 +67,14 @@ pub enum Layer {
 
 /// Which layer of which profile a credentials call belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CallOwner {
+pub(crate) struct CallOwner {
     pub profile: ProfileId,
     pub layer: Layer,
 }
 
 /// One ended fetch, for the metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Refresh {
+pub(crate) struct Refresh {
     pub profile: ProfileId,
     pub fetcher: CredentialFetcher,
     pub ok: bool,
@@ -90,7 +90,7 @@ pub struct NoCredentials {
 
 /// What the shell must do after a tick, a dispatch or an answer.
 #[derive(Debug, Default)]
-pub struct Work {
+pub(crate) struct Work {
     /// Dispatch these and report each outcome with `dispatched`.
     pub fetch: Vec<(CallOwner, OutboundRequest)>,
     /// Parked requests to resume now that their profile's credentials are usable.
@@ -134,7 +134,7 @@ pub(super) struct CachedLayer {
 }
 
 /// Randomness the shell hands in: the owner id and jitter of each layer.
-pub trait Entropy {
+pub(crate) trait Entropy {
     fn next_u64(&mut self) -> u64;
 }
 

@@ -18,12 +18,12 @@ use crate::credentials::sts::TemporaryCredentials;
 use crate::http::OutboundRequest;
 use crate::secret::Secret;
 
-pub const ENV_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
-pub const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-pub const ENV_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
-pub const ENV_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+pub(crate) const ENV_RELATIVE_URI: &str = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
+pub(crate) const ENV_FULL_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub(crate) const ENV_AUTHORIZATION_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
+pub(crate) const ENV_AUTHORIZATION_TOKEN_FILE: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 /// The ECS credentials endpoint, for the relative URI.
-pub const ECS_HOST: &str = "169.254.170.2";
+pub(crate) const ECS_HOST: &str = "169.254.170.2";
 /// Where and how to ask for the container's credentials. `Debug` redacts the token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerSettings {
@@ -39,7 +39,7 @@ pub struct ContainerSettings {
 }
 
 /// The `GET` of the credentials.
-pub fn build_request(settings: &ContainerSettings) -> OutboundRequest {
+pub(crate) fn build_request(settings: &ContainerSettings) -> OutboundRequest {
     let mut headers = vec![
         (":method".to_string(), "GET".to_string()),
         (":path".to_string(), settings.path.clone()),

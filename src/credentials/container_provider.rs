@@ -14,12 +14,12 @@ use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
 
 /// The container credentials endpoint (ECS task role, EKS Pod Identity).
-pub struct ContainerProvider {
+pub(crate) struct ContainerProvider {
     settings: ContainerSettings,
 }
 
 impl ContainerProvider {
-    pub fn new(settings: ContainerSettings) -> Self {
+    pub(crate) fn new(settings: ContainerSettings) -> Self {
         ContainerProvider { settings }
     }
 }

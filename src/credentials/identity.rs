@@ -21,13 +21,13 @@ const KEY_PREFIX: &str = "proxy-wasm-lambda/credentials/v2";
 
 /// Builds a key from labelled inputs. Each input is length-prefixed, so no two different
 /// input lists give the same byte stream.
-pub struct CacheKey {
+pub(crate) struct CacheKey {
     kind: &'static str,
     digest: Sha256,
 }
 
 impl CacheKey {
-    pub fn new(kind: &'static str) -> Self {
+    pub(crate) fn new(kind: &'static str) -> Self {
         let mut key = CacheKey {
             kind,
             digest: Sha256::new(),
@@ -43,18 +43,18 @@ impl CacheKey {
         }
     }
 
-    pub fn text(mut self, label: &str, value: &str) -> Self {
+    pub(crate) fn text(mut self, label: &str, value: &str) -> Self {
         self.put(label, value.as_bytes());
         self
     }
 
     /// A secret input: it only ever reaches the digest.
-    pub fn secret(self, label: &str, value: &Secret) -> Self {
+    pub(crate) fn secret(self, label: &str, value: &Secret) -> Self {
         self.text(label, value.expose())
     }
 
     /// An optional input: absent and present-but-empty differ.
-    pub fn optional_secret(mut self, label: &str, value: Option<&Secret>) -> Self {
+    pub(crate) fn optional_secret(mut self, label: &str, value: Option<&Secret>) -> Self {
         match value {
             Some(value) => self.put(label, &[&[1u8][..], value.expose().as_bytes()].concat()),
             None => self.put(label, &[0]),
@@ -63,7 +63,7 @@ impl CacheKey {
     }
 
     /// The identity of static keys: all three parts.
-    pub fn keys(self, label: &str, keys: &Credentials) -> Self {
+    pub(crate) fn keys(self, label: &str, keys: &Credentials) -> Self {
         self.text(&format!("{label}.access_key_id"), &keys.access_key_id)
             .secret(
                 &format!("{label}.secret_access_key"),
@@ -76,7 +76,7 @@ impl CacheKey {
     }
 
     /// `proxy-wasm-lambda/credentials/v2/<kind>/<64 hex digits>`.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         let hash = self.digest.finalize();
         let mut key = String::with_capacity(KEY_PREFIX.len() + self.kind.len() + 66);
         key.push_str(KEY_PREFIX);
@@ -94,7 +94,7 @@ impl CacheKey {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The key of the instance role's credentials: which IMDS is asked.
-pub fn imds_key(settings: &ImdsSettings) -> String {
+pub(crate) fn imds_key(settings: &ImdsSettings) -> String {
     CacheKey::new("imds")
         .text("cluster", &settings.cluster)
         .text("endpoint", &settings.endpoint)
@@ -103,7 +103,7 @@ pub fn imds_key(settings: &ImdsSettings) -> String {
 
 /// The key of the container endpoint's credentials: on EKS Pod Identity the URI is the same
 /// for every pod, and only the authorization token selects the role.
-pub fn container_key(settings: &ContainerSettings) -> String {
+pub(crate) fn container_key(settings: &ContainerSettings) -> String {
     CacheKey::new("container")
         .text("cluster", &settings.cluster)
         .text("authority", &settings.authority)
@@ -114,14 +114,17 @@ pub fn container_key(settings: &ContainerSettings) -> String {
 
 /// What an AssumeRole is signed with: static keys, or the layer under it (role chaining),
 /// named by that layer's own key.
-pub enum AssumeRoleSource<'a> {
+pub(crate) enum AssumeRoleSource<'a> {
     Keys(&'a Credentials),
     Layer(&'a str),
 }
 
 /// The key of an AssumeRole's credentials: the source identity, and everything sent to STS
 /// or deciding where it goes.
-pub fn assume_role_key(settings: &AssumeRoleSettings, source: AssumeRoleSource<'_>) -> String {
+pub(crate) fn assume_role_key(
+    settings: &AssumeRoleSettings,
+    source: AssumeRoleSource<'_>,
+) -> String {
     let key = CacheKey::new("sts");
     let key = match source {
         AssumeRoleSource::Keys(keys) => key.text("source", "keys").keys("source", keys),

@@ -22,14 +22,14 @@ use crate::secret::Secret;
 
 pub const TOKEN_PATH: &str = "/latest/api/token";
 pub const ROLE_PATH: &str = "/latest/meta-data/iam/security-credentials/";
-pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
+pub(crate) const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 pub const TOKEN_HEADER: &str = "x-aws-ec2-metadata-token";
-pub const DEFAULT_ENDPOINT: &str = "169.254.169.254";
+pub(crate) const DEFAULT_ENDPOINT: &str = "169.254.169.254";
 /// The AWS SDKs' token TTL; IMDS accepts 1-21600 s.
-pub const DEFAULT_TOKEN_TTL_SECONDS: u32 = 21_600;
-pub const MAX_TOKEN_TTL_SECONDS: u32 = 21_600;
+pub(crate) const DEFAULT_TOKEN_TTL_SECONDS: u32 = 21_600;
+pub(crate) const MAX_TOKEN_TTL_SECONDS: u32 = 21_600;
 /// A kept session token is renewed when it has less than this left.
-pub const TOKEN_RENEW_MARGIN_MS: u64 = 60_000;
+pub(crate) const TOKEN_RENEW_MARGIN_MS: u64 = 60_000;
 /// Calls one fetch may make at most (token, role, credentials, and one retry of each of
 /// the first two): the fetch lease covers this many timeouts.
 pub const MAX_CALLS_PER_FETCH: u32 = 5;
@@ -315,7 +315,7 @@ fn parse_token(
 
 /// The first line of the role list: an IAM role name (`[\w+=,.@-]{1,64}`), which becomes a
 /// path segment.
-pub fn parse_role_name(body: &[u8]) -> Result<String, AmbientError> {
+pub(crate) fn parse_role_name(body: &[u8]) -> Result<String, AmbientError> {
     let bad = |reason: String| AmbientError::new(Failure::BadResponse, reason);
     let text =
         std::str::from_utf8(body).map_err(|_| bad("IMDS role list is not text".to_string()))?;

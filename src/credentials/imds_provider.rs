@@ -14,12 +14,12 @@ use crate::http::CallAnswer;
 use crate::http::OutboundRequest;
 
 /// The EC2 instance role through IMDSv2 (token, role name, credentials: up to five calls).
-pub struct ImdsProvider {
+pub(crate) struct ImdsProvider {
     client: ImdsClient,
 }
 
 impl ImdsProvider {
-    pub fn new(client: ImdsClient) -> Self {
+    pub(crate) fn new(client: ImdsClient) -> Self {
         ImdsProvider { client }
     }
 }

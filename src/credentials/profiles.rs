@@ -20,12 +20,12 @@ use crate::http::CallAnswer;
 
 /// One profile's credentials: static keys, or one or two fetched layers and the requests
 /// waiting for them.
-pub enum ProfileCredentials {
+pub(crate) enum ProfileCredentials {
     Static(Credentials),
     Fetched(Box<FetchedLayers>),
 }
 
-pub struct FetchedLayers {
+pub(crate) struct FetchedLayers {
     top: CachedLayer,
     source: Option<CachedLayer>,
     max_wait: Duration,
@@ -87,6 +87,7 @@ impl ProfileCredentials {
     }
 
     /// The shared-data keys of its layers (top first).
+    #[cfg(test)]
     fn keys(&self) -> Vec<&str> {
         match self {
             ProfileCredentials::Static(_) => Vec::new(),
@@ -130,13 +131,13 @@ struct Profile {
 /// Every profile's credentials in this VM, by [`ProfileId`]; a profile that the
 /// configuration does not have is `None`.
 #[derive(Default)]
-pub struct CredentialProfiles {
+pub(crate) struct CredentialProfiles {
     profiles: Vec<Option<Profile>>,
 }
 
 impl CredentialProfiles {
     /// `sources`: each profile's name and source, by id (`None`: no such profile).
-    pub fn new<'a>(
+    pub(crate) fn new<'a>(
         sources: impl IntoIterator<Item = Option<(&'a str, &'a CredentialSource)>>,
         entropy: &mut dyn Entropy,
     ) -> Self {
@@ -174,7 +175,7 @@ impl CredentialProfiles {
     }
 
     /// Every profile that exists: id and name (for the metrics).
-    pub fn names(&self) -> impl Iterator<Item = (ProfileId, &str)> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = (ProfileId, &str)> {
         self.profiles
             .iter()
             .enumerate()
@@ -182,13 +183,14 @@ impl CredentialProfiles {
     }
 
     /// The shared-data keys of a profile's layers.
-    pub fn keys(&self, id: ProfileId) -> Vec<&str> {
+    #[cfg(test)]
+    pub(crate) fn keys(&self, id: ProfileId) -> Vec<&str> {
         self.credentials(id)
             .map(ProfileCredentials::keys)
             .unwrap_or_default()
     }
 
-    pub fn needs_ticks(&self) -> bool {
+    pub(crate) fn needs_ticks(&self) -> bool {
         self.profiles
             .iter()
             .flatten()
@@ -196,7 +198,7 @@ impl CredentialProfiles {
     }
 
     /// Credentials to sign with now for this profile, if any are usable.
-    pub fn usable(
+    pub(crate) fn usable(
         &mut self,
         store: &dyn SharedStore,
         id: ProfileId,
@@ -209,21 +211,21 @@ impl CredentialProfiles {
     }
 
     /// How long a request of this profile may wait for credentials.
-    pub fn max_wait(&self, id: ProfileId) -> Duration {
+    pub(crate) fn max_wait(&self, id: ProfileId) -> Duration {
         match self.credentials(id) {
             Some(ProfileCredentials::Fetched(layers)) => layers.max_wait,
             _ => Duration::ZERO,
         }
     }
 
-    pub fn park(&mut self, id: ProfileId, context_id: u32, deadline: SystemTime) {
+    pub(crate) fn park(&mut self, id: ProfileId, context_id: u32, deadline: SystemTime) {
         if let Some(layers) = self.fetched_mut(id) {
             layers.waiters.add(context_id, epoch_ms(deadline));
         }
     }
 
     /// Forgets a request wherever it waits.
-    pub fn unpark(&mut self, context_id: u32) {
+    pub(crate) fn unpark(&mut self, context_id: u32) {
         for layers in self.all_fetched_mut() {
             layers.waiters.remove(context_id);
         }
@@ -251,7 +253,7 @@ impl CredentialProfiles {
 
     /// Creates the shared records no VM has created yet (at configure time, on the main
     /// thread, before worker VMs start, so creation never races a lease).
-    pub fn init_shared(&self, store: &dyn SharedStore) {
+    pub(crate) fn init_shared(&self, store: &dyn SharedStore) {
         for layers in self.all_fetched() {
             layers.top.init_shared(store);
             if let Some(source) = &layers.source {
@@ -261,7 +263,7 @@ impl CredentialProfiles {
     }
 
     /// Which layer of which profile this call token is, if any.
-    pub fn owner_of(&self, token: u32) -> Option<CallOwner> {
+    pub(crate) fn owner_of(&self, token: u32) -> Option<CallOwner> {
         for layers in self.all_fetched() {
             if layers.top.token == Some(token) {
                 return Some(layers.top.owner());
@@ -274,7 +276,7 @@ impl CredentialProfiles {
     }
 
     /// How much of an answer to this call is read into the VM.
-    pub fn answer_limit(&self, owner: CallOwner) -> usize {
+    pub(crate) fn answer_limit(&self, owner: CallOwner) -> usize {
         match self.credentials(owner.profile) {
             Some(ProfileCredentials::Fetched(layers)) => layers
                 .layer(owner.layer)
@@ -284,7 +286,7 @@ impl CredentialProfiles {
     }
 
     /// Periodic work: start fetches when due, wake or fail parked requests.
-    pub fn tick(&mut self, store: &dyn SharedStore, now: SystemTime) -> Work {
+    pub(crate) fn tick(&mut self, store: &dyn SharedStore, now: SystemTime) -> Work {
         let mut work = Work::default();
         for layers in self.all_fetched_mut() {
             layers.tick(store, now, &mut work);
@@ -292,7 +294,7 @@ impl CredentialProfiles {
         work
     }
 
-    pub fn dispatched(
+    pub(crate) fn dispatched(
         &mut self,
         store: &dyn SharedStore,
         owner: CallOwner,
@@ -314,7 +316,7 @@ impl CredentialProfiles {
 
     /// The answer to a credentials call: store the credentials (or the failure) for every
     /// VM, or go on with the next call of the fetch.
-    pub fn on_answer(
+    pub(crate) fn on_answer(
         &mut self,
         store: &dyn SharedStore,
         owner: CallOwner,

@@ -17,11 +17,11 @@ use crate::http::OutboundRequest;
 
 /// Ambient credentials (IMDS, container) are trusted for at most this long, whatever their
 /// `Expiration` says (the SDKs refresh instance credentials within hours).
-pub const MAX_AMBIENT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub(crate) const MAX_AMBIENT_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
 /// Which fetcher a credential refresh came from (the per-source metrics).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CredentialFetcher {
+pub(crate) enum CredentialFetcher {
     Sts,
     Imds,
     Container,
@@ -30,13 +30,13 @@ pub enum CredentialFetcher {
 /// Why a fetch gave no credentials: a failure class (`sts_access_denied`, …, shared with
 /// the 503 given to waiting requests) and a message without secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FetchFailure {
+pub(crate) struct FetchFailure {
     pub class: FailureClass,
     pub message: String,
 }
 
 impl FetchFailure {
-    pub fn new(class: FailureClass, message: impl Into<String>) -> Self {
+    pub(crate) fn new(class: FailureClass, message: impl Into<String>) -> Self {
         FetchFailure {
             class,
             message: message.into(),
@@ -46,12 +46,12 @@ impl FetchFailure {
 
 /// What an answer leads to: another call of the same fetch, or its end.
 #[derive(Debug)]
-pub enum Progress {
+pub(crate) enum Progress {
     Next(OutboundRequest),
     Done(Result<TemporaryCredentials, FetchFailure>),
 }
 
-pub trait CredentialProvider {
+pub(crate) trait CredentialProvider {
     /// Which per-source metrics its refreshes move.
     fn kind(&self) -> CredentialFetcher;
     /// What a fetch is called in logs and errors (never a secret).

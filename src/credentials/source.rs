@@ -63,4 +63,4 @@ impl ProfileId {
 }
 
 /// The name of the top-level `credentials` as a profile.
-pub const DEFAULT_PROFILE: &str = "default";
+pub(crate) const DEFAULT_PROFILE: &str = "default";

@@ -25,9 +25,9 @@ use crate::credentials::Credentials;
 use crate::secret::Secret;
 
 /// Added to the STS timeout to make the fetch lease: the lease outlives the call it guards.
-pub const LEASE_SLACK: Duration = Duration::from_secs(1);
+pub(crate) const LEASE_SLACK: Duration = Duration::from_secs(1);
 
-pub use crate::time::{epoch_ms, ms};
+pub(crate) use crate::time::{epoch_ms, ms};
 
 /// Temporary credentials as kept in the shared record. `Debug` redacts the secrets.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -366,7 +366,7 @@ pub fn record_success(
 
 /// The wait before the next fetch after `failures` consecutive failures (≥ 1):
 /// `min(backoff_base · 2^(failures−1), backoff_max)`.
-pub fn backoff(failures: u32, policy: &RefreshPolicy) -> Duration {
+pub(crate) fn backoff(failures: u32, policy: &RefreshPolicy) -> Duration {
     let doublings = failures.saturating_sub(1).min(31);
     policy
         .backoff_base
@@ -387,7 +387,7 @@ pub fn record_failure(
 
 /// [`record_failure`] for any fetcher: `class` is one of the STS classes (ambient fetches
 /// use them too, see [`crate::credentials::ambient::Failure`]).
-pub fn record_failure_class(
+pub(crate) fn record_failure_class(
     record: &SharedRecord,
     class: FailureClass,
     now_ms: u64,
@@ -410,7 +410,10 @@ pub fn record_failure_class(
 /// credentials come from `source` (role chaining) and it has not failed itself, the
 /// source's last failure (the AssumeRole cannot even be signed). `None` while nothing
 /// failed.
-pub fn waiting_failure(top: &SharedRecord, source: Option<&SharedRecord>) -> Option<FailureClass> {
+pub(crate) fn waiting_failure(
+    top: &SharedRecord,
+    source: Option<&SharedRecord>,
+) -> Option<FailureClass> {
     if top.failures > 0 {
         return top.last_error;
     }
@@ -418,19 +421,19 @@ pub fn waiting_failure(top: &SharedRecord, source: Option<&SharedRecord>) -> Opt
 }
 
 /// The name of the last failure's class, for logs.
-pub fn last_error(record: &SharedRecord) -> Option<&'static str> {
+pub(crate) fn last_error(record: &SharedRecord) -> Option<&'static str> {
     record.last_error.map(FailureClass::as_str)
 }
 
 /// This VM's requests paused until credentials arrive, with their deadlines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Waiters {
+pub(crate) struct Waiters {
     waiting: Vec<(u32, u64)>,
 }
 
 impl Waiters {
     /// Adds a paused request (or moves its deadline if it is already waiting).
-    pub fn add(&mut self, context_id: u32, deadline_ms: u64) {
+    pub(crate) fn add(&mut self, context_id: u32, deadline_ms: u64) {
         match self.waiting.iter_mut().find(|(id, _)| *id == context_id) {
             Some(entry) => entry.1 = deadline_ms,
             None => self.waiting.push((context_id, deadline_ms)),
@@ -438,12 +441,12 @@ impl Waiters {
     }
 
     /// Every waiting request, oldest first; the list is left empty.
-    pub fn take_all(&mut self) -> Vec<u32> {
+    pub(crate) fn take_all(&mut self) -> Vec<u32> {
         self.waiting.drain(..).map(|(id, _)| id).collect()
     }
 
     /// The requests whose deadline is at or before `now_ms`, oldest first.
-    pub fn take_expired(&mut self, now_ms: u64) -> Vec<u32> {
+    pub(crate) fn take_expired(&mut self, now_ms: u64) -> Vec<u32> {
         let (expired, waiting) = self
             .waiting
             .drain(..)
@@ -453,22 +456,24 @@ impl Waiters {
     }
 
     /// Forgets a request (e.g. the client went away). True if it was waiting.
-    pub fn remove(&mut self, context_id: u32) -> bool {
+    pub(crate) fn remove(&mut self, context_id: u32) -> bool {
         let before = self.waiting.len();
         self.waiting.retain(|(id, _)| *id != context_id);
         self.waiting.len() != before
     }
 
     /// The earliest deadline, to time the next check.
-    pub fn next_deadline(&self) -> Option<u64> {
+    #[cfg(test)]
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
         self.waiting.iter().map(|(_, deadline)| *deadline).min()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.waiting.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.waiting.is_empty()
     }
 }

@@ -17,9 +17,9 @@ use crate::http::OutboundRequest;
 use crate::secret::Secret;
 
 /// The XML namespace of STS answers.
-pub const STS_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
-pub const STS_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
-pub const STS_API_VERSION: &str = "2011-06-15";
+pub(crate) const STS_NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+pub(crate) const STS_CONTENT_TYPE: &str = "application/x-www-form-urlencoded; charset=utf-8";
+pub(crate) const STS_API_VERSION: &str = "2011-06-15";
 /// AWS error messages are kept for logs, cut to this many characters.
 const MAX_MESSAGE_CHARS: usize = 512;
 

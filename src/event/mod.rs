@@ -24,12 +24,12 @@ use apigw::*;
 use json_writer::*;
 
 /// Stage name sent when none is configured (HTTP API's default stage).
-pub const DEFAULT_STAGE: &str = "$default";
+pub(crate) const DEFAULT_STAGE: &str = "$default";
 /// `routeKey` of payload 2.0 events when none is configured.
-pub const DEFAULT_V2_ROUTE_KEY: &str = "$default";
+pub(crate) const DEFAULT_V2_ROUTE_KEY: &str = "$default";
 /// Route whose path gives the `resource` of payload 1.0 events when neither `resource` nor
 /// `route_key` is configured.
-pub const DEFAULT_V1_ROUTE_KEY: &str = "ANY /{proxy+}";
+pub(crate) const DEFAULT_V1_ROUTE_KEY: &str = "ANY /{proxy+}";
 
 const PROXY_SUFFIX: &str = "/{proxy+}";
 
@@ -171,7 +171,7 @@ pub fn build_event(
 /// Whether a body of this content type is sent as text (when it is valid UTF-8) rather than
 /// base64: `text/*`, JSON, XML, JavaScript and form bodies, unless the charset is one other
 /// than UTF-8 (or its subset US-ASCII).
-pub fn is_textual_content_type(content_type: &str) -> bool {
+pub(crate) fn is_textual_content_type(content_type: &str) -> bool {
     let mut parts = content_type.split(';');
     let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
     let textual = mime.starts_with("text/")

@@ -15,7 +15,7 @@ use crate::credentials::cache::{DispatchRefusal, SharedStore, StoreError};
 const ORIGIN_KEY: &str = "proxy-wasm-lambda/credentials-origin/v2";
 
 /// Proxy-wasm shared data: one store per `vm_id`, shared by every VM of the process.
-pub struct HostStore;
+pub(super) struct HostStore;
 
 impl SharedStore for HostStore {
     fn get(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), StoreError> {
@@ -35,7 +35,7 @@ fn store_error(status: Status) -> StoreError {
 }
 
 /// Why the host refused to dispatch a credentials call.
-pub fn refusal(status: Status) -> DispatchRefusal {
+pub(super) fn refusal(status: Status) -> DispatchRefusal {
     match status {
         // What Envoy answers for a cluster it does not have.
         Status::BadArgument => DispatchRefusal::UnknownCluster,
@@ -44,18 +44,18 @@ pub fn refusal(status: Status) -> DispatchRefusal {
 }
 
 /// A random number from the host's entropy (std seeds `RandomState` from WASI `random_get`).
-pub fn random_u64() -> u64 {
+pub(super) fn random_u64() -> u64 {
     RandomState::new().hash_one(0u8)
 }
 
 /// Logs a line the credential cache asked for.
-pub fn log_line(level: Level, message: &str) {
+pub(super) fn log_line(level: Level, message: &str) {
     log::log!(level, "{message}");
 }
 
 /// Logs where the credentials come from and the configuration's warnings, once per Envoy
 /// process for the same lines (every VM configures).
-pub fn log_once(lines: &[(Level, String)]) {
+pub(super) fn log_once(lines: &[(Level, String)]) {
     let text: String = lines
         .iter()
         .map(|(_, line)| line.as_str())

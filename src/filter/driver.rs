@@ -28,7 +28,7 @@ use crate::metrics::Metric;
 use crate::route::RouteCache;
 
 /// One HTTP request's state, shared by its context and (while it waits) the root.
-pub struct Request {
+pub(super) struct Request {
     pub context_id: u32,
     pub flow: RequestFlow,
     pub request_id: Option<String>,
@@ -41,10 +41,10 @@ pub struct Request {
     pub parked_at: Option<SystemTime>,
 }
 
-pub type SharedRequest = Rc<RefCell<Request>>;
+pub(super) type SharedRequest = Rc<RefCell<Request>>;
 
 /// Per-VM state shared by the root context and every request context.
-pub struct Vm {
+pub(super) struct Vm {
     pub config: Rc<FilterConfig>,
     pub routes: RefCell<RouteCache>,
     /// Client requests kept for the router's retries of requests rewritten in place.
@@ -68,7 +68,7 @@ pub struct Vm {
 /// Bound on the remembered fallback log lines (a config with many routes logs again after).
 const MAX_FALLBACKS_LOGGED: usize = 256;
 
-pub fn now() -> SystemTime {
+pub(super) fn now() -> SystemTime {
     hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
 }
 
@@ -80,7 +80,7 @@ enum Next {
 
 /// Who is carrying out the step: the request's own context, or the root on its behalf.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Actor {
+pub(super) enum Actor {
     RequestContext,
     Root,
 }
@@ -88,7 +88,7 @@ pub enum Actor {
 impl Vm {
     /// Carries out steps until the request waits for the host. Returns the filter action
     /// for the callback in progress.
-    pub fn drive(&self, request: &SharedRequest, mut step: Step, actor: Actor) -> Action {
+    pub(super) fn drive(&self, request: &SharedRequest, mut step: Step, actor: Actor) -> Action {
         loop {
             let next = match step {
                 Step::Continue => Next::Done(Action::Continue),
@@ -400,7 +400,7 @@ impl Vm {
     }
 
     /// The Invoke's answer, read from the host (the request must be the effective context).
-    pub fn on_invoke_answer(&self, request: &SharedRequest, token: u32, body_size: usize) {
+    pub(super) fn on_invoke_answer(&self, request: &SharedRequest, token: u32, body_size: usize) {
         let started = timing::start();
         let answer = read_call_answer(body_size, MAX_ANSWER_BYTES);
         let context_id = request.borrow().context_id;
@@ -435,7 +435,7 @@ impl Vm {
     }
 
     /// Bookkeeping when a request stops waiting for credentials.
-    pub fn unparked(&self, request: &SharedRequest) {
+    pub(super) fn unparked(&self, request: &SharedRequest) {
         self.stats.add(Metric::CredentialWaiting, -1);
         if let Some(parked_at) = request.borrow_mut().parked_at.take() {
             let waited = now().duration_since(parked_at).unwrap_or_default();
@@ -445,7 +445,7 @@ impl Vm {
     }
 
     /// The answer's headers arrived for a request forwarded in place.
-    pub fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
+    pub(super) fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
         let started = timing::start();
         let headers = host::map(MapType::HttpResponseHeaders);
         let tail = headers
@@ -467,7 +467,7 @@ impl Vm {
     }
 
     /// The stream is over: count and log a forwarded Invoke that the router ended.
-    pub fn on_stream_done(&self, request: &SharedRequest) {
+    pub(super) fn on_stream_done(&self, request: &SharedRequest) {
         let failure = request.borrow_mut().flow.on_stream_done();
         if let Some(failure) = failure {
             self.stats.increment(Metric::for_failure(&failure));
@@ -493,7 +493,7 @@ impl Vm {
     }
 
     /// The request's context is going away: forget it wherever it waits.
-    pub fn forget(&self, context_id: u32) {
+    pub(super) fn forget(&self, context_id: u32) {
         if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
             self.unparked(&request);
         }

@@ -51,7 +51,12 @@ fn status(code: u32) -> Result<(), u32> {
 }
 
 /// Replaces `size` bytes from `start` of the buffer with `value`.
-pub fn set_buffer(buffer: BufferType, start: usize, size: usize, value: &[u8]) -> Result<(), u32> {
+pub(super) fn set_buffer(
+    buffer: BufferType,
+    start: usize,
+    size: usize,
+    value: &[u8],
+) -> Result<(), u32> {
     // SAFETY: the pointer and length describe `value`, which outlives the call; the host
     // copies the bytes before returning.
     status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
@@ -60,7 +65,7 @@ pub fn set_buffer(buffer: BufferType, start: usize, size: usize, value: &[u8]) -
 /// A property by its path already serialized (segments joined by NUL, e.g.
 /// `b"xds\0cluster_name"`): what the SDK's `get_property` does without building the path
 /// on every call. `None` when the host has no value (or refuses).
-pub fn property(path: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn property(path: &[u8]) -> Option<Vec<u8>> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the path outlives the call; on success the host wrote a buffer it allocated
@@ -78,7 +83,7 @@ pub fn property(path: &[u8]) -> Option<Vec<u8>> {
 /// A header's value (`None` when absent, or when the host refuses). The SDK's
 /// `get_map_value` panics on a value that is not UTF-8 (bytes 0x80-0xFF are valid in an
 /// HTTP header value): such a value is taken with U+FFFD in place of the invalid bytes.
-pub fn map_value(map: MapType, name: &str) -> Option<String> {
+pub(super) fn map_value(map: MapType, name: &str) -> Option<String> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: the name outlives the call; on success the host wrote a buffer it allocated
@@ -98,7 +103,7 @@ pub fn map_value(map: MapType, name: &str) -> Option<String> {
 
 /// The whole header map, in order (empty when the host refuses). As [`map_value`], values
 /// (and names) that are not UTF-8 do not panic as in the SDK's `get_map`.
-pub fn map(map: MapType) -> Vec<(String, String)> {
+pub(super) fn map(map: MapType) -> Vec<(String, String)> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: as above.
@@ -114,7 +119,7 @@ pub fn map(map: MapType) -> Vec<(String, String)> {
 }
 
 /// Replaces the whole header map.
-pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
+pub(super) fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
     let serialized = header_map::serialize(pairs);
     // SAFETY: as above, `serialized` outlives the call.
     status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })
@@ -122,13 +127,13 @@ pub fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
 
 /// Ends the stream abnormally (Envoy resets it: `proxy_close_stream`, what the SDK's
 /// `reset_http_response` calls, without its panic).
-pub fn close_stream(stream: StreamType) -> Result<(), u32> {
+pub(super) fn close_stream(stream: StreamType) -> Result<(), u32> {
     // SAFETY: no pointers are passed.
     status(unsafe { proxy_close_stream(stream) })
 }
 
 /// Resumes a paused stream (what the SDK's `resume_http_request` calls, without its panic).
-pub fn continue_stream(stream: StreamType) -> Result<(), u32> {
+pub(super) fn continue_stream(stream: StreamType) -> Result<(), u32> {
     // SAFETY: no pointers are passed.
     status(unsafe { proxy_continue_stream(stream) })
 }

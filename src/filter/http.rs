@@ -14,13 +14,13 @@ use crate::flow::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
 use crate::route::{on_route, ROUTE_METADATA_PROPERTY, ROUTE_NAME_PROPERTY};
 
-pub struct LambdaHttp {
+pub(super) struct LambdaHttp {
     vm: Option<Rc<Vm>>,
     request: SharedRequest,
 }
 
 impl LambdaHttp {
-    pub fn new(context_id: u32, vm: Option<Rc<Vm>>) -> Self {
+    pub(super) fn new(context_id: u32, vm: Option<Rc<Vm>>) -> Self {
         LambdaHttp {
             vm,
             request: Rc::new(RefCell::new(Request {

@@ -16,7 +16,7 @@ use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 
 /// Sends a built request to its cluster; the answer comes to `on_http_call_response`.
-pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
+pub(super) fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
     let headers: Vec<(&str, &str)> = outbound
         .headers
         .iter()
@@ -34,7 +34,7 @@ pub fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
 /// The answer to a dispatched call: `:status`, headers and body. A body over `max_body`
 /// bytes is left in the host (Envoy frees it with the call) and only its size reported, so
 /// an oversized answer never grows the VM's memory.
-pub fn read_call_answer(body_size: usize, max_body: usize) -> CallAnswer {
+pub(super) fn read_call_answer(body_size: usize, max_body: usize) -> CallAnswer {
     let headers = host::map(MapType::HttpCallResponseHeaders);
     let status = headers
         .iter()

@@ -31,7 +31,7 @@ impl log::Log for HostLogger {
     fn flush(&self) {}
 }
 
-pub fn install() {
+pub(super) fn install() {
     if log::set_logger(&LOGGER).is_ok() {
         log::set_max_level(log::LevelFilter::Info);
     }
@@ -44,7 +44,7 @@ pub fn install() {
 }
 
 /// Follows the host's log level so that disabled lines are not even formatted.
-pub fn follow_host_level() {
+pub(super) fn follow_host_level() {
     let filter = match hostcalls::get_log_level() {
         Ok(LogLevel::Trace) => log::LevelFilter::Trace,
         Ok(LogLevel::Debug) => log::LevelFilter::Debug,

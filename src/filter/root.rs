@@ -28,13 +28,13 @@ use crate::route::RouteCache;
 /// How often the root polls the shared credentials (cross-VM wake-up latency for waiters).
 const CREDENTIALS_TICK: Duration = Duration::from_millis(100);
 
-pub struct LambdaRoot {
+pub(super) struct LambdaRoot {
     context_id: u32,
     vm: Option<Rc<Vm>>,
 }
 
 impl LambdaRoot {
-    pub fn new(context_id: u32) -> Self {
+    pub(super) fn new(context_id: u32) -> Self {
         LambdaRoot {
             context_id,
             vm: None,

@@ -9,14 +9,14 @@ use crate::metrics::{profile_refresh_name, Kind, Metric};
 
 /// Host metric ids, indexed by `Metric as usize`.
 #[derive(Default)]
-pub struct Stats {
+pub(super) struct Stats {
     ids: [Option<u32>; Metric::ALL.len()],
     /// Per profile (by id): the refresh_ok and refresh_failed counters.
     profile_ids: Vec<Option<(u32, u32)>>,
 }
 
 impl Stats {
-    pub fn define<'a>(profiles: impl Iterator<Item = (ProfileId, &'a str)>) -> Self {
+    pub(super) fn define<'a>(profiles: impl Iterator<Item = (ProfileId, &'a str)>) -> Self {
         let mut stats = Stats::default();
         for metric in Metric::ALL {
             let kind = match metric.kind() {
@@ -48,7 +48,7 @@ impl Stats {
     }
 
     /// Counts one ended refresh of a profile's credentials.
-    pub fn profile_refresh(&self, profile: ProfileId, ok: bool) {
+    pub(super) fn profile_refresh(&self, profile: ProfileId, ok: bool) {
         if let Some(Some((ok_id, failed_id))) = self.profile_ids.get(profile.0) {
             let _ = hostcalls::increment_metric(if ok { *ok_id } else { *failed_id }, 1);
         }
@@ -58,21 +58,21 @@ impl Stats {
         self.ids.get(metric as usize).copied().flatten()
     }
 
-    pub fn increment(&self, metric: Metric) {
+    pub(super) fn increment(&self, metric: Metric) {
         if let Some(id) = self.id(metric) {
             let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
     /// Adds `delta` to a gauge.
-    pub fn add(&self, metric: Metric, delta: i64) {
+    pub(super) fn add(&self, metric: Metric, delta: i64) {
         if let Some(id) = self.id(metric) {
             let _ = hostcalls::increment_metric(id, delta);
         }
     }
 
     /// Records a histogram value.
-    pub fn record(&self, metric: Metric, value: u64) {
+    pub(super) fn record(&self, metric: Metric, value: u64) {
         if let Some(id) = self.id(metric) {
             let _ = hostcalls::record_metric(id, value);
         }

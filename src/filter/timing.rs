@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use log::warn;
 
 #[derive(Clone, Copy)]
-pub enum Phase {
+pub(super) enum Phase {
     /// on_http_request_headers: route resolution, header reads.
     Headers,
     /// Reading the body, building the payload and signing.
@@ -22,13 +22,13 @@ const PHASES: [&str; 4] = ["headers", "build_and_sign", "dispatch", "answer"];
 const REPORT_EVERY: u64 = 500;
 
 #[derive(Default)]
-pub struct Timing {
+pub(super) struct Timing {
     total_ns: [Cell<u64>; 4],
     count: [Cell<u64>; 4],
 }
 
 /// Start of a timed phase; `None` (and no host call) unless built with `vm-timing`.
-pub fn start() -> Option<SystemTime> {
+pub(super) fn start() -> Option<SystemTime> {
     if cfg!(feature = "vm-timing") {
         Some(super::driver::now())
     } else {
@@ -37,7 +37,7 @@ pub fn start() -> Option<SystemTime> {
 }
 
 impl Timing {
-    pub fn record(&self, phase: Phase, started: Option<SystemTime>) {
+    pub(super) fn record(&self, phase: Phase, started: Option<SystemTime>) {
         let Some(started) = started else {
             return;
         };

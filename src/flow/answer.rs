@@ -60,7 +60,7 @@ pub(super) fn merge_split(out: &mut Split, split: Split) {
 impl RequestFlow {
     /// The Invoke's outcome (the host reports timeouts and resets here too, without a
     /// status). Returns `None` for a token this request is not waiting on.
-    pub fn on_invoke_answer(
+    pub(crate) fn on_invoke_answer(
         &mut self,
         token: u32,
         answer: CallAnswer,
@@ -90,7 +90,7 @@ impl RequestFlow {
     /// The answer's headers, for a request forwarded in place. Successful passthrough
     /// answers stream through with their headers rewritten; everything else is read whole
     /// and decoded like a dispatched Invoke's answer.
-    pub fn on_answer_headers(
+    pub(crate) fn on_answer_headers(
         &mut self,
         headers: Vec<(String, String)>,
         end_of_stream: bool,
@@ -167,7 +167,7 @@ impl RequestFlow {
 
     /// The error reply's body to send in place of the answer's first body chunk, when the
     /// answer was refused at its headers (set by the shell, which renders the reply).
-    pub fn set_refusal_body(&mut self, body: Vec<u8>) {
+    pub(crate) fn set_refusal_body(&mut self, body: Vec<u8>) {
         if let Phase::DroppingAnswer { error_body } = &mut self.phase {
             *error_body = Some(body);
         }
@@ -175,7 +175,7 @@ impl RequestFlow {
 
     /// A chunk of the answer's body arrived; `buffered_size` is the size buffered so far
     /// (the chunk's size once the answer flows).
-    pub fn on_answer_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
+    pub(crate) fn on_answer_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
         if self.phase == Phase::StreamingAnswer {
             return self.on_stream_body(buffered_size, end_of_stream);
         }
@@ -209,7 +209,7 @@ impl RequestFlow {
     }
 
     /// The answer's whole body, read from the host.
-    pub fn on_answer_complete(&mut self, body: Vec<u8>) -> Step {
+    pub(crate) fn on_answer_complete(&mut self, body: Vec<u8>) -> Step {
         let Phase::BufferingAnswer { target, mut answer } =
             std::mem::replace(&mut self.phase, Phase::Finished)
         else {
@@ -244,7 +244,7 @@ impl RequestFlow {
     }
 
     /// The bytes asked for with [`Step::ReadStream`].
-    pub fn on_stream_bytes(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
+    pub(crate) fn on_stream_bytes(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
         if self.phase != Phase::StreamingAnswer {
             return Step::Continue;
         }
@@ -315,7 +315,7 @@ impl RequestFlow {
     /// answer never came, or never came whole, was ended by Envoy (route timeout, upstream
     /// reset or connect failure), which answered or cut the client's response itself:
     /// returns the error to count and log.
-    pub fn on_stream_done(&mut self) -> Option<RequestError> {
+    pub(crate) fn on_stream_done(&mut self) -> Option<RequestError> {
         let unanswered = matches!(
             self.phase,
             Phase::Forwarded { .. }

@@ -11,20 +11,20 @@ use std::collections::VecDeque;
 use crate::flow::RequestMeta;
 
 /// Carries the key of the kept request on the rewritten request.
-pub const ATTEMPT_HEADER: &str = "x-proxy-wasm-lambda-attempt";
+pub(crate) const ATTEMPT_HEADER: &str = "x-proxy-wasm-lambda-attempt";
 
 /// How many requests are kept per VM: a retry follows its attempt within the route's
 /// timeout, while many other requests pass; a few KB each.
-pub const KEPT_REQUESTS: usize = 256;
+pub(crate) const KEPT_REQUESTS: usize = 256;
 
 /// The last [`KEPT_REQUESTS`] client requests with event payloads, oldest first out.
 #[derive(Debug, Default)]
-pub struct AttemptStash {
+pub(crate) struct AttemptStash {
     entries: VecDeque<(String, RequestMeta)>,
 }
 
 impl AttemptStash {
-    pub fn keep(&mut self, key: String, meta: RequestMeta) {
+    pub(crate) fn keep(&mut self, key: String, meta: RequestMeta) {
         if self.entries.len() >= KEPT_REQUESTS {
             self.entries.pop_front();
         }
@@ -32,7 +32,7 @@ impl AttemptStash {
     }
 
     /// The request kept under `key` (it stays: a request can be retried more than once).
-    pub fn get(&self, key: &str) -> Option<RequestMeta> {
+    pub(crate) fn get(&self, key: &str) -> Option<RequestMeta> {
         self.entries
             .iter()
             .rev()

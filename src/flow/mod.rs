@@ -25,7 +25,7 @@ use crate::invoke::{build_invoke, build_stream_invoke};
 use crate::route::RouteTarget;
 
 mod answer;
-pub mod attempts;
+pub(crate) mod attempts;
 mod request;
 #[cfg(test)]
 mod tests;
@@ -37,7 +37,7 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
 
 /// Where the filter sits in Envoy's filter chains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
+pub(crate) enum Placement {
     /// In the HTTP connection manager's `http_filters`: the Invoke is a call the filter
     /// dispatches, and the client gets a local reply.
     Downstream,
@@ -54,7 +54,7 @@ pub enum Placement {
 
 /// How one request's Invoke is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// `dispatch_http_call`, answered with a local reply.
     Dispatch,
     /// The request is rewritten in place and continues to the route's cluster; the answer
@@ -65,7 +65,7 @@ pub enum Delivery {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     Start,
     ReceivingBody {
         target: Rc<InvokeTarget>,
@@ -113,7 +113,7 @@ pub enum Phase {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Let the request continue down the filter chain untouched.
     Continue,
     /// Keep the request paused (buffering, or waiting for the Invoke).
@@ -173,7 +173,7 @@ pub enum Step {
 /// Why a `response_stream` route's request is sent as the buffered Invoke (for the shell's
 /// log line, once per route).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamFallback {
+pub(crate) struct StreamFallback {
     /// The route's streaming path (names the function and qualifier).
     pub route: String,
     pub reason: &'static str,
@@ -182,7 +182,7 @@ pub struct StreamFallback {
 /// What an event payload needs to know about the client's request, captured with the
 /// headers (only for event formats).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestMeta {
+pub(crate) struct RequestMeta {
     pub method: String,
     pub path: String,
     pub raw_query: String,
@@ -194,7 +194,7 @@ pub struct RequestMeta {
 }
 
 #[derive(Debug)]
-pub struct RequestFlow {
+pub(crate) struct RequestFlow {
     phase: Phase,
     meta: Option<RequestMeta>,
     /// Why a `response_stream` route's request cannot stream, when it cannot.
@@ -219,32 +219,33 @@ impl Default for RequestFlow {
 }
 
 impl RequestFlow {
-    pub fn phase(&self) -> &Phase {
+    #[cfg(test)]
+    pub(crate) fn phase(&self) -> &Phase {
         &self.phase
     }
 
     /// The client's method is HEAD (known to the shell when it rewrites the request).
-    pub fn set_head_request(&mut self) {
+    pub(crate) fn set_head_request(&mut self) {
         self.head = true;
     }
 
     /// Whether the answer must go without body (see [`RequestFlow::set_head_request`]).
-    pub fn is_head_request(&self) -> bool {
+    pub(crate) fn is_head_request(&self) -> bool {
         self.head
     }
 
     /// Whether the payload format needs [`RequestMeta`] (set it with `set_request_meta`).
-    pub fn wants_request_meta(&self) -> bool {
+    pub(crate) fn wants_request_meta(&self) -> bool {
         matches!(&self.phase, Phase::ReceivingBody { target, .. }
             if matches!(target.payload, PayloadFormat::Event(_)))
     }
 
-    pub fn set_request_meta(&mut self, meta: RequestMeta) {
+    pub(crate) fn set_request_meta(&mut self, meta: RequestMeta) {
         self.meta = Some(meta);
     }
 
     /// Whether the request is to be rewritten in place (as far as its headers tell).
-    pub fn forwards_in_place(&self) -> bool {
+    pub(crate) fn forwards_in_place(&self) -> bool {
         matches!(
             self.phase,
             Phase::ReceivingBody {
@@ -256,12 +257,12 @@ impl RequestFlow {
 
     /// The router retried this request and the client's request it was built from is not
     /// known (see `attempts`).
-    pub fn on_unknown_retry(&mut self) -> Step {
+    pub(crate) fn on_unknown_retry(&mut self) -> Step {
         self.fail(RequestError::RetryUnavailable)
     }
 
     /// When the Invoke in flight was sent.
-    pub fn invoke_sent_at(&self) -> Option<SystemTime> {
+    pub(crate) fn invoke_sent_at(&self) -> Option<SystemTime> {
         match &self.phase {
             Phase::AwaitingInvoke { sent_at, .. } | Phase::Forwarded { sent_at, .. } => {
                 Some(*sent_at)
@@ -271,7 +272,7 @@ impl RequestFlow {
     }
 
     /// Whether the request was forwarded in place and its answer not yet handled.
-    pub fn awaits_answer_in_place(&self) -> bool {
+    pub(crate) fn awaits_answer_in_place(&self) -> bool {
         matches!(
             self.phase,
             Phase::Forwarded { .. }
@@ -284,7 +285,7 @@ impl RequestFlow {
 
     /// Why this `response_stream` request is sent as the buffered Invoke, once it is
     /// dispatched (None for any other request, and after the first call).
-    pub fn take_stream_fallback(&mut self) -> Option<StreamFallback> {
+    pub(crate) fn take_stream_fallback(&mut self) -> Option<StreamFallback> {
         let Phase::ReceivingBody {
             target, delivery, ..
         } = &self.phase

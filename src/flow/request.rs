@@ -6,7 +6,7 @@ use super::*;
 impl RequestFlow {
     /// Request headers arrived. `route` is the route's resolved target, `route_cluster` the
     /// cluster Envoy picked for the route (None for routes without one).
-    pub fn on_request_headers(
+    pub(crate) fn on_request_headers(
         &mut self,
         route: Result<RouteTarget, ConfigError>,
         route_cluster: Option<String>,
@@ -76,7 +76,7 @@ impl RequestFlow {
     }
 
     /// A body chunk arrived; `buffered_size` is the size buffered so far.
-    pub fn on_request_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
+    pub(crate) fn on_request_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
         let Phase::ReceivingBody { target, .. } = &self.phase else {
             return Step::Continue;
         };
@@ -93,7 +93,7 @@ impl RequestFlow {
 
     /// Trailers end the request like a last empty body chunk. The Invoke carries none, and
     /// a request forwarded in place would take them along, so such a request is dispatched.
-    pub fn on_request_trailers(&mut self) -> Step {
+    pub(crate) fn on_request_trailers(&mut self) -> Step {
         match &mut self.phase {
             Phase::ReceivingBody {
                 delivery, target, ..
@@ -109,7 +109,7 @@ impl RequestFlow {
     }
 
     /// The credentials profile that signs this request's Invoke, while it is to be signed.
-    pub fn credentials_profile(&self) -> Option<ProfileId> {
+    pub(crate) fn credentials_profile(&self) -> Option<ProfileId> {
         match &self.phase {
             Phase::ReceivingBody { target, .. } | Phase::AwaitingCredentials { target, .. } => {
                 target.credentials_profile
@@ -120,7 +120,7 @@ impl RequestFlow {
 
     /// The whole body, read from the host: sign and build the Invoke, or wait (at most
     /// `max_wait`) when there are no usable credentials.
-    pub fn on_body_complete(
+    pub(crate) fn on_body_complete(
         &mut self,
         body: Vec<u8>,
         credentials: Option<&Credentials>,
@@ -156,7 +156,11 @@ impl RequestFlow {
     }
 
     /// Credentials arrived for a request waiting on them.
-    pub fn on_credentials_ready(&mut self, credentials: &Credentials, now: SystemTime) -> Step {
+    pub(crate) fn on_credentials_ready(
+        &mut self,
+        credentials: &Credentials,
+        now: SystemTime,
+    ) -> Step {
         let Phase::AwaitingCredentials {
             target,
             cluster,
@@ -176,7 +180,7 @@ impl RequestFlow {
     }
 
     /// The wait for credentials is over without any: `error` says why.
-    pub fn on_credentials_timeout(&mut self, error: RequestError) -> Step {
+    pub(crate) fn on_credentials_timeout(&mut self, error: RequestError) -> Step {
         match self.phase {
             Phase::AwaitingCredentials { .. } => self.fail(error),
             _ => Step::Continue,
@@ -254,7 +258,7 @@ impl RequestFlow {
 
     /// The host's answer to the dispatch: a call token, or the name of the cluster it
     /// could not dispatch to.
-    pub fn on_dispatched(&mut self, result: Result<u32, String>, now: SystemTime) -> Step {
+    pub(crate) fn on_dispatched(&mut self, result: Result<u32, String>, now: SystemTime) -> Step {
         let Phase::ReceivingBody { target, .. } = &self.phase else {
             return Step::Continue;
         };

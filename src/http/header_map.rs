@@ -73,7 +73,7 @@ pub fn deserialize(bytes: &[u8]) -> Vec<(String, String)> {
 }
 
 /// The bytes as text, invalid UTF-8 replaced (U+FFFD).
-pub fn text(bytes: Vec<u8>) -> String {
+pub(crate) fn text(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes)
         .unwrap_or_else(|error| String::from_utf8_lossy(error.as_bytes()).into_owned())
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-pub mod header_map;
+pub(crate) mod header_map;
 
 /// A request for the host to dispatch to an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_NAMESPACE_BYTES: usize = 16 * 1024;
 
 /// Why bytes are not a message of the expected type: completes "route metadata is …".
-pub type Malformed = &'static str;
+pub(crate) type Malformed = &'static str;
 
 /// Truncated, or not the protobuf encoding of the expected message: Envoy never sends
 /// such bytes, so one word does for every way of being broken.

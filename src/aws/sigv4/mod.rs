@@ -20,9 +20,8 @@ mod signer;
 mod tests;
 
 pub use reference::sign_request;
-pub use request::{
-    payload_sha256, PayloadHasher, RequestToSign, SigningError, EMPTY_PAYLOAD_SHA256,
-};
+pub use request::RequestToSign;
+pub(crate) use request::SigningError;
 pub use signer::SigningKeyCache;
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub struct RequestToSign<'a> {
 }
 
 /// Hex SHA-256 of the empty payload.
-pub const EMPTY_PAYLOAD_SHA256: &str =
+pub(crate) const EMPTY_PAYLOAD_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub(super) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -54,24 +54,27 @@ pub(super) const EXCLUDED_HEADERS: [&str; 4] = [
 ];
 
 /// SHA-256 of a payload fed in pieces, for [`SigningKeyCache::sign_with_payload_hash`].
+#[cfg(test)]
 #[derive(Clone, Default)]
-pub struct PayloadHasher(pub(super) Sha256);
+pub(crate) struct PayloadHasher(pub(super) Sha256);
 
+#[cfg(test)]
 impl PayloadHasher {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn update(&mut self, bytes: &[u8]) {
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
         self.0.update(bytes);
     }
 
     /// The lower-case hex digest.
-    pub fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         hex_string(&self.0.finalize())
     }
 }
 
+#[cfg(test)]
 impl fmt::Debug for PayloadHasher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("PayloadHasher")
@@ -79,7 +82,7 @@ impl fmt::Debug for PayloadHasher {
 }
 
 /// Lower-case hex SHA-256 of a payload, as signed.
-pub fn payload_sha256(body: &[u8]) -> Cow<'static, str> {
+pub(crate) fn payload_sha256(body: &[u8]) -> Cow<'static, str> {
     if body.is_empty() {
         Cow::Borrowed(EMPTY_PAYLOAD_SHA256)
     } else {
