@@ -13,7 +13,9 @@ use proxy_wasm::types::{Action, BufferType, MapType, StreamType};
 
 use super::credentials::HostStore;
 use super::host;
+use super::host::now;
 use super::io::*;
+use super::request::{Request, SharedRequest};
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
 use crate::answer::MAX_ANSWER_BYTES;
@@ -21,27 +23,11 @@ use crate::config::FilterConfig;
 use crate::credentials::profiles::CredentialProfiles;
 use crate::error::RequestError;
 use crate::flow::attempts::AttemptStash;
-use crate::flow::{RequestFlow, Step, StreamFallback};
+use crate::flow::{Step, StreamFallback};
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::metrics::Metric;
 use crate::route::RouteCache;
-
-/// One HTTP request's state, shared by its context and (while it waits) the root.
-pub(super) struct Request {
-    pub context_id: u32,
-    pub flow: RequestFlow,
-    pub request_id: Option<String>,
-    pub body_size: usize,
-    /// Bytes of the answer's body buffered so far (requests forwarded in place).
-    pub answer_size: usize,
-    /// The key under which the client's request is kept for the router's retries.
-    pub attempt_key: Option<String>,
-    /// When the request started waiting for credentials.
-    pub parked_at: Option<SystemTime>,
-}
-
-pub(super) type SharedRequest = Rc<RefCell<Request>>;
 
 /// Per-VM state shared by the root context and every request context.
 pub(super) struct Vm {
@@ -67,10 +53,6 @@ pub(super) struct Vm {
 
 /// Bound on the remembered fallback log lines (a config with many routes logs again after).
 const MAX_FALLBACKS_LOGGED: usize = 256;
-
-pub(super) fn now() -> SystemTime {
-    hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
-}
 
 /// What carrying out one step leads to: the next step, or the action for the host.
 enum Next {

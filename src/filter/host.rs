@@ -4,7 +4,9 @@
 //! that has none. These wrappers return every non-Ok status as an error.
 
 use std::ptr::null_mut;
+use std::time::SystemTime;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
 use crate::http::header_map;
@@ -136,4 +138,9 @@ pub(super) fn close_stream(stream: StreamType) -> Result<(), u32> {
 pub(super) fn continue_stream(stream: StreamType) -> Result<(), u32> {
     // SAFETY: no pointers are passed.
     status(unsafe { proxy_continue_stream(stream) })
+}
+
+/// The host's clock (the VM's own, should the host not answer).
+pub(super) fn now() -> SystemTime {
+    hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
 }

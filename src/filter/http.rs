@@ -7,8 +7,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::credentials::random_u64;
-use super::driver::{Actor, Request, SharedRequest, Vm};
+use super::driver::{Actor, Vm};
 use super::host;
+use super::request::{Request, SharedRequest};
 use super::timing::{self, Phase as Timed};
 use crate::flow::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};

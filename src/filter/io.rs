@@ -6,8 +6,8 @@ use log::error;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
-use super::driver::Request;
 use super::host;
+use super::request::Request;
 use crate::answer::proxy_response::is_bodyless_status;
 use crate::error::RequestError;
 use crate::flow::attempts::ATTEMPT_HEADER;

@@ -7,6 +7,7 @@ mod host;
 mod http;
 mod io;
 mod logger;
+mod request;
 mod root;
 mod stats;
 mod timing;

@@ -12,7 +12,8 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
 use super::credentials::{log_line, log_once, random_u64, refusal, HostStore};
-use super::driver::{now, Actor, Vm};
+use super::driver::{Actor, Vm};
+use super::host::now;
 use super::http::LambdaHttp;
 use super::io::{dispatch, read_call_answer};
 use super::logger;

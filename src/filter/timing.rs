@@ -30,7 +30,7 @@ pub(super) struct Timing {
 /// Start of a timed phase; `None` (and no host call) unless built with `vm-timing`.
 pub(super) fn start() -> Option<SystemTime> {
     if cfg!(feature = "vm-timing") {
-        Some(super::driver::now())
+        Some(super::host::now())
     } else {
         None
     }
@@ -41,7 +41,7 @@ impl Timing {
         let Some(started) = started else {
             return;
         };
-        let elapsed = super::driver::now()
+        let elapsed = super::host::now()
             .duration_since(started)
             .unwrap_or_default()
             .as_nanos() as u64;
