@@ -1,4 +1,4 @@
-"""The golden AssumeRole signature pinned in src/credentials/sts.rs must be what botocore computes for the
+"""The golden AssumeRole signature pinned in src/credentials/sts/tests.rs must be what botocore computes for the
 same request: an independent SigV4 implementation checks our pinned value. The body is the
 one botocore's own query serializer produces for AssumeRole, so the encoding is checked too."""
 import datetime
@@ -14,7 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.serialize import create_serializer
 
-SOURCE = pathlib.Path(__file__).resolve().parents[2] / "src" / "credentials" / "sts.rs"
+SOURCE = pathlib.Path(__file__).resolve().parents[2] / "src" / "credentials" / "sts" / "tests.rs"
 
 PARAMS = {
     "RoleArn": "arn:aws:iam::123456789012:role/service/lambda-invoker",
@@ -23,7 +23,7 @@ PARAMS = {
     "ExternalId": "ext:id/42",
 }
 
-# What src/credentials/sts.rs's request_shape_and_body_encoding test pins.
+# What src/credentials/sts/tests.rs's request_shape_and_body_encoding test pins.
 PINNED_BODY = (
     "Action=AssumeRole&Version=2011-06-15"
     "&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fservice%2Flambda-invoker"
@@ -45,7 +45,7 @@ def test_body_matches_botocore_query_serializer():
 
 def test_pinned_signature_matches_botocore():
     pinned = re.search(r"Signature=([0-9a-f]{64})", SOURCE.read_text())
-    assert pinned, "golden signature not found in src/credentials/sts.rs"
+    assert pinned, "golden signature not found in src/credentials/sts/tests.rs"
     creds = Credentials(
         "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "source-session-token"
     )
