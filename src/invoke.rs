@@ -102,7 +102,6 @@ fn build(
 mod tests {
     use super::*;
     use crate::config::FilterConfig;
-    use crate::secret::Secret;
     use std::time::Duration;
 
     fn target(extra: &str) -> InvokeTarget {
@@ -114,18 +113,7 @@ mod tests {
             .target
     }
 
-    fn credentials(token: Option<&str>) -> Credentials {
-        Credentials {
-            access_key_id: "AKIDEXAMPLE".into(),
-            secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-            session_token: token.map(Secret::new),
-        }
-    }
-
-    fn fixed_time() -> SystemTime {
-        // 2026-11-23T10:00:00Z
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000)
-    }
+    use crate::test_support::{example_credentials as credentials, fixed_time};
 
     #[test]
     fn invoke_request_shape() {

@@ -23,6 +23,8 @@ mod metrics;
 mod route;
 mod secret;
 mod string_map;
+#[cfg(test)]
+mod test_support;
 mod time;
 
 #[cfg(target_arch = "wasm32")]

@@ -206,17 +206,7 @@ mod tests {
             .target
     }
 
-    fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallAnswer {
-        CallAnswer {
-            status: Some(status),
-            headers: headers
-                .iter()
-                .map(|(n, v)| (n.to_string(), v.to_string()))
-                .collect(),
-            body: body.as_bytes().to_vec(),
-            unread_body_bytes: None,
-        }
-    }
+    use crate::test_support::call_answer as answer;
 
     const LAMBDA_HEADERS: [(&str, &str); 4] = [
         ("content-type", "application/json"),

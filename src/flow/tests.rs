@@ -52,17 +52,7 @@ fn dispatched(config: &FilterConfig) -> RequestFlow {
     flow
 }
 
-fn lambda_answer(status: u16, headers: &[(&str, &str)], body: &str) -> CallAnswer {
-    CallAnswer {
-        status: Some(status),
-        headers: headers
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.to_string()))
-            .collect(),
-        body: body.as_bytes().to_vec(),
-        unread_body_bytes: None,
-    }
-}
+use crate::test_support::call_answer as lambda_answer;
 
 #[test]
 fn success_way_out() {

@@ -20,13 +20,7 @@ use crate::aws::credentials::Credentials;
 use crate::secret::Secret;
 use std::time::Duration;
 
-fn example_credentials(token: Option<&str>) -> Credentials {
-    Credentials {
-        access_key_id: "AKIDEXAMPLE".into(),
-        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-        session_token: token.map(Secret::new),
-    }
-}
+use crate::test_support::example_credentials;
 
 fn at(epoch_seconds: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(epoch_seconds)

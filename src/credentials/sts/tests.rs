@@ -1,18 +1,7 @@
 use super::*;
 // ---- the request ----
 
-fn source(token: Option<&str>) -> Credentials {
-    Credentials {
-        access_key_id: "AKIDEXAMPLE".into(),
-        secret_access_key: Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
-        session_token: token.map(Secret::new),
-    }
-}
-
-fn fixed_time() -> SystemTime {
-    // 2026-11-23T10:00:00Z
-    SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_428_000)
-}
+use crate::test_support::{example_credentials as source, fixed_time};
 
 /// What the configuration makes of this role, ExternalId and cluster, with defaults.
 fn golden_settings() -> AssumeRoleSettings {
