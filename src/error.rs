@@ -5,16 +5,11 @@ use std::fmt;
 
 use serde_json::{json, Map, Value};
 
-use crate::answer::eventstream::{StreamError, StreamEvent};
-use crate::answer::prelude::PreludeError;
 use crate::aws::sigv4::SigningError;
 use crate::config::ConfigError;
 use crate::credentials::cache::NoCredentials;
 use crate::credentials::failure::FailureClass;
 use crate::http::ClientReply;
-
-/// Longest message from Lambda's stream (`ErrorDetails`) copied into an error body.
-const MAX_STREAM_MESSAGE_CHARS: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestError {
@@ -245,38 +240,6 @@ impl RequestError {
         }
     }
 
-    /// The error an event of Lambda's response stream means, if any: `InvokeComplete` with
-    /// an `ErrorCode` is the function's failure (as `X-Amz-Function-Error` in buffered
-    /// mode, with `function_error_status`); an exception frame is a broken stream.
-    pub fn from_stream_event(event: &StreamEvent, function_error_status: u16) -> Option<Self> {
-        match event {
-            StreamEvent::Payload(_) => None,
-            StreamEvent::Complete {
-                error_code: Some(kind),
-                error_details,
-                ..
-            } => Some(RequestError::FunctionError {
-                status: function_error_status,
-                kind: kind.clone(),
-                message: error_details.as_deref().map(stream_error_message),
-            }),
-            StreamEvent::Complete { .. } => None,
-            StreamEvent::Exception {
-                error_type,
-                message,
-            } => Some(RequestError::StreamFailed {
-                reason: "exception".to_string(),
-                message: match message {
-                    Some(m) => format!("Lambda ended the stream with {error_type}: {m}"),
-                    None => format!("Lambda ended the stream with {error_type}"),
-                }
-                .chars()
-                .take(MAX_STREAM_MESSAGE_CHARS)
-                .collect(),
-            }),
-        }
-    }
-
     /// The client reply for this error. `request_id` is the request's x-request-id.
     pub fn to_reply(&self, request_id: Option<&str>) -> ClientReply {
         let mut body = Map::new();
@@ -301,41 +264,6 @@ impl RequestError {
     }
 }
 
-/// `ErrorDetails` of a failed streaming invocation: the `errorMessage` when it holds the
-/// runtime's error JSON (as the buffered answer's body), else its text; cut.
-fn stream_error_message(details: &str) -> String {
-    let message = serde_json::from_slice::<Value>(details.as_bytes())
-        .ok()
-        .and_then(|v| {
-            v.get("errorMessage")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
-    message
-        .as_deref()
-        .unwrap_or(details)
-        .chars()
-        .take(MAX_STREAM_MESSAGE_CHARS)
-        .collect()
-}
-
-impl From<&StreamError> for RequestError {
-    fn from(error: &StreamError) -> Self {
-        RequestError::StreamFailed {
-            reason: error.class().to_string(),
-            message: error.to_string(),
-        }
-    }
-}
-
-impl From<&PreludeError> for RequestError {
-    fn from(error: &PreludeError) -> Self {
-        RequestError::BadResponse {
-            message: error.message(),
-        }
-    }
-}
-
 impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut details = Map::new();
@@ -347,6 +275,9 @@ impl fmt::Display for RequestError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::answer::eventstream::{StreamError, StreamEvent};
+    use crate::answer::prelude::PreludeError;
+    use crate::answer::stream_error::MAX_STREAM_MESSAGE_CHARS;
 
     fn body(reply: &ClientReply) -> Value {
         serde_json::from_slice(&reply.body).unwrap()

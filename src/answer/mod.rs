@@ -6,6 +6,7 @@
 pub(crate) mod eventstream;
 pub(crate) mod prelude;
 pub(crate) mod proxy_response;
+pub(crate) mod stream_error;
 
 use serde_json::Value;
 
