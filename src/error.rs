@@ -79,6 +79,9 @@ pub enum RequestError {
     /// The router retried a request rewritten in place, and the client's request the event
     /// is built from is no longer kept (or the attempt key is not one the filter made).
     RetryUnavailable,
+    /// The request's body never reached the filter: Envoy's Wasm configuration lacks
+    /// `allow_on_headers_stop_iteration: true` (see `flow::body_watch`).
+    BodyNotReceived,
     /// `InvokeWithResponseStream`: Lambda's event stream broke (corrupt, oversized or
     /// truncated frame, exception frame) before the first byte reached the client. After
     /// that the stream is reset instead.
@@ -119,6 +122,7 @@ impl RequestError {
             RequestError::UpstreamUnavailable { .. } => "upstream_unavailable",
             RequestError::EndedByRouter => "ended_by_router",
             RequestError::RetryUnavailable => "retry_unavailable",
+            RequestError::BodyNotReceived => "body_not_received",
             RequestError::StreamFailed { .. } => "bad_stream",
         }
     }
@@ -144,6 +148,7 @@ impl RequestError {
             // Never sent: the router has answered (504 or 503) by the time this is known.
             RequestError::EndedByRouter => 503,
             RequestError::RetryUnavailable => 502,
+            RequestError::BodyNotReceived => 500,
         }
     }
 
@@ -225,6 +230,10 @@ impl RequestError {
             RequestError::UpstreamUnavailable { .. } => {
                 put("message", Some("the Lambda endpoint could not be reached"))
             }
+            RequestError::BodyNotReceived => put(
+                "message",
+                Some("the request's body never reached the filter: its Envoy Wasm configuration needs allow_on_headers_stop_iteration: true (Istio WasmPlugin and Envoy Gateway EnvoyExtensionPolicy cannot set it: deploy/README.md)"),
+            ),
             RequestError::RetryUnavailable => put(
                 "message",
                 Some("the router retried the Invoke, and the client's request it is built from is no longer known"),

@@ -140,7 +140,8 @@ impl Metric {
             RequestError::Throttled { .. } => Metric::InvokeThrottled,
             RequestError::PayloadTooLarge { .. }
             | RequestError::RouteConfigInvalid(_)
-            | RequestError::NoCluster => Metric::InvokeRejected,
+            | RequestError::NoCluster
+            | RequestError::BodyNotReceived => Metric::InvokeRejected,
             RequestError::CredentialsUnavailable { .. } => Metric::InvokeCredentialsUnavailable,
             RequestError::BadResponse { .. } => Metric::InvokeBadResponse,
             RequestError::Signing(_)

@@ -23,11 +23,13 @@ use crate::config::FilterConfig;
 use crate::credentials::profiles::CredentialProfiles;
 use crate::error::RequestError;
 use crate::flow::attempts::AttemptStash;
+use crate::flow::body_watch::{BodyWatch, BODY_WAIT};
 use crate::flow::{Step, StreamFallback};
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::metrics::Metric;
 use crate::route::RouteCache;
+use crate::time::epoch_ms;
 
 /// Per-VM state shared by the root context and every request context.
 pub(super) struct Vm {
@@ -36,6 +38,9 @@ pub(super) struct Vm {
     /// Client requests kept for the router's retries of requests rewritten in place.
     pub attempts: RefCell<AttemptStash>,
     pub credentials: RefCell<CredentialProfiles>,
+    /// Requests paused in their headers whose body has not begun yet (`flow::body_watch`).
+    pub body_watch: RefCell<BodyWatch>,
+    pub awaiting_body: RefCell<HashMap<u32, SharedRequest>>,
     /// Requests waiting for credentials, by context id.
     pub parked: RefCell<HashMap<u32, SharedRequest>>,
     /// Invokes the root dispatched for woken requests: the SDK routes their answers to the
@@ -474,8 +479,62 @@ impl Vm {
         logged.push(fallback);
     }
 
+    /// Watches a request paused in its headers until its body begins.
+    pub(super) fn watch_body(&self, request: &SharedRequest) {
+        let context_id = request.borrow().context_id;
+        let mut watch = self.body_watch.borrow_mut();
+        watch.paused(context_id, epoch_ms(now()));
+        if !watch.is_idle() {
+            self.awaiting_body
+                .borrow_mut()
+                .insert(context_id, Rc::clone(request));
+        }
+    }
+
+    /// A body began: Envoy hands this filter request bodies, nothing more to watch.
+    pub(super) fn body_arrived(&self) {
+        let mut watch = self.body_watch.borrow_mut();
+        if !watch.is_idle() {
+            self.awaiting_body.borrow_mut().clear();
+        }
+        watch.body_arrived();
+    }
+
+    /// Answers the requests whose body is overdue (called by the root, on its tick).
+    pub(super) fn answer_overdue_bodies(&self, root_context: u32) {
+        let (overdue, first) = {
+            let mut watch = self.body_watch.borrow_mut();
+            if watch.is_idle() {
+                return;
+            }
+            watch.overdue(epoch_ms(now()))
+        };
+        if first {
+            error!(
+                "proxy_wasm_lambda: a request's body never reached the filter within {} s: \
+                 its Envoy Wasm configuration needs allow_on_headers_stop_iteration: true \
+                 (Istio WasmPlugin and Envoy Gateway EnvoyExtensionPolicy cannot set it; \
+                 deploy/README.md shows how); such requests are answered 500 \
+                 body_not_received",
+                BODY_WAIT.as_secs()
+            );
+        }
+        for context_id in overdue {
+            let Some(request) = self.awaiting_body.borrow_mut().remove(&context_id) else {
+                continue;
+            };
+            if hostcalls::set_effective_context(context_id).is_ok() {
+                let step = request.borrow_mut().flow.on_body_overdue();
+                self.drive(&request, step, Actor::Root);
+            }
+        }
+        let _ = hostcalls::set_effective_context(root_context);
+    }
+
     /// The request's context is going away: forget it wherever it waits.
     pub(super) fn forget(&self, context_id: u32) {
+        self.body_watch.borrow_mut().forget(context_id);
+        self.awaiting_body.borrow_mut().remove(&context_id);
         if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
             self.unparked(&request);
         }

@@ -183,13 +183,18 @@ impl HttpContext for LambdaHttp {
             step
         };
         vm.timing.record(Timed::Headers, started);
-        vm.drive(&self.request, step, Actor::RequestContext)
+        let action = vm.drive(&self.request, step, Actor::RequestContext);
+        if action == Action::Pause && !end_of_stream && self.request.borrow().flow.awaits_body() {
+            vm.watch_body(&self.request);
+        }
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Some(vm) = self.vm.clone() else {
             return Action::Continue;
         };
+        vm.body_arrived();
         let step = {
             let mut request = self.request.borrow_mut();
             request.body_size = body_size;

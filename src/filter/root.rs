@@ -28,6 +28,9 @@ use crate::route::RouteCache;
 
 /// How often the root polls the shared credentials (cross-VM wake-up latency for waiters).
 const CREDENTIALS_TICK: Duration = Duration::from_millis(100);
+/// How often the root checks for request bodies that never came (without credentials to
+/// fetch): within a second of `flow::body_watch::BODY_WAIT`.
+const BODY_WATCH_TICK: Duration = Duration::from_millis(500);
 
 pub(super) struct LambdaRoot {
     context_id: u32,
@@ -215,16 +218,21 @@ impl RootContext for LambdaRoot {
             attempts: RefCell::new(Default::default()),
             credentials: RefCell::new(credentials),
             parked: RefCell::new(HashMap::new()),
+            body_watch: RefCell::default(),
+            awaiting_body: RefCell::new(HashMap::new()),
             root_invokes: RefCell::new(HashMap::new()),
             stats,
             timing: Default::default(),
             stream_fallbacks_logged: RefCell::default(),
             retry_tag: format!("{:016x}{:016x}", random_u64(), random_u64()),
         }));
-        if needs_ticks {
-            // The first tick fetches credentials, so the first request rarely waits.
-            let _ = hostcalls::set_tick_period(CREDENTIALS_TICK);
-        }
+        // The first tick fetches credentials, so the first request rarely waits; without
+        // credentials to fetch, the tick only answers requests whose body never comes.
+        let _ = hostcalls::set_tick_period(if needs_ticks {
+            CREDENTIALS_TICK
+        } else {
+            BODY_WATCH_TICK
+        });
         true
     }
 
@@ -232,6 +240,7 @@ impl RootContext for LambdaRoot {
         if let Some(vm) = self.vm.clone() {
             let work = vm.credentials.borrow_mut().tick(&HostStore, now());
             self.carry_out(&vm, work);
+            vm.answer_overdue_bodies(self.context_id);
         }
     }
 

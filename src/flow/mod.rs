@@ -26,6 +26,7 @@ use crate::route::RouteTarget;
 
 mod answer;
 pub(crate) mod attempts;
+pub(crate) mod body_watch;
 mod request;
 #[cfg(test)]
 mod tests;

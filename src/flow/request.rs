@@ -91,6 +91,19 @@ impl RequestFlow {
         }
     }
 
+    /// Whether the request waits for its body to begin (paused in its headers).
+    pub(crate) fn awaits_body(&self) -> bool {
+        matches!(self.phase, Phase::ReceivingBody { .. })
+    }
+
+    /// The body never began (see `body_watch`): answered with the error naming the setting.
+    pub(crate) fn on_body_overdue(&mut self) -> Step {
+        match self.phase {
+            Phase::ReceivingBody { .. } => self.fail(RequestError::BodyNotReceived),
+            _ => Step::Continue,
+        }
+    }
+
     /// Trailers end the request like a last empty body chunk. The Invoke carries none, and
     /// a request forwarded in place would take them along, so such a request is dispatched.
     pub(crate) fn on_request_trailers(&mut self) -> Step {

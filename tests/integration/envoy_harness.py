@@ -108,6 +108,9 @@ class EnvoyConfig:
     admin_port: int = 0
     per_connection_buffer_limit_bytes: int = 8388608
     fail_open: bool = False  # wasm filter failure policy; leave False so config errors surface
+    # What Istio's WasmPlugin and Envoy Gateway's EnvoyExtensionPolicy cannot set: False
+    # reproduces a filter installed through them.
+    allow_on_headers_stop_iteration: bool = True
     # "downstream": the filter in the HCM's http_filters (dispatches the Invoke);
     # "upstream": in the router's upstream_http_filters (rewrites the request in place);
     # "split": in both, with split_placement on.
@@ -213,7 +216,7 @@ def _wasm_filter(
     wasm_cfg: dict[str, Any] = {
         "name": WASM_FILTER_NAME,
         "root_id": WASM_FILTER_NAME,
-        "allow_on_headers_stop_iteration": True,
+        "allow_on_headers_stop_iteration": cfg.allow_on_headers_stop_iteration,
         "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": conf_value},
         "vm_config": vm_config,
     }
