@@ -92,6 +92,11 @@ pub enum RequestError {
     },
 }
 
+/// Why a request's body never came, for the client and (once per worker) the log.
+pub(crate) const BODY_NOT_RECEIVED: &str = "the request's body never reached the filter: its \
+     Envoy Wasm configuration needs allow_on_headers_stop_iteration: true (Istio WasmPlugin and \
+     Envoy Gateway EnvoyExtensionPolicy cannot set it: deploy/README.md)";
+
 impl From<NoCredentials> for RequestError {
     fn from(failure: NoCredentials) -> Self {
         RequestError::CredentialsUnavailable {
@@ -230,10 +235,7 @@ impl RequestError {
             RequestError::UpstreamUnavailable { .. } => {
                 put("message", Some("the Lambda endpoint could not be reached"))
             }
-            RequestError::BodyNotReceived => put(
-                "message",
-                Some("the request's body never reached the filter: its Envoy Wasm configuration needs allow_on_headers_stop_iteration: true (Istio WasmPlugin and Envoy Gateway EnvoyExtensionPolicy cannot set it: deploy/README.md)"),
-            ),
+            RequestError::BodyNotReceived => put("message", Some(BODY_NOT_RECEIVED)),
             RequestError::RetryUnavailable => put(
                 "message",
                 Some("the router retried the Invoke, and the client's request it is built from is no longer known"),
@@ -251,9 +253,21 @@ impl RequestError {
 
     /// The client reply for this error. `request_id` is the request's x-request-id.
     pub fn to_reply(&self, request_id: Option<&str>) -> ClientReply {
+        self.to_reply_after(request_id, None)
+    }
+
+    /// The client reply for an error after Lambda answered: with Lambda's request id.
+    pub(crate) fn to_reply_after(
+        &self,
+        request_id: Option<&str>,
+        lambda_request_id: Option<&str>,
+    ) -> ClientReply {
         let mut body = Map::new();
         body.insert("error".into(), Value::String(self.class().into()));
         self.details(&mut body);
+        if let Some(id) = lambda_request_id {
+            body.insert("lambda_request_id".into(), Value::String(id.to_string()));
+        }
         if let Some(id) = request_id {
             body.insert("request_id".into(), Value::String(id.to_string()));
         }

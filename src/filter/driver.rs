@@ -21,7 +21,7 @@ use super::timing::{self, Phase as Timed, Timing};
 use crate::answer::MAX_ANSWER_BYTES;
 use crate::config::FilterConfig;
 use crate::credentials::profiles::CredentialProfiles;
-use crate::error::RequestError;
+use crate::error::{RequestError, BODY_NOT_RECEIVED};
 use crate::flow::attempts::AttemptStash;
 use crate::flow::body_watch::{BodyWatch, BODY_WAIT};
 use crate::flow::{Step, StreamFallback};
@@ -267,7 +267,10 @@ impl Vm {
                 cluster: invoke.cluster.clone(),
             };
             self.stats.increment(Metric::for_failure(&failure));
-            if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
+            if let Err(status) = send(&failure.to_reply_after(
+                request.request_id.as_deref(),
+                request.flow.lambda_request_id(),
+            )) {
                 error!("#{context_id} could not send the error reply: {status:?}");
             }
             return Next::Done(Action::Pause);
@@ -310,7 +313,10 @@ impl Vm {
         let reply = {
             let request = request.borrow();
             log_failure(&request, failure);
-            failure.to_reply(request.request_id.as_deref())
+            failure.to_reply_after(
+                request.request_id.as_deref(),
+                request.flow.lambda_request_id(),
+            )
         };
         let mut request = request.borrow_mut();
         let written = if request.answer_size == 0 && request.flow.awaits_answer_in_place() {
@@ -373,7 +379,10 @@ impl Vm {
             self.stats.increment(Metric::RouteConfigErrors);
         }
         log_failure(&request, failure);
-        if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
+        if let Err(status) = send(&failure.to_reply_after(
+            request.request_id.as_deref(),
+            request.flow.lambda_request_id(),
+        )) {
             // The one way out left: a bare 502, else a reset.
             error!(
                 "#{} could not send the error reply: {status:?}",
@@ -511,11 +520,7 @@ impl Vm {
         };
         if first {
             error!(
-                "proxy_wasm_lambda: a request's body never reached the filter within {} s: \
-                 its Envoy Wasm configuration needs allow_on_headers_stop_iteration: true \
-                 (Istio WasmPlugin and Envoy Gateway EnvoyExtensionPolicy cannot set it; \
-                 deploy/README.md shows how); such requests are answered 500 \
-                 body_not_received",
+                "proxy_wasm_lambda: within {} s, {BODY_NOT_RECEIVED}",
                 BODY_WAIT.as_secs()
             );
         }
@@ -561,13 +566,19 @@ fn log_function_tail(context_id: u32, tail: Option<&str>) {
 fn log_failure(request: &Request, failure: &RequestError) {
     let request_id = request.request_id.as_deref().unwrap_or("-");
     let context_id = request.context_id;
+    // Lambda's request id, when Lambda answered: what finds the call in CloudWatch.
+    let lambda = request
+        .flow
+        .lambda_request_id()
+        .map(|id| format!(" lambda_request_id={id}"))
+        .unwrap_or_default();
     match failure {
         RequestError::RouteConfigInvalid(_)
         | RequestError::NoCluster
         | RequestError::Signing(_)
         | RequestError::DispatchFailed { .. } => {
-            error!("#{context_id} request_id={request_id} {failure}")
+            error!("#{context_id} request_id={request_id}{lambda} {failure}")
         }
-        _ => warn!("#{context_id} request_id={request_id} {failure}"),
+        _ => warn!("#{context_id} request_id={request_id}{lambda} {failure}"),
     }
 }

@@ -77,9 +77,12 @@ impl RequestFlow {
         if *expected != token {
             return None;
         }
-        let elapsed = now.duration_since(*sent_at).unwrap_or_default();
+        let target = Rc::clone(target);
+        let sent_at = *sent_at;
+        self.note_lambda_request_id(&answer);
+        let elapsed = now.duration_since(sent_at).unwrap_or_default();
         let timed_out = elapsed + TIMEOUT_SLACK >= target.timeout;
-        let step = match decode_invoke_answer(target, answer, timed_out) {
+        let step = match decode_invoke_answer(&target, answer, timed_out) {
             Ok(reply) => Step::Reply(reply),
             Err(error) => Step::Fail(error),
         };
@@ -113,6 +116,7 @@ impl RequestFlow {
             body: Vec::new(),
             unread_body_bytes: None,
         };
+        self.note_lambda_request_id(&answer);
         // A streamed answer that Lambda accepted: decode its event stream. Anything else
         // (an API error, X-Amz-Function-Error) is a plain answer, decoded as in buffered mode.
         if streaming && status == Some(200) && answer.header("x-amz-function-error").is_none() {

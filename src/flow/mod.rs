@@ -202,6 +202,9 @@ pub(crate) struct RequestFlow {
     stream_fallback: Option<&'static str>,
     /// The decoders of a streamed answer ([`Phase::StreamingAnswer`]).
     stream: Option<Box<AnswerStream>>,
+    /// Lambda's request id (`x-amzn-RequestId`) once Lambda answered: what finds the call in
+    /// CloudWatch, carried by the error body and log line of a failure after it.
+    lambda_request_id: Option<String>,
     /// The client asked with HEAD: its answer carries no body. Envoy drops it for local
     /// replies and plain proxying, but not for a HEAD rewritten in place into a POST Invoke.
     head: bool,
@@ -214,6 +217,7 @@ impl Default for RequestFlow {
             meta: None,
             stream_fallback: None,
             stream: None,
+            lambda_request_id: None,
             head: false,
         }
     }
@@ -223,6 +227,18 @@ impl RequestFlow {
     #[cfg(test)]
     pub(crate) fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// Lambda's request id, once Lambda answered.
+    pub(crate) fn lambda_request_id(&self) -> Option<&str> {
+        self.lambda_request_id.as_deref()
+    }
+
+    fn note_lambda_request_id(&mut self, answer: &CallAnswer) {
+        self.lambda_request_id = answer
+            .header("x-amzn-requestid")
+            .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string);
     }
 
     /// The client's method is HEAD (known to the shell when it rewrites the request).

@@ -1257,3 +1257,32 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     );
     assert_eq!(step, Step::Pause);
 }
+
+#[test]
+fn a_failure_after_lambda_answered_carries_lambdas_request_id() {
+    let config = config("");
+    let mut flow = dispatched(&config);
+    assert_eq!(flow.lambda_request_id(), None);
+    let throttled = lambda_answer(
+        429,
+        &[
+            ("x-amzn-requestid", "3e4f5a6b-lambda-request"),
+            ("x-amzn-errortype", "TooManyRequestsException"),
+        ],
+        r#"{"Reason":"ReservedFunctionConcurrentInvocationLimitExceeded","message":"Rate exceeded"}"#,
+    );
+    let Some(Step::Fail(failure)) = flow.on_invoke_answer(7, throttled, t(1)) else {
+        panic!("expected a failure");
+    };
+    assert_eq!(flow.lambda_request_id(), Some("3e4f5a6b-lambda-request"));
+    let reply = failure.to_reply_after(Some("client-id"), flow.lambda_request_id());
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "throttled");
+    assert_eq!(body["lambda_request_id"], "3e4f5a6b-lambda-request");
+    assert_eq!(body["request_id"], "client-id");
+    // Before Lambda answers there is none, and a forged-looking id is not copied.
+    let mut flow = dispatched(&config);
+    let odd = lambda_answer(502, &[("x-amzn-requestid", "a b\u{7f}")], "");
+    let _ = flow.on_invoke_answer(7, odd, t(1));
+    assert_eq!(flow.lambda_request_id(), None);
+}

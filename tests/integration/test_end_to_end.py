@@ -450,6 +450,34 @@ def test_throttled(envoy_factory, standin):
     assert len(standin.requests) == 1, "a throttled Invoke must not be retried by the filter"
 
 
+def test_throttled_error_and_log_carry_lambdas_request_id(envoy_factory, standin):
+    """The id that finds the call in CloudWatch: in the JSON error and the failure's log line,
+    for every failure where Lambda answered (issue: observability)."""
+    envoy = start_standin_envoy(envoy_factory, standin)
+    lambda_id = "8f1d2c3b-4a5e-46f7-9a0b-1c2d3e4f5a6b"
+    standin.script(
+        Answer(
+            429,
+            {"x-amzn-RequestId": lambda_id, "x-amzn-errortype": "TooManyRequestsException",
+             "content-type": "application/json"},
+            {"Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User", "message": "Rate Exceeded."},
+        )
+    )
+    r = requests.post(envoy.url("/"), json={}, timeout=HTTP_TIMEOUT)
+    body = assert_error(r, 429, "throttled")
+    assert body.get("lambda_request_id") == lambda_id, show(r)
+    assert "x-amzn-requestid" not in {k.lower() for k in r.headers}, show(r)
+    deadline = time.monotonic() + 15  # Envoy writes its log file every few seconds
+    while f"lambda_request_id={lambda_id}" not in envoy.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert f"lambda_request_id={lambda_id}" in envoy.log()
+    # A failure before Lambda answered has none.
+    standin.script(Answer(200, {}, b"x" * 10, fault="rst"))
+    r = requests.post(envoy.url("/"), json={}, timeout=HTTP_TIMEOUT)
+    assert r.status_code >= 500
+    assert "lambda_request_id" not in r.text, show(r)
+
+
 def test_lambda_413(envoy_factory, standin):
     envoy = start_standin_envoy(envoy_factory, standin)
     standin.script(

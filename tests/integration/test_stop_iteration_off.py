@@ -69,7 +69,7 @@ def test_a_body_that_never_reaches_the_filter_is_a_clear_500_within_seconds(flag
     # file every few seconds).
     deadline = time.monotonic() + 15
     while True:
-        lines = [l for l in envoy.log().splitlines() if "body never reached the filter within" in l]
+        lines = [l for l in envoy.log().splitlines() if "proxy_wasm_lambda: within" in l]
         if lines or time.monotonic() > deadline:
             break
         time.sleep(0.5)
