@@ -267,10 +267,8 @@ impl Vm {
                 cluster: invoke.cluster.clone(),
             };
             self.stats.increment(Metric::for_failure(&failure));
-            if let Err(status) = send(&failure.to_reply_after(
-                request.request_id.as_deref(),
-                request.flow.lambda_request_id(),
-            )) {
+            // Before the Invoke was sent: no Lambda request id to carry.
+            if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
                 error!("#{context_id} could not send the error reply: {status:?}");
             }
             return Next::Done(Action::Pause);
@@ -540,10 +538,11 @@ impl Vm {
     pub(super) fn forget(&self, context_id: u32) {
         self.body_watch.borrow_mut().forget(context_id);
         self.awaiting_body.borrow_mut().remove(&context_id);
+        // Only a parked request waits with a profile's waiters.
         if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
             self.unparked(&request);
+            self.credentials.borrow_mut().unpark(context_id);
         }
-        self.credentials.borrow_mut().unpark(context_id);
         self.root_invokes
             .borrow_mut()
             .retain(|_, request| request.borrow().context_id != context_id);

@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use crate::credentials::state::Waiters;
+
 /// How long a paused request's body may take to begin before it is taken as never coming.
 pub(crate) const BODY_WAIT: Duration = Duration::from_secs(3);
 
@@ -18,7 +20,7 @@ pub(crate) struct BodyWatch {
     /// A body arrived after a pause in the headers: the setting is on, nothing to watch.
     confirmed: bool,
     /// Paused requests and when their body is due to have begun.
-    waiting: Vec<(u32, u64)>,
+    waiting: Waiters,
     /// Whether the missing setting was logged (once per VM).
     logged: bool,
 }
@@ -28,19 +30,19 @@ impl BodyWatch {
     pub(crate) fn paused(&mut self, context_id: u32, now_ms: u64) {
         if !self.confirmed {
             let due = now_ms.saturating_add(crate::time::ms(BODY_WAIT));
-            self.waiting.push((context_id, due));
+            self.waiting.add(context_id, due);
         }
     }
 
     /// A body callback arrived: the setting is on.
     pub(crate) fn body_arrived(&mut self) {
         self.confirmed = true;
-        self.waiting.clear();
+        self.waiting = Waiters::default();
     }
 
     /// The request ended (answered, or the client went away).
     pub(crate) fn forget(&mut self, context_id: u32) {
-        self.waiting.retain(|(id, _)| *id != context_id);
+        self.waiting.remove(context_id);
     }
 
     /// Whether a tick has anything to check.
@@ -51,14 +53,12 @@ impl BodyWatch {
     /// The requests whose body is overdue, oldest first, and whether this is the first time
     /// (to log the cause once).
     pub(crate) fn overdue(&mut self, now_ms: u64) -> (Vec<u32>, bool) {
-        let (overdue, waiting): (Vec<_>, Vec<_>) =
-            self.waiting.drain(..).partition(|(_, due)| *due <= now_ms);
-        self.waiting = waiting;
+        let overdue = self.waiting.take_expired(now_ms);
         let first = !overdue.is_empty() && !self.logged;
         if first {
             self.logged = true;
         }
-        (overdue.into_iter().map(|(id, _)| id).collect(), first)
+        (overdue, first)
     }
 }
 
