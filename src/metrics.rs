@@ -31,6 +31,8 @@ pub(crate) enum Metric {
     RouteConfigErrors,
     CredentialStsRefreshOk,
     CredentialStsRefreshFailed,
+    CredentialWebIdentityRefreshOk,
+    CredentialWebIdentityRefreshFailed,
     CredentialImdsRefreshOk,
     CredentialImdsRefreshFailed,
     CredentialContainerRefreshOk,
@@ -48,7 +50,7 @@ pub(crate) fn profile_refresh_name(profile: &str, ok: bool) -> String {
 }
 
 impl Metric {
-    pub(crate) const ALL: [Metric; 22] = [
+    pub(crate) const ALL: [Metric; 24] = [
         Metric::InvokeSuccess,
         Metric::InvokeFunctionError,
         Metric::InvokeThrottled,
@@ -67,6 +69,8 @@ impl Metric {
         Metric::RouteConfigErrors,
         Metric::CredentialStsRefreshOk,
         Metric::CredentialStsRefreshFailed,
+        Metric::CredentialWebIdentityRefreshOk,
+        Metric::CredentialWebIdentityRefreshFailed,
         Metric::CredentialImdsRefreshOk,
         Metric::CredentialImdsRefreshFailed,
         Metric::CredentialContainerRefreshOk,
@@ -79,6 +83,8 @@ impl Metric {
         match (fetcher, ok) {
             (CredentialFetcher::Sts, true) => Metric::CredentialStsRefreshOk,
             (CredentialFetcher::Sts, false) => Metric::CredentialStsRefreshFailed,
+            (CredentialFetcher::WebIdentity, true) => Metric::CredentialWebIdentityRefreshOk,
+            (CredentialFetcher::WebIdentity, false) => Metric::CredentialWebIdentityRefreshFailed,
             (CredentialFetcher::Imds, true) => Metric::CredentialImdsRefreshOk,
             (CredentialFetcher::Imds, false) => Metric::CredentialImdsRefreshFailed,
             (CredentialFetcher::Container, true) => Metric::CredentialContainerRefreshOk,
@@ -109,6 +115,12 @@ impl Metric {
             Metric::CredentialStsRefreshOk => "proxy_wasm_lambda.credentials.sts.refresh_ok",
             Metric::CredentialStsRefreshFailed => {
                 "proxy_wasm_lambda.credentials.sts.refresh_failed"
+            }
+            Metric::CredentialWebIdentityRefreshOk => {
+                "proxy_wasm_lambda.credentials.web_identity.refresh_ok"
+            }
+            Metric::CredentialWebIdentityRefreshFailed => {
+                "proxy_wasm_lambda.credentials.web_identity.refresh_failed"
             }
             Metric::CredentialImdsRefreshOk => "proxy_wasm_lambda.credentials.imds.refresh_ok",
             Metric::CredentialImdsRefreshFailed => {
@@ -194,6 +206,7 @@ mod tests {
     fn refreshes_map_to_their_source() {
         let names: HashSet<&str> = [
             CredentialFetcher::Sts,
+            CredentialFetcher::WebIdentity,
             CredentialFetcher::Imds,
             CredentialFetcher::Container,
         ]
@@ -206,7 +219,7 @@ mod tests {
         })
         .map(Metric::name)
         .collect();
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 8);
         assert_eq!(
             Metric::for_refresh(CredentialFetcher::Imds, false).name(),
             "proxy_wasm_lambda.credentials.imds.refresh_failed"

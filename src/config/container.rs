@@ -35,8 +35,11 @@ impl ContainerEndpoint {
 }
 
 /// The endpoint of the VM environment; `None` when neither URI variable is set.
+/// `token_from_cluster`: the cluster's upstream filters add the `Authorization` token from
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (`credentials.container_token_from_cluster`).
 pub(crate) fn endpoint_from_env(
     env: &dyn Fn(&str) -> Option<String>,
+    token_from_cluster: bool,
 ) -> Result<Option<ContainerEndpoint>, ConfigError> {
     let var = |name: &str| env(name).filter(|v| !v.is_empty());
     let (variable, uri, authority, path) = if let Some(relative) = var(ENV_RELATIVE_URI) {
@@ -56,6 +59,16 @@ pub(crate) fn endpoint_from_env(
         return Ok(None);
     };
     let authorization = match var(ENV_AUTHORIZATION_TOKEN) {
+        Some(_) if token_from_cluster => {
+            return Err(ConfigError::new(
+                "credentials.container_token_from_cluster",
+                format!(
+                    "is true, but {ENV_AUTHORIZATION_TOKEN} is set too: the cluster's token \
+                     would replace it; remove one"
+                ),
+            ));
+        }
+        None if token_from_cluster => None,
         Some(token) => {
             if !is_header_value(&token) || token.trim() != token {
                 return Err(ConfigError::new(
@@ -70,8 +83,10 @@ pub(crate) fn endpoint_from_env(
             return Err(ConfigError::new(
                 ENV_AUTHORIZATION_TOKEN_FILE,
                 format!(
-                    "is set, but the Wasm VM cannot read files: give the file's content as \
-                     {ENV_AUTHORIZATION_TOKEN} in vm_config.environment_variables (see \
+                    "is set, but the Wasm VM cannot read files: let the container cluster's \
+                     upstream filters add the token (credential_injector from a file-watched SDS \
+                     secret) and set credentials.container_token_from_cluster to true, or give \
+                     the file's content as {ENV_AUTHORIZATION_TOKEN} (see examples/eks, \
                      docs/ambient-credentials.md)"
                 ),
             ));
@@ -175,7 +190,7 @@ mod tests {
     }
 
     fn endpoint(vars: &[(&str, &str)]) -> Result<Option<ContainerEndpoint>, ConfigError> {
-        endpoint_from_env(&env_of(vars))
+        endpoint_from_env(&env_of(vars), false)
     }
 
     #[test]
@@ -287,6 +302,30 @@ mod tests {
         .unwrap()
         .authorization
         .is_some());
+    }
+
+    #[test]
+    fn token_from_the_cluster_takes_the_token_file_and_refuses_a_token_too() {
+        let pod_identity = [
+            (ENV_FULL_URI, "http://169.254.170.23/v1/credentials"),
+            (
+                ENV_AUTHORIZATION_TOKEN_FILE,
+                "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+            ),
+        ];
+        let e = endpoint_from_env(&env_of(&pod_identity), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(e.authorization, None);
+        let request = crate::credentials::container::build_request(
+            &e.with("pod_identity_agent".into(), Duration::from_secs(1)),
+        );
+        assert_eq!(request.header("authorization"), None);
+        let mut both = pod_identity.to_vec();
+        both.push((ENV_AUTHORIZATION_TOKEN, "tok"));
+        let e = endpoint_from_env(&env_of(&both), true).unwrap_err();
+        assert_eq!(e.field, "credentials.container_token_from_cluster");
+        assert!(!e.to_string().contains("tok'"), "{e}");
     }
 
     #[test]

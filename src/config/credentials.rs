@@ -12,6 +12,11 @@ pub(super) const CREDENTIALS_KEYS: &[&str] = &[
     "imds_endpoint",
     "imds_token_ttl_seconds",
     "container_cluster",
+    "container_token_from_cluster",
+    "web_identity_cluster",
+    "web_identity_role_arn",
+    "web_identity_session_name",
+    "web_identity_endpoint",
     "timeout_ms",
     "max_wait_ms",
 ];
@@ -28,6 +33,11 @@ pub(super) struct RawCredentials {
     imds_endpoint: Option<String>,
     imds_token_ttl_seconds: Option<u64>,
     container_cluster: Option<String>,
+    container_token_from_cluster: Option<bool>,
+    pub(super) web_identity_cluster: Option<String>,
+    pub(super) web_identity_role_arn: Option<String>,
+    pub(super) web_identity_session_name: Option<String>,
+    pub(super) web_identity_endpoint: Option<String>,
     timeout_ms: Option<u64>,
     max_wait_ms: Option<u64>,
 }
@@ -49,6 +59,11 @@ impl RawCredentials {
             imds_endpoint: f.string("imds_endpoint"),
             imds_token_ttl_seconds: f.u64("imds_token_ttl_seconds"),
             container_cluster: f.string("container_cluster"),
+            container_token_from_cluster: f.bool("container_token_from_cluster"),
+            web_identity_cluster: f.string("web_identity_cluster"),
+            web_identity_role_arn: f.string("web_identity_role_arn"),
+            web_identity_session_name: f.string("web_identity_session_name"),
+            web_identity_endpoint: f.string("web_identity_endpoint"),
             timeout_ms: f.u64("timeout_ms"),
             max_wait_ms: f.u64("max_wait_ms"),
         }
@@ -158,7 +173,7 @@ pub struct CredentialProfile {
 pub(crate) const MAX_CREDENTIAL_PROFILES: usize = 256;
 
 /// The source names `credentials.source` accepts.
-pub(super) const SOURCES: &str = "imds, container, chain";
+pub(super) const SOURCES: &str = "imds, container, web_identity, chain";
 pub(super) const DEFAULT_AMBIENT_TIMEOUT_MS: u64 = 1000;
 pub(super) const DEFAULT_AMBIENT_MAX_WAIT_MS: u64 = 3000;
 pub(super) const MAX_AMBIENT_MS: u64 = 60_000;
@@ -213,7 +228,7 @@ pub(super) fn load_credentials(
             let origin = static_origin(from_config, &credentials);
             (Base::Static(credentials), origin)
         }
-        Some(named @ ("imds" | "container")) => {
+        Some(named @ ("imds" | "container" | "web_identity")) => {
             if inline {
                 return Err(ConfigError::new(
                     "credentials.access_key_id",
@@ -223,15 +238,17 @@ pub(super) fn load_credentials(
                     ),
                 ));
             }
-            let provider = if named == "imds" {
-                AmbientProvider::Imds(imds_settings(&raw, timeout)?)
-            } else {
-                container_provider(&raw, timeout, env, "'container'")?
+            let provider = match named {
+                "imds" => AmbientProvider::Imds(imds_settings(&raw, timeout)?),
+                "container" => container_provider(&raw, timeout, env, "'container'")?,
+                _ => {
+                    AmbientProvider::WebIdentity(web_identity_settings(&raw, region, timeout, env)?)
+                }
             };
             let origin = ambient_origin(&provider);
             (Base::Ambient(provider), origin)
         }
-        Some("chain") => chain(&raw, inline, keys(), timeout, env)?,
+        Some("chain") => chain(&raw, inline, keys(), region, timeout, env)?,
         Some(other) => {
             return Err(ConfigError::new(
                 "credentials.source",
@@ -274,7 +291,11 @@ pub(super) fn load_credentials(
 fn check_source_keys(raw: &RawCredentials, source: Option<&str>) -> Result<(), ConfigError> {
     let uses_imds = matches!(source, Some("imds" | "chain"));
     let uses_container = matches!(source, Some("container" | "chain"));
-    let ambient = matches!(source, Some("imds" | "container" | "chain"));
+    let uses_web_identity = matches!(source, Some("web_identity" | "chain"));
+    let ambient = matches!(
+        source,
+        Some("imds" | "container" | "web_identity" | "chain")
+    );
     let unused = [
         ("imds_cluster", raw.imds_cluster.is_some() && !uses_imds),
         ("imds_endpoint", raw.imds_endpoint.is_some() && !uses_imds),
@@ -286,6 +307,26 @@ fn check_source_keys(raw: &RawCredentials, source: Option<&str>) -> Result<(), C
             "container_cluster",
             raw.container_cluster.is_some() && !uses_container,
         ),
+        (
+            "container_token_from_cluster",
+            raw.container_token_from_cluster.is_some() && !uses_container,
+        ),
+        (
+            "web_identity_cluster",
+            raw.web_identity_cluster.is_some() && !uses_web_identity,
+        ),
+        (
+            "web_identity_role_arn",
+            raw.web_identity_role_arn.is_some() && !uses_web_identity,
+        ),
+        (
+            "web_identity_session_name",
+            raw.web_identity_session_name.is_some() && !uses_web_identity,
+        ),
+        (
+            "web_identity_endpoint",
+            raw.web_identity_endpoint.is_some() && !uses_web_identity,
+        ),
         ("timeout_ms", raw.timeout_ms.is_some() && !ambient),
         ("max_wait_ms", raw.max_wait_ms.is_some() && !ambient),
     ];
@@ -294,7 +335,7 @@ fn check_source_keys(raw: &RawCredentials, source: Option<&str>) -> Result<(), C
             &format!("credentials.{key}"),
             match source {
                 None => {
-                    "applies only with credentials.source (imds, container or chain)".to_string()
+                    format!("applies only with credentials.source ({SOURCES})")
                 }
                 Some(source) => format!("does not apply to credentials.source '{source}'"),
             },
@@ -356,15 +397,21 @@ pub(super) fn ambient_origin(provider: &AmbientProvider) -> String {
         AmbientProvider::Container(s) => {
             format!("container ({} through cluster '{}')", s.uri, s.cluster)
         }
+        AmbientProvider::WebIdentity(s) => format!(
+            "web_identity (AssumeRoleWithWebIdentity {} through cluster '{}', Host {})",
+            s.role_arn, s.cluster, s.endpoint
+        ),
     }
 }
 
-/// The AWS SDKs' order: inline keys, the environment's keys, the container endpoint (when
-/// the environment names one), the instance role.
+/// The AWS SDKs' order: inline keys, the environment's keys, web identity (when the
+/// environment has `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`), the container endpoint
+/// (when the environment names one), the instance role.
 pub(super) fn chain(
     raw: &RawCredentials,
     inline: bool,
     keys: Option<InlineKeys>,
+    region: &str,
     timeout: Duration,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(Base, String), ConfigError> {
@@ -374,6 +421,23 @@ pub(super) fn chain(
         let credentials = static_credentials(keys, env)?;
         let origin = static_origin(inline, &credentials);
         return chosen(Base::Static(credentials), origin);
+    }
+    if web_identity_in_env(env) {
+        let settings = web_identity_settings(raw, region, timeout, env).map_err(|e| {
+            if e.field == "credentials.web_identity_cluster" && raw.web_identity_cluster.is_none() {
+                ConfigError::new(
+                    "credentials.web_identity_cluster",
+                    "is required: credentials.source 'chain' found AWS_ROLE_ARN and \
+                     AWS_WEB_IDENTITY_TOKEN_FILE in the environment (IRSA), so it uses web \
+                     identity: name the cluster that reaches STS and adds the token (examples/eks)",
+                )
+            } else {
+                e
+            }
+        })?;
+        let provider = AmbientProvider::WebIdentity(settings);
+        let origin = ambient_origin(&provider);
+        return chosen(Base::Ambient(provider), origin);
     }
     if set(ENV_RELATIVE_URI) || set(ENV_FULL_URI) {
         let provider = container_provider(raw, timeout, env, "'chain' (it chose container)")?;
@@ -434,7 +498,8 @@ pub(super) fn container_provider(
     env: &dyn Fn(&str) -> Option<String>,
     source: &str,
 ) -> Result<AmbientProvider, ConfigError> {
-    let endpoint = endpoint_from_env(env)?.ok_or_else(|| {
+    let token_from_cluster = raw.container_token_from_cluster.unwrap_or(false);
+    let endpoint = endpoint_from_env(env, token_from_cluster)?.ok_or_else(|| {
         ConfigError::new(
             "credentials.source",
             format!(
@@ -473,7 +538,7 @@ pub(super) fn static_credentials(
             "credentials",
             "no credentials: set credentials.access_key_id and credentials.secret_access_key, or \
              AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in vm_config.environment_variables, or \
-             choose credentials.source (imds, container, chain)",
+             choose credentials.source (imds, container, web_identity, chain)",
         )
     };
     let access_key_id = access_key_id.ok_or_else(missing)?;

@@ -26,6 +26,7 @@ mod credentials;
 mod fields;
 mod keys;
 mod target;
+mod web_identity;
 
 pub(crate) use assume_role::*;
 pub(crate) use container::*;
@@ -33,6 +34,7 @@ pub(crate) use credentials::*;
 pub(crate) use fields::*;
 pub use keys::*;
 pub use target::*;
+use web_identity::*;
 
 pub(crate) use crate::credentials::source::{
     AmbientProvider, CredentialSource, ProfileId, DEFAULT_PROFILE,

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::credentials::container::ContainerSettings;
 use crate::credentials::imds::ImdsSettings;
 use crate::credentials::sts::AssumeRoleSettings;
+use crate::credentials::web_identity::WebIdentitySettings;
 use crate::credentials::Credentials;
 use crate::secret::Secret;
 
@@ -109,6 +110,17 @@ pub(crate) fn container_key(settings: &ContainerSettings) -> String {
         .text("authority", &settings.authority)
         .text("path", &settings.path)
         .optional_secret("authorization", settings.authorization.as_ref())
+        .finish()
+}
+
+/// The key of IRSA's credentials: the token is the one the cluster adds, so the cluster
+/// names it; the role and session are what is asked for.
+pub(crate) fn web_identity_key(settings: &WebIdentitySettings) -> String {
+    CacheKey::new("web_identity")
+        .text("cluster", &settings.cluster)
+        .text("endpoint", &settings.endpoint)
+        .text("role_arn", &settings.role_arn)
+        .text("session_name", &settings.session_name)
         .finish()
 }
 

@@ -10,11 +10,14 @@ use crate::credentials::cache::{
     SharedStore, Work,
 };
 use crate::credentials::container_provider::ContainerProvider;
-use crate::credentials::identity::{assume_role_key, container_key, imds_key, AssumeRoleSource};
+use crate::credentials::identity::{
+    assume_role_key, container_key, imds_key, web_identity_key, AssumeRoleSource,
+};
 use crate::credentials::imds::ImdsClient;
 use crate::credentials::imds_provider::ImdsProvider;
 use crate::credentials::source::{AmbientProvider, CredentialSource, ProfileId};
 use crate::credentials::state::{epoch_ms, ms, usable_credentials, waiting_failure, Waiters};
+use crate::credentials::web_identity_provider::WebIdentityProvider;
 use crate::credentials::Credentials;
 use crate::http::CallAnswer;
 
@@ -117,6 +120,13 @@ fn ambient_layer(
             layer,
             Box::new(ContainerProvider::new(settings.clone())),
             container_key(settings),
+            entropy,
+        ),
+        AmbientProvider::WebIdentity(settings) => CachedLayer::new(
+            owner,
+            layer,
+            Box::new(WebIdentityProvider::new(settings.clone())),
+            web_identity_key(settings),
             entropy,
         ),
     }

@@ -23,6 +23,7 @@ pub(crate) const MAX_AMBIENT_LIFETIME: Duration = Duration::from_secs(12 * 3600)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum CredentialFetcher {
     Sts,
+    WebIdentity,
     Imds,
     Container,
 }

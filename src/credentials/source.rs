@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::credentials::container::ContainerSettings;
 use crate::credentials::imds::ImdsSettings;
 use crate::credentials::sts::AssumeRoleSettings;
+use crate::credentials::web_identity::WebIdentitySettings;
 use crate::credentials::Credentials;
 
 /// Where the Invoke's signing credentials come from.
@@ -33,14 +34,17 @@ pub enum CredentialSource {
 pub enum AmbientProvider {
     Imds(ImdsSettings),
     Container(ContainerSettings),
+    /// IRSA: STS AssumeRoleWithWebIdentity, the token added by the cluster.
+    WebIdentity(WebIdentitySettings),
 }
 
 impl AmbientProvider {
-    /// The source name used in logs and metrics: `imds` or `container`.
+    /// The source name used in logs and metrics: `imds`, `container` or `web_identity`.
     pub fn name(&self) -> &'static str {
         match self {
             AmbientProvider::Imds(_) => "imds",
             AmbientProvider::Container(_) => "container",
+            AmbientProvider::WebIdentity(_) => "web_identity",
         }
     }
 
@@ -49,6 +53,7 @@ impl AmbientProvider {
         match self {
             AmbientProvider::Imds(s) => s.timeout,
             AmbientProvider::Container(s) => s.timeout,
+            AmbientProvider::WebIdentity(s) => s.timeout,
         }
     }
 }

@@ -205,6 +205,16 @@ pub fn parse_assume_role_answer(
     status: Option<u16>,
     body: &[u8],
 ) -> Result<TemporaryCredentials, StsError> {
+    parse_sts_answer("AssumeRole", status, body)
+}
+
+/// Decodes the answer to the STS `action` (`AssumeRole`, `AssumeRoleWithWebIdentity`): its
+/// `<action>Response/<action>Result/Credentials`, or the STS error.
+pub(crate) fn parse_sts_answer(
+    action: &str,
+    status: Option<u16>,
+    body: &[u8],
+) -> Result<TemporaryCredentials, StsError> {
     let Some(status) = status else {
         return Err(StsError::Unavailable { status: None });
     };
@@ -217,9 +227,11 @@ pub fn parse_assume_role_answer(
     }
     match status {
         200..=299 => match &document {
-            Some(d) if d.is_named(d.root(), "AssumeRoleResponse") => credentials_of(d),
+            Some(d) if d.is_named(d.root(), &format!("{action}Response")) => {
+                credentials_of(d, action)
+            }
             Some(_) => Err(bad(format!(
-                "HTTP {status} answer is not an AssumeRoleResponse"
+                "HTTP {status} answer is not an {action}Response"
             ))),
             None if body.is_empty() => Err(bad(format!("HTTP {status} answer is empty"))),
             None => Err(bad(format!("HTTP {status} answer is not XML"))),
@@ -259,15 +271,24 @@ fn clean_message(message: &str) -> String {
 
 fn classify(status: u16, code: String, message: Option<String>) -> StsError {
     match code.as_str() {
-        "AccessDenied" | "AccessDeniedException" => StsError::AccessDenied { message },
+        // IDPRejectedClaim: the web identity token's claims do not meet the trust policy.
+        "AccessDenied" | "AccessDeniedException" | "IDPRejectedClaim" => {
+            StsError::AccessDenied { message }
+        }
         "ExpiredToken" | "ExpiredTokenException" => StsError::ExpiredToken { message },
         "RegionDisabledException" => StsError::RegionDisabled { message },
         "Throttling" | "ThrottlingException" | "RequestLimitExceeded" => {
             StsError::Throttled { message }
         }
-        "InvalidClientTokenId" | "SignatureDoesNotMatch" | "IncompleteSignature" => {
-            StsError::InvalidCredentials { code, message }
-        }
+        // InvalidIdentityToken: no web identity token, or one the provider did not sign.
+        "InvalidClientTokenId"
+        | "SignatureDoesNotMatch"
+        | "IncompleteSignature"
+        | "InvalidIdentityToken" => StsError::InvalidCredentials { code, message },
+        // The identity provider (OIDC) could not be reached: worth a retry.
+        "IDPCommunicationError" => StsError::Unavailable {
+            status: Some(status),
+        },
         _ if status == 429 => StsError::Throttled { message },
         _ if (500..=599).contains(&status) => StsError::Unavailable {
             status: Some(status),
@@ -276,16 +297,20 @@ fn classify(status: u16, code: String, message: Option<String>) -> StsError {
     }
 }
 
-fn credentials_of(d: &XmlElements) -> Result<TemporaryCredentials, StsError> {
+fn credentials_of(d: &XmlElements, action: &str) -> Result<TemporaryCredentials, StsError> {
     let credentials = d
-        .child(d.root(), "AssumeRoleResult")
+        .child(d.root(), &format!("{action}Result"))
         .and_then(|r| d.child(r, "Credentials"))
-        .ok_or_else(|| bad("AssumeRoleResponse has no AssumeRoleResult/Credentials"))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "{action}Response has no {action}Result/Credentials"
+            ))
+        })?;
     let field = |name: &'static str| {
         d.trimmed_text(d.child(credentials, name))
-            .ok_or_else(|| bad(format!("AssumeRole credentials have no {name}")))
+            .ok_or_else(|| bad(format!("{action} credentials have no {name}")))
     };
-    temporary_credentials("AssumeRole", "SessionToken", field, bad)
+    temporary_credentials(action, "SessionToken", field, bad)
 }
 
 /// The temporary credentials of an answer, from the four fields every AWS credential source

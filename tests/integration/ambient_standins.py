@@ -298,3 +298,73 @@ class ContainerStandIn(_Base):
 
     def is_credentials_path(self, path: str) -> bool:
         return path == self.path
+
+
+# ----------------------------------------------------------------------------- STS web identity
+STS_NS = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+
+class _WebIdentityHandler(_Handler):
+    def _serve(self) -> None:
+        from urllib.parse import parse_qs, urlsplit
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n).decode() if n else ""
+        s: WebIdentityStsStandIn = self.server.standin  # type: ignore[attr-defined]
+        params = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, keep_blank_values=True).items()}
+        if self.command == "POST":
+            params.update({k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()})
+        elif self.command != "GET":
+            return self._answer(405)
+        if params.get("Action") != "AssumeRoleWithWebIdentity" or params.get("Version") != "2011-06-15":
+            return self._error(400, "InvalidAction", "not AssumeRoleWithWebIdentity 2011-06-15")
+        # AssumeRoleWithWebIdentity is unsigned: a signature means a client that signs it.
+        if self.headers.get("Authorization") or "X-Amz-Signature" in params:
+            return self._error(400, "InvalidParameterCombination", "the call is not signed")
+        token = params.get("WebIdentityToken")
+        s.tokens_seen.append(token)
+        if not token:
+            return self._error(400, "ValidationError", "1 validation error detected: WebIdentityToken")
+        if token != s.current_token():
+            return self._error(400, "InvalidIdentityToken", "the token is not the current one")
+        if params.get("RoleArn") != s.role_arn:
+            return self._error(403, "AccessDenied", "not authorized to assume the role")
+        failure = s.take_failure()
+        if failure:
+            return self._answer(failure[0], failure[1], content_type="text/xml")
+        m = s.credentials()
+        doc = (f'<AssumeRoleWithWebIdentityResponse xmlns="{STS_NS}"><AssumeRoleWithWebIdentityResult>'
+               f"<SubjectFromWebIdentityToken>system:serviceaccount:gw:envoy</SubjectFromWebIdentityToken>"
+               f"<Audience>sts.amazonaws.com</Audience><Credentials>"
+               f"<AccessKeyId>{m.access_key_id}</AccessKeyId><SecretAccessKey>{m.secret_access_key}</SecretAccessKey>"
+               f"<SessionToken>{m.session_token}</SessionToken><Expiration>{m.expiration}</Expiration>"
+               f"</Credentials></AssumeRoleWithWebIdentityResult>"
+               f"<ResponseMetadata><RequestId>{secrets.token_hex(8)}</RequestId></ResponseMetadata>"
+               f"</AssumeRoleWithWebIdentityResponse>")
+        return self._answer(200, doc.encode(), content_type="text/xml")
+
+    def _error(self, status: int, code: str, message: str) -> None:
+        doc = (f'<ErrorResponse xmlns="{STS_NS}"><Error><Type>Sender</Type><Code>{code}</Code>'
+               f"<Message>{message}</Message></Error><RequestId>{secrets.token_hex(8)}</RequestId></ErrorResponse>")
+        return self._answer(status, doc.encode(), content_type="text/xml")
+
+    do_GET = do_PUT = do_POST = _serve
+
+
+class WebIdentityStsStandIn(_Base):
+    """STS AssumeRoleWithWebIdentity as IRSA uses it: unsigned, GET or POST, the token in
+    ``WebIdentityToken``. Only the token currently in ``token_file`` is accepted (an old one
+    is 400 InvalidIdentityToken, none is 400 ValidationError), for ``role_arn`` only (else
+    403 AccessDenied); the credentials are ``mint()``'s, cached until ``rotate()``."""
+
+    def __init__(self, mint: Callable[[], Minted], token_file: str, role_arn: str, port: int = 0):
+        super().__init__(_WebIdentityHandler, mint, port)
+        self.token_file = token_file
+        self.role_arn = role_arn
+        self.tokens_seen: list[str | None] = []
+
+    def current_token(self) -> str:
+        with open(self.token_file) as f:
+            return f.read()
+
+    def is_credentials_path(self, path: str) -> bool:
+        return "AssumeRoleWithWebIdentity" in path or path == "/"

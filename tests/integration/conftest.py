@@ -93,11 +93,12 @@ def standin_factory():
 def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
     """envoy_factory(plugin_config, routes=..., clusters=..., env_vars=..., log_level=..., expect_failure=...,
     host_env_keys=..., process_env=..., concurrency=..., placement=..., per_connection_buffer_limit_bytes=...,
-    vm_configuration=..., listeners=...)
+    vm_configuration=..., listeners=..., cluster_filters=...)
 
     routes: list of eh.Route or (prefix, cluster[, timeout_s[, metadata]]) tuples
             (default: [("/", "lambda")]).
     clusters: {name: (host, port)} or {name: port} (host 127.0.0.1).
+    cluster_filters: {cluster name: [upstream HTTP filter, ...]} (upstream_codec added last).
     listeners: extra eh.Listener (each its own plugin config, same vm_id; their routes may
                be tuples too); envoy.url(path, listener=NAME) reaches one.
     Returns a started eh.Envoy (with .failed set when expect_failure=True).
@@ -122,6 +123,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         per_connection_buffer_limit_bytes: int | None = None,
         vm_configuration: str | None = None,
         listeners: list[eh.Listener] | None = None,
+        cluster_filters: dict[str, list[dict]] | None = None,
     ) -> eh.Envoy:
         def as_routes(given: list | None) -> list[eh.Route]:
             return [r if isinstance(r, eh.Route) else eh.Route(*r) for r in given or [("/", "lambda")]]
@@ -144,6 +146,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             concurrency=concurrency,
             vm_configuration=vm_configuration,
             listeners=extra,
+            cluster_filters=dict(cluster_filters or {}),
         )
         if placement is not None:
             cfg.placement = placement

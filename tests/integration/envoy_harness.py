@@ -120,6 +120,10 @@ class EnvoyConfig:
     vm_configuration: str | None = None
     # More listeners, each with its own plugin configuration (see the module docstring).
     listeners: list["Listener"] = field(default_factory=list)
+    # A cluster's own upstream HTTP filters (upstream_codec is added last), by cluster name:
+    # what the filter's dispatched calls to that cluster pass through (e.g. a
+    # credential_injector that adds a token from a file-watched SDS secret).
+    cluster_filters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -315,8 +319,23 @@ def build_bootstrap(
         listeners.append(_listener(cfg, extra.name, port, extra_hcm))
     clusters = []
     for name, (host, port) in cfg.clusters.items():
+        protocol_options: dict[str, Any] = {}
+        if name in cfg.cluster_filters:
+            protocol_options = {"typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http_protocol_options": {}},
+                    "http_filters": [*cfg.cluster_filters[name], {
+                        "name": "envoy.filters.http.upstream_codec",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"
+                        },
+                    }],
+                },
+            }}
         clusters.append(
             {
+                **protocol_options,
                 "name": name,
                 "type": cfg.cluster_type,
                 "connect_timeout": "1s",
@@ -336,10 +355,14 @@ def build_bootstrap(
                 },
             }
         )
-    return {
+    bootstrap: dict[str, Any] = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }
+    if cfg.cluster_filters:
+        # SDS from a file (what cluster filters read secrets from) needs a node.
+        bootstrap["node"] = {"id": "proxy-wasm-lambda-test", "cluster": "proxy-wasm-lambda-test"}
+    return bootstrap
 
 
 def _port_accepts(port: int) -> bool:
