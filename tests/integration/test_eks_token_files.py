@@ -7,6 +7,7 @@ from a file-watched SDS source whose ``filename`` is the token file, laid out as
 kubelet lays out projected volumes (``token -> ..data/token``, ``..data`` swapped atomically).
 For IRSA two ``header_mutation`` filters then move the injected header into the
 ``WebIdentityToken`` query parameter of the filter's unsigned AssumeRoleWithWebIdentity.
+The cluster filters are read from examples/eks/*.yaml, so what is shipped is what is tested.
 
 The stand-ins accept only the token that is in the file at the moment of the call (the
 STS stand-in reads the file; the Pod Identity agent stand-in is switched with it), and the
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+import yaml
 
 import ambient_standins as ams
 import envoy_harness as eh
@@ -97,47 +99,27 @@ def sds_secret(directory: Path, name: str, token_file: str) -> dict:
         "path": str(path), "watched_directory": {"path": str(directory)}}}}
 
 
-def injector(header: str, secret: dict) -> dict:
-    return {
-        "name": "envoy.filters.http.credential_injector",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
-            "overwrite": True,
-            "credential": {
-                "name": "envoy.http.injected_credentials.generic",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
-                    "header": header,
-                    "credential": secret,
-                },
-            },
-        },
-    }
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "eks"
 
 
-def header_mutation(mutations: dict) -> dict:
-    return {
-        "name": "envoy.filters.http.header_mutation",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": mutations,
-        },
-    }
+def shipped_filters(example: str, cluster: str, secret: dict) -> list[dict]:
+    """The upstream filters of `cluster` in examples/eks/<example> as shipped (upstream_codec
+    left for the harness to add), with the SDS source of their secret moved to `secret`."""
+    bootstrap = yaml.safe_load((EXAMPLES / example).read_text())
+    (found,) = [c for c in bootstrap["static_resources"]["clusters"] if c["name"] == cluster]
+    options = found["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    filters = [f for f in options["http_filters"] if f["name"] != "envoy.filters.http.upstream_codec"]
+    (injector,) = [f for f in filters if f["name"] == "envoy.filters.http.credential_injector"]
+    injector["typed_config"]["credential"]["typed_config"]["credential"] = secret
+    return filters
 
 
 def irsa_filters(secret: dict) -> list[dict]:
-    """What examples/eks/envoy-irsa.yaml puts on the STS cluster."""
-    return [
-        injector("x-web-identity-token", secret),
-        header_mutation({"query_parameter_mutations": [{"append": {
-            "record": {"key": "WebIdentityToken", "value": "%REQ(x-web-identity-token)%"},
-            "action": "APPEND_IF_EXISTS_OR_ADD"}}]}),
-        header_mutation({"request_mutations": [{"remove": "x-web-identity-token"}]}),
-    ]
+    return shipped_filters("envoy-irsa.yaml", "sts_web_identity", secret)
 
 
 def pod_identity_filters(secret: dict) -> list[dict]:
-    return [injector("Authorization", secret)]
+    return shipped_filters("envoy-pod-identity.yaml", "pod_identity_agent", secret)
 
 
 class EksAws:
