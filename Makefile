@@ -76,12 +76,15 @@ integration: wasm venv
 COMPAT_ENVOY_VERSIONS ?= 1.36.2 1.37.0 1.38.2 1.39.3 1.40.0
 # Static keys and AssumeRole with ExternalId (moto, IAM auth on), apigw_v1 event built from a
 # binary body and the function's proxy response decoded, a function error (502) and a throttle (429),
+# the EKS token files carried by the cluster filters of examples/eks (Pod Identity; IRSA into AssumeRole),
 COMPAT_TESTS := \
 	tests/integration/test_end_to_end.py::test_moto_post_json_echo \
 	tests/integration/test_assume_role.py::test_right_external_id_invokes_moto \
 	tests/integration/test_event_formats.py::test_apigw_v1_binary_request_and_response \
 	tests/integration/test_end_to_end.py::test_function_error[default] \
-	tests/integration/test_end_to_end.py::test_throttled
+	tests/integration/test_end_to_end.py::test_throttled \
+	tests/integration/test_eks_token_files.py::test_pod_identity_token_comes_from_the_cluster \
+	tests/integration/test_eks_token_files.py::test_irsa_identity_chains_into_assume_role_with_external_id
 # and invoke_mode response_stream: streamed upstream, the buffered Invoke downstream.
 COMPAT_TESTS_upstream := tests/integration/test_streaming.py::test_first_bytes_reach_the_client_long_before_the_last_frame
 COMPAT_TESTS_downstream := tests/integration/test_streaming.py::test_downstream_placement_falls_back_to_the_buffered_invoke

@@ -358,3 +358,22 @@ def test_irsa_without_the_token_carrying_filters_is_a_clear_503(envoy_factory, s
     assert lines and "WebIdentityToken" in lines[0], lines[:1]
     assert "cluster 'sts_web_identity''s upstream filters: examples/eks" in lines[0], lines[:1]
     assert stat(envoy, "credentials.web_identity.refresh_failed") >= 1
+
+
+def test_pod_identity_token_comes_from_the_cluster(envoy_factory, standins, aws, moto, tmp_path):
+    """The short form of the rotation test (make compat runs it on every Envoy)."""
+    first = new_token("pod-identity")
+    token = TokenFile(tmp_path / "pods.eks.amazonaws.com" / "serviceaccount", first)
+    agent = standins(ams.ContainerStandIn(aws.mint, auth_token=first))
+    secret = sds_secret(tmp_path / "sds", "pod_identity_token", token.path)
+    env = {"AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{agent.port}/v1/credentials",
+           "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": token.path}
+    envoy = start(envoy_factory, plugin({"source": "chain", "container_cluster": "pod_identity_agent",
+                                         "container_token_from_cluster": True, "imds_cluster": "imds"}),
+                  {"lambda": moto.port, "pod_identity_agent": agent.port, "imds": moto.port}, env,
+                  {"pod_identity_agent": pod_identity_filters(secret)})
+    r = requests.post(envoy.url("/"), json={"via": "pod identity"}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, show(r)
+    assert r.json() == {"via": "pod identity"}
+    assert [(c.status, c.header("Authorization")) for c in agent.credential_calls()] == [(200, first)]
+    assert stat(envoy, "credentials.container.refresh_ok") == 1
