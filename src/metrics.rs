@@ -4,6 +4,9 @@
 use crate::credentials::provider::CredentialFetcher;
 use crate::error::RequestError;
 
+mod function;
+pub(crate) use function::*;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Kind {
     Counter,

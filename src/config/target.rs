@@ -102,6 +102,8 @@ pub struct InvokeTarget {
     /// The credentials that sign the Invoke; `None`: the route names no profile and the
     /// configuration has no top-level credentials (such a route is refused).
     pub credentials_profile: Option<ProfileId>,
+    /// The `function` label of its metrics ([`crate::metrics::function_label`]).
+    pub metric_label: std::rc::Rc<str>,
 }
 
 /// Lambda's limit on the `X-Amz-Client-Context` header (base64 text).
@@ -145,7 +147,9 @@ pub(super) fn validate_target(settings: &TargetSettings) -> Result<InvokeTarget,
     let stream_path = stream_path(settings, invocation_type, &function, qualifier.as_deref())?;
     let invoke_path = invoke_path(&function.identifier, qualifier.as_deref());
     let custom_parameters = settings.custom_parameters.clone().unwrap_or_default();
+    let metric_label = crate::metrics::function_label(&function, qualifier.as_deref()).into();
     Ok(InvokeTarget {
+        metric_label,
         event: event_settings(settings, &function, &custom_parameters),
         qualifier,
         region,

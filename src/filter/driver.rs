@@ -27,7 +27,7 @@ use crate::flow::body_watch::{BodyWatch, BODY_WAIT};
 use crate::flow::{Step, StreamFallback};
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
-use crate::metrics::Metric;
+use crate::metrics::{Metric, Outcome};
 use crate::route::RouteCache;
 use crate::time::epoch_ms;
 
@@ -98,7 +98,7 @@ impl Vm {
                     }
                 },
                 Step::AnswerRelayed => {
-                    self.stats.increment(Metric::InvokeSuccess);
+                    self.count_success(&request.borrow());
                     Next::Done(Action::Continue)
                 }
                 Step::ReadAnswerBody => {
@@ -119,7 +119,7 @@ impl Vm {
                 }
                 Step::Reply(reply) => match send(&reply) {
                     Ok(()) => {
-                        self.stats.increment(Metric::InvokeSuccess);
+                        self.count_success(&request.borrow());
                         Next::Done(Action::Pause)
                     }
                     Err(status) => Next::Step(Step::Fail(unwritable("answer", status))),
@@ -144,11 +144,11 @@ impl Vm {
                 } => {
                     let written = set_response_headers(&headers)
                         .and_then(|()| replace_answer_body(&request.borrow(), &body));
-                    self.streamed(written, complete)
+                    self.streamed(request, written, complete)
                 }
                 Step::StreamChunk { body, complete } => {
                     let written = replace_answer_body(&request.borrow(), &body);
-                    self.streamed(written, complete)
+                    self.streamed(request, written, complete)
                 }
                 Step::AbortStream(failure) => self.abort_stream(request, &failure),
                 Step::Fail(failure) => self.fail(request, &failure),
@@ -266,7 +266,7 @@ impl Vm {
             let failure = RequestError::DispatchFailed {
                 cluster: invoke.cluster.clone(),
             };
-            self.stats.increment(Metric::for_failure(&failure));
+            self.count_failure(&request, &failure);
             // Before the Invoke was sent: no Lambda request id to carry.
             if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
                 error!("#{context_id} could not send the error reply: {status:?}");
@@ -298,7 +298,7 @@ impl Vm {
         };
         match written {
             Ok(()) => {
-                self.stats.increment(Metric::InvokeSuccess);
+                self.count_success(&request.borrow());
                 Next::Done(Action::Continue)
             }
             Err(status) => Next::Step(Step::RewriteAnswerWithError(unwritable("answer", status))),
@@ -307,9 +307,9 @@ impl Vm {
 
     /// The error's reply replaces the answer; a reset when not even it can be written.
     fn rewrite_answer_with_error(&self, request: &SharedRequest, failure: &RequestError) -> Next {
-        self.stats.increment(Metric::for_failure(failure));
         let reply = {
             let request = request.borrow();
+            self.count_failure(&request, failure);
             log_failure(&request, failure);
             failure.to_reply_after(
                 request.request_id.as_deref(),
@@ -338,11 +338,11 @@ impl Vm {
     }
 
     /// A streamed head or chunk was written (or not: the stream is aborted).
-    fn streamed(&self, written: Result<(), u32>, complete: bool) -> Next {
+    fn streamed(&self, request: &SharedRequest, written: Result<(), u32>, complete: bool) -> Next {
         match written {
             Ok(()) => {
                 if complete {
-                    self.stats.increment(Metric::InvokeSuccess);
+                    self.count_success(&request.borrow());
                 }
                 Next::Done(Action::Continue)
             }
@@ -353,7 +353,7 @@ impl Vm {
     /// A stream broken after its first bytes left: counted, logged and reset.
     fn abort_stream(&self, request: &SharedRequest, failure: &RequestError) -> Next {
         let request = request.borrow();
-        self.stats.increment(Metric::for_failure(failure));
+        self.count_failure(&request, failure);
         let request_id = request.request_id.as_deref().unwrap_or("-");
         warn!(
             "#{} request_id={request_id} response stream ended abnormally after its first bytes: {failure}",
@@ -372,7 +372,7 @@ impl Vm {
     /// Answers the request with its error, counted and logged.
     fn fail(&self, request: &SharedRequest, failure: &RequestError) -> Next {
         let request = request.borrow();
-        self.stats.increment(Metric::for_failure(failure));
+        self.count_failure(&request, failure);
         if matches!(failure, RequestError::RouteConfigInvalid(_)) {
             self.stats.increment(Metric::RouteConfigErrors);
         }
@@ -410,11 +410,7 @@ impl Vm {
         );
         log_function_tail(context_id, answer.header("x-amz-log-result"));
         let now = now();
-        if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
-            let latency = now.duration_since(sent_at).unwrap_or_default();
-            self.stats
-                .record(Metric::InvokeLatencyMs, latency.as_millis() as u64);
-        }
+        self.record_latency(&request.borrow(), now);
         let step = request
             .borrow_mut()
             .flow
@@ -438,6 +434,30 @@ impl Vm {
         }
     }
 
+    fn record_latency(&self, request: &Request, now: SystemTime) {
+        if let Some(sent_at) = request.flow.invoke_sent_at() {
+            let latency = now.duration_since(sent_at).unwrap_or_default();
+            self.stats
+                .latency(request.flow.metric_label(), latency.as_millis() as u64);
+        }
+    }
+
+    fn count_success(&self, request: &Request) {
+        self.stats.outcome(
+            request.flow.metric_label(),
+            Metric::InvokeSuccess,
+            Outcome::Success,
+        );
+    }
+
+    fn count_failure(&self, request: &Request, failure: &RequestError) {
+        self.stats.outcome(
+            request.flow.metric_label(),
+            Metric::for_failure(failure),
+            Outcome::of(failure),
+        );
+    }
+
     /// The answer's headers arrived for a request forwarded in place.
     pub(super) fn on_answer_headers(&self, request: &SharedRequest, end_of_stream: bool) -> Action {
         let started = timing::start();
@@ -446,11 +466,7 @@ impl Vm {
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-log-result"));
         log_function_tail(request.borrow().context_id, tail.map(|(_, v)| v.as_str()));
-        if let Some(sent_at) = request.borrow().flow.invoke_sent_at() {
-            let latency = now().duration_since(sent_at).unwrap_or_default();
-            self.stats
-                .record(Metric::InvokeLatencyMs, latency.as_millis() as u64);
-        }
+        self.record_latency(&request.borrow(), now());
         let step = request
             .borrow_mut()
             .flow
@@ -464,8 +480,9 @@ impl Vm {
     pub(super) fn on_stream_done(&self, request: &SharedRequest) {
         let failure = request.borrow_mut().flow.on_stream_done();
         if let Some(failure) = failure {
-            self.stats.increment(Metric::for_failure(&failure));
-            log_failure(&request.borrow(), &failure);
+            let request = request.borrow();
+            self.count_failure(&request, &failure);
+            log_failure(&request, &failure);
         }
     }
 

@@ -1,11 +1,17 @@
 //! Defines the metrics with the host once per VM and moves them; host errors are ignored
 //! (a stat must never fail a request).
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
 use crate::config::ProfileId;
-use crate::metrics::{profile_refresh_name, Kind, Metric};
+use crate::metrics::{
+    latency_name, outcome_name, profile_refresh_name, total_name, Kind, Metric, Outcome,
+    MAX_FUNCTION_LABELS, OTHER_FUNCTIONS,
+};
 
 /// Host metric ids, indexed by `Metric as usize`.
 #[derive(Default)]
@@ -13,6 +19,27 @@ pub(super) struct Stats {
     ids: [Option<u32>; Metric::ALL.len()],
     /// Per profile (by id): the refresh_ok and refresh_failed counters.
     profile_ids: Vec<Option<(u32, u32)>>,
+    /// Per function label, defined on its first request (at most `MAX_FUNCTION_LABELS`).
+    functions: RefCell<Vec<FunctionIds>>,
+}
+
+/// One function label's metric ids (`None`: not defined yet, or the host refused).
+struct FunctionIds {
+    label: Rc<str>,
+    total: Option<u32>,
+    latency: Option<u32>,
+    outcomes: [Option<u32>; Outcome::COUNT],
+}
+
+impl FunctionIds {
+    fn new(label: Rc<str>) -> Self {
+        FunctionIds {
+            total: hostcalls::define_metric(MetricType::Counter, &total_name(&label)).ok(),
+            latency: hostcalls::define_metric(MetricType::Histogram, &latency_name(&label)).ok(),
+            outcomes: [None; Outcome::COUNT],
+            label,
+        }
+    }
 }
 
 impl Stats {
@@ -51,6 +78,62 @@ impl Stats {
     pub(super) fn profile_refresh(&self, profile: ProfileId, ok: bool) {
         if let Some(Some((ok_id, failed_id))) = self.profile_ids.get(profile.0) {
             let _ = hostcalls::increment_metric(if ok { *ok_id } else { *failed_id }, 1);
+        }
+    }
+
+    /// Counts a request's outcome: the class counter, and with a function label its
+    /// labelled class counter and total.
+    pub(super) fn outcome(&self, label: Option<&Rc<str>>, metric: Metric, outcome: Outcome) {
+        self.increment(metric);
+        let Some(label) = label else { return };
+        self.with_function(label, |ids| {
+            let slot = ids.outcomes.get_mut(outcome as usize)?;
+            if slot.is_none() {
+                *slot = hostcalls::define_metric(
+                    MetricType::Counter,
+                    &outcome_name(&ids.label, outcome),
+                )
+                .ok();
+            }
+            let _ = hostcalls::increment_metric((*slot)?, 1);
+            let _ = hostcalls::increment_metric(ids.total?, 1);
+            Some(())
+        });
+    }
+
+    /// Records an Invoke's latency, and with a function label its labelled histogram.
+    pub(super) fn latency(&self, label: Option<&Rc<str>>, ms: u64) {
+        self.record(Metric::InvokeLatencyMs, ms);
+        if let Some(label) = label {
+            self.with_function(label, |ids| {
+                let _ = hostcalls::record_metric(ids.latency?, ms);
+                Some(())
+            });
+        }
+    }
+
+    /// Runs `f` on the ids of `label` (defined on first use), or of `_other` past the cap.
+    fn with_function(&self, label: &Rc<str>, f: impl FnOnce(&mut FunctionIds) -> Option<()>) {
+        let mut functions = self.functions.borrow_mut();
+        let index = match functions.iter().position(|ids| ids.label == *label) {
+            Some(index) => index,
+            None if functions.len() < MAX_FUNCTION_LABELS => {
+                functions.push(FunctionIds::new(label.clone()));
+                functions.len() - 1
+            }
+            None => match functions
+                .iter()
+                .position(|ids| &*ids.label == OTHER_FUNCTIONS)
+            {
+                Some(index) => index,
+                None => {
+                    functions.push(FunctionIds::new(OTHER_FUNCTIONS.into()));
+                    functions.len() - 1
+                }
+            },
+        };
+        if let Some(ids) = functions.get_mut(index) {
+            let _ = f(ids);
         }
     }
 

@@ -208,6 +208,8 @@ pub(crate) struct RequestFlow {
     /// The client asked with HEAD: its answer carries no body. Envoy drops it for local
     /// replies and plain proxying, but not for a HEAD rewritten in place into a POST Invoke.
     head: bool,
+    /// The `function` label of the route's target, once resolved (its outcome metrics).
+    metric_label: Option<Rc<str>>,
 }
 
 impl Default for RequestFlow {
@@ -219,6 +221,7 @@ impl Default for RequestFlow {
             stream: None,
             lambda_request_id: None,
             head: false,
+            metric_label: None,
         }
     }
 }
@@ -230,6 +233,11 @@ impl RequestFlow {
     }
 
     /// Lambda's request id, once Lambda answered.
+    /// The `function` label of the request's metrics (none before the route resolved).
+    pub(crate) fn metric_label(&self) -> Option<&Rc<str>> {
+        self.metric_label.as_ref()
+    }
+
     pub(crate) fn lambda_request_id(&self) -> Option<&str> {
         self.lambda_request_id.as_deref()
     }

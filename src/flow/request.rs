@@ -25,6 +25,7 @@ impl RequestFlow {
             }
             Ok(RouteTarget::Invoke(target)) => target,
         };
+        self.metric_label = Some(target.metric_label.clone());
         if target.credentials_profile.is_none() {
             // Never signed with some other credentials: refused, as route resolution does.
             return self.fail(RequestError::RouteConfigInvalid(ConfigError::new(

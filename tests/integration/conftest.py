@@ -99,6 +99,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             (default: [("/", "lambda")]).
     clusters: {name: (host, port)} or {name: port} (host 127.0.0.1).
     cluster_filters: {cluster name: [upstream HTTP filter, ...]} (upstream_codec added last).
+    stats_config: the bootstrap's stats_config (e.g. envoy/local.yaml's stats_tags).
     listeners: extra eh.Listener (each its own plugin config, same vm_id; their routes may
                be tuples too); envoy.url(path, listener=NAME) reaches one.
     Returns a started eh.Envoy (with .failed set when expect_failure=True).
@@ -124,6 +125,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         vm_configuration: str | None = None,
         listeners: list[eh.Listener] | None = None,
         cluster_filters: dict[str, list[dict]] | None = None,
+        stats_config: dict | None = None,
     ) -> eh.Envoy:
         def as_routes(given: list | None) -> list[eh.Route]:
             return [r if isinstance(r, eh.Route) else eh.Route(*r) for r in given or [("/", "lambda")]]
@@ -147,6 +149,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             vm_configuration=vm_configuration,
             listeners=extra,
             cluster_filters=dict(cluster_filters or {}),
+            stats_config=stats_config,
         )
         if placement is not None:
             cfg.placement = placement

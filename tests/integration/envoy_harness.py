@@ -124,6 +124,8 @@ class EnvoyConfig:
     # what the filter's dispatched calls to that cluster pass through (e.g. a
     # credential_injector that adds a token from a file-watched SDS secret).
     cluster_filters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # The bootstrap's stats_config (e.g. the shipped stats_tags); None: Envoy's default.
+    stats_config: dict[str, Any] | None = None
 
 
 @dataclass
@@ -359,6 +361,8 @@ def build_bootstrap(
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
         "static_resources": {"listeners": listeners, "clusters": clusters},
     }
+    if cfg.stats_config is not None:
+        bootstrap["stats_config"] = cfg.stats_config
     if cfg.cluster_filters:
         # SDS from a file (what cluster filters read secrets from) needs a node.
         bootstrap["node"] = {"id": "proxy-wasm-lambda-test", "cluster": "proxy-wasm-lambda-test"}

@@ -1,11 +1,16 @@
 """The filter's metrics move in Envoy's /stats with the documented names."""
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 
 import requests
+import yaml
 
-from test_end_to_end import FUNCTION_ERROR, HTTP_TIMEOUT, show, start_standin_envoy
+import envoy_harness as eh
+from lambda_standin import Answer
+from test_end_to_end import FUNCTION_ERROR, HTTP_TIMEOUT, plugin_config, show, start_standin_envoy
 
 PREFIX = "wasmcustom.proxy_wasm_lambda."
 
@@ -41,3 +46,69 @@ def test_outcome_counters_and_histograms(envoy_factory, standin):
     # Histograms are listed (with their quantiles) once they have samples.
     assert any(k.startswith(PREFIX + "invoke.latency_ms") for k in stats), stats
     assert any(k.startswith(PREFIX + "invoke.payload_bytes") for k in stats), stats
+
+
+def shipped_stats_config() -> dict:
+    """The stats_config of envoy/local.yaml, as shipped (README, Stats)."""
+    path = Path(__file__).resolve().parents[2] / "envoy" / "local.yaml"
+    return yaml.safe_load(path.read_text())["stats_config"]
+
+
+def prometheus(envoy) -> str:
+    return requests.get(envoy.admin_url + "/stats/prometheus", timeout=HTTP_TIMEOUT).text
+
+
+def sample(text: str, metric: str, **labels: str) -> float | None:
+    """The value of `metric` with exactly these labels in a /stats/prometheus page."""
+    for line in text.splitlines():
+        if not line.startswith(metric + "{"):
+            continue
+        body = line[len(metric) + 1:line.index("}")]
+        got = dict(re.findall(r'(\w+)="([^"]*)"', body))
+        if got == labels:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_per_function_outcomes_are_labelled_by_the_shipped_stats_tags(envoy_factory, standin):
+    routes = [
+        eh.Route("/orders", "lambda", metadata={"function": "orders", "qualifier": "live"}),
+        eh.Route("/", "lambda"),
+    ]
+    envoy = envoy_factory(plugin_config(standin.credentials()), routes=routes, clusters={"lambda": standin.port},
+                          stats_config=shipped_stats_config())
+    for _ in range(2):
+        r = requests.post(envoy.url("/"), json={"n": 1}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 200, show(r)
+    r = requests.post(envoy.url("/orders"), json={"n": 1}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 200, show(r)
+    standin.script(Answer(429, {"x-amzn-errortype": "TooManyRequestsException",
+                                "content-type": "application/json"}, {"message": "Rate Exceeded."}))
+    r = requests.post(envoy.url("/orders"), json={}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 429, show(r)
+    standin.script(Answer(500, {"x-amzn-errortype": "ServiceException", "content-type": "application/json"},
+                          {"message": "boom"}))
+    r = requests.post(envoy.url("/orders"), json={}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 502, show(r)
+    family = "proxy_wasm_lambda_function_invocations"
+    expected = [
+        ({"function": "echo-fn", "class": "success"}, 2),
+        ({"function": "orders:live", "class": "success"}, 1),
+        ({"function": "orders:live", "class": "throttled"}, 1),
+        ({"function": "orders:live", "class": "lambda_5xx"}, 1),
+    ]
+    deadline = time.monotonic() + 5
+    while True:
+        text = prometheus(envoy)
+        got = [sample(text, family, **labels) for labels, _ in expected]
+        if got == [v for _, v in expected] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert got == [v for _, v in expected], [l for l in text.splitlines() if "function" in l]
+    assert sample(text, family + "_total", function="orders:live") == 3
+    assert sample(text, family + "_total", function="echo-fn") == 2
+    assert sample(text, family, function="echo-fn", **{"class": "throttled"}) is None
+    assert any(l.startswith("proxy_wasm_lambda_function_latency_ms_bucket{function=\"orders:live\"")
+               for l in text.splitlines()), "latency by function"
+    # The function's segment is gone from the name: no per-function metric family.
+    assert "orders" not in "".join(re.findall(r"^# TYPE (\S+)", text, re.M))
