@@ -26,6 +26,7 @@ mod string_map;
 #[cfg(test)]
 mod test_support;
 mod time;
+mod trace;
 
 #[cfg(target_arch = "wasm32")]
 mod filter;

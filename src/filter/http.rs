@@ -182,6 +182,14 @@ impl HttpContext for LambdaHttp {
         } else {
             step
         };
+        if self.request.borrow().flow.wants_trace_context() {
+            let amzn = request_header("x-amzn-trace-id");
+            let traceparent = request_header("traceparent");
+            self.request
+                .borrow_mut()
+                .flow
+                .set_trace_context(amzn.as_deref(), traceparent.as_deref());
+        }
         vm.timing.record(Timed::Headers, started);
         let action = vm.drive(&self.request, step, Actor::RequestContext);
         if action == Action::Pause && !end_of_stream && self.request.borrow().flow.awaits_body() {

@@ -23,6 +23,7 @@ use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::invoke::{build_invoke, build_stream_invoke};
 use crate::route::RouteTarget;
+use crate::trace::invoke_trace_id;
 
 mod answer;
 pub(crate) mod attempts;
@@ -210,6 +211,8 @@ pub(crate) struct RequestFlow {
     head: bool,
     /// The `function` label of the route's target, once resolved (its outcome metrics).
     metric_label: Option<Rc<str>>,
+    /// The Invoke's `X-Amzn-Trace-Id` ([`crate::trace`]), from the client's headers.
+    trace_id: Option<String>,
 }
 
 impl Default for RequestFlow {
@@ -222,6 +225,7 @@ impl Default for RequestFlow {
             lambda_request_id: None,
             head: false,
             metric_label: None,
+            trace_id: None,
         }
     }
 }
@@ -266,7 +270,25 @@ impl RequestFlow {
     }
 
     pub(crate) fn set_request_meta(&mut self, meta: RequestMeta) {
+        let header = |name: &str| {
+            meta.headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        self.trace_id = invoke_trace_id(header("x-amzn-trace-id"), header("traceparent"));
         self.meta = Some(meta);
+    }
+
+    /// Whether the shell should read the trace headers for the Invoke: it will invoke, and
+    /// they were not read with the request's whole header map.
+    pub(crate) fn wants_trace_context(&self) -> bool {
+        self.meta.is_none() && matches!(self.phase, Phase::ReceivingBody { .. })
+    }
+
+    /// The client's `x-amzn-trace-id` and `traceparent` headers.
+    pub(crate) fn set_trace_context(&mut self, amzn: Option<&str>, traceparent: Option<&str>) {
+        self.trace_id = invoke_trace_id(amzn, traceparent);
     }
 
     /// Whether the request is to be rewritten in place (as far as its headers tell).

@@ -249,10 +249,16 @@ impl RequestFlow {
         } else {
             build_invoke(target, cluster, credentials, payload, now)
         };
-        let invoke = match built {
+        let mut invoke = match built {
             Ok(invoke) => invoke,
             Err(e) => return self.fail(RequestError::Signing(e)),
         };
+        if let Some(trace_id) = &self.trace_id {
+            // Unsigned, as the AWS SDKs send it.
+            invoke
+                .headers
+                .push(("x-amzn-trace-id".to_string(), trace_id.clone()));
+        }
         match delivery {
             Delivery::Dispatch => Step::Dispatch(invoke),
             Delivery::InPlace => {

@@ -1286,3 +1286,51 @@ fn a_failure_after_lambda_answered_carries_lambdas_request_id() {
     let _ = flow.on_invoke_answer(7, odd, t(1));
     assert_eq!(flow.lambda_request_id(), None);
 }
+
+#[test]
+fn the_invoke_carries_the_clients_trace_unsigned() {
+    let config = config("");
+    let mut flow = RequestFlow::default();
+    flow.on_request_headers(
+        route(&config),
+        Some("lambda".into()),
+        Some(2),
+        false,
+        Placement::Downstream,
+    );
+    assert!(flow.wants_trace_context());
+    flow.set_trace_context(
+        None,
+        Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    );
+    flow.on_request_body(2, true);
+    let Step::Dispatch(request) = flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT)
+    else {
+        panic!("expected dispatch");
+    };
+    assert_eq!(
+        request.header("x-amzn-trace-id"),
+        Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1")
+    );
+    let signed = request
+        .header("authorization")
+        .and_then(|a| a.split("SignedHeaders=").nth(1))
+        .unwrap();
+    assert!(!signed.contains("x-amzn-trace-id"), "{signed}");
+    // Without a trace, no header.
+    let mut flow = RequestFlow::default();
+    flow.on_request_headers(
+        route(&config),
+        Some("lambda".into()),
+        Some(2),
+        false,
+        Placement::Downstream,
+    );
+    flow.set_trace_context(None, None);
+    flow.on_request_body(2, true);
+    let Step::Dispatch(request) = flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT)
+    else {
+        panic!("expected dispatch");
+    };
+    assert_eq!(request.header("x-amzn-trace-id"), None);
+}
