@@ -149,7 +149,7 @@ bench-sha256: toolchain
 # Fuzzing (fuzz/, cargo-fuzz + libFuzzer). Stable Rust: no sanitizer (the code is memory-safe;
 # what is hunted is panics, overflows, hangs and runaway allocation), with debug assertions
 # and overflow checks. One process at a time, memory and per-input time capped.
-FUZZ_TARGETS := arn config route_override route_metadata event custom_parameters invoke_answer proxy_response sts_answer shared_record eventstream ambient_answer header_map
+FUZZ_TARGETS := arn config route_override route_metadata event custom_parameters invoke_answer proxy_response sts_answer shared_record eventstream ambient_answer header_map trace_context
 FUZZ_BUILD := -s none -a
 FUZZ_LIMITS := -rss_limit_mb=2048 -timeout=5 -print_final_stats=1
 FUZZ_SMOKE_SECONDS ?= 15

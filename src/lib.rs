@@ -74,3 +74,4 @@ pub use route::{decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPA
 pub use secret::Secret;
 pub use string_map::StringMap;
 pub use time::epoch_ms;
+pub use trace::invoke_trace_id;

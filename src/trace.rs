@@ -8,7 +8,7 @@
 const MAX_AMZN_TRACE_ID: usize = 256;
 
 /// The `X-Amzn-Trace-Id` of the Invoke, if the request carries a trace.
-pub(crate) fn invoke_trace_id(amzn: Option<&str>, traceparent: Option<&str>) -> Option<String> {
+pub fn invoke_trace_id(amzn: Option<&str>, traceparent: Option<&str>) -> Option<String> {
     match amzn.filter(|value| is_amzn_trace_id(value)) {
         Some(kept) => Some(kept.to_string()),
         None => traceparent.and_then(from_traceparent),
