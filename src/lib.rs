@@ -19,6 +19,7 @@ mod event;
 mod flow;
 mod http;
 mod invoke;
+mod log_limit;
 mod metrics;
 mod route;
 mod secret;

@@ -27,6 +27,7 @@ use crate::flow::body_watch::{BodyWatch, BODY_WAIT};
 use crate::flow::{Step, StreamFallback};
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
+use crate::log_limit::{summary_line, Admit, LogLimiter};
 use crate::metrics::{Metric, Outcome};
 use crate::route::RouteCache;
 use crate::time::epoch_ms;
@@ -47,6 +48,8 @@ pub(super) struct Vm {
     /// root, which hands them to the request.
     pub root_invokes: RefCell<HashMap<u32, SharedRequest>>,
     pub stats: Stats,
+    /// Failure lines per class and interval ([`LogLimiter`]).
+    pub log_limiter: RefCell<LogLimiter>,
     /// Profiling only (feature `vm-timing`).
     pub timing: Timing,
     /// Marks a request this VM rewrote in place, so that its retry is told from a client's
@@ -310,7 +313,7 @@ impl Vm {
         let reply = {
             let request = request.borrow();
             self.count_failure(&request, failure);
-            log_failure(&request, failure);
+            self.log_failure(&request, failure);
             failure.to_reply_after(
                 request.request_id.as_deref(),
                 request.flow.lambda_request_id(),
@@ -376,7 +379,7 @@ impl Vm {
         if matches!(failure, RequestError::RouteConfigInvalid(_)) {
             self.stats.increment(Metric::RouteConfigErrors);
         }
-        log_failure(&request, failure);
+        self.log_failure(&request, failure);
         if let Err(status) = send(&failure.to_reply_after(
             request.request_id.as_deref(),
             request.flow.lambda_request_id(),
@@ -434,6 +437,42 @@ impl Vm {
         }
     }
 
+    /// One line per failed request, but per class at most one per interval and worker; the
+    /// rest are counted into the summary the root's tick writes ([`LogLimiter`]).
+    fn log_failure(&self, request: &Request, failure: &RequestError) {
+        let admit = self
+            .log_limiter
+            .borrow_mut()
+            .admit(failure.class(), epoch_ms(now()));
+        if admit == Admit::Counted {
+            return;
+        }
+        let request_id = request.request_id.as_deref().unwrap_or("-");
+        let context_id = request.context_id;
+        // Lambda's request id, when Lambda answered: what finds the call in CloudWatch.
+        let lambda = request
+            .flow
+            .lambda_request_id()
+            .map(|id| format!(" lambda_request_id={id}"))
+            .unwrap_or_default();
+        match failure {
+            RequestError::RouteConfigInvalid(_)
+            | RequestError::NoCluster
+            | RequestError::Signing(_)
+            | RequestError::DispatchFailed { .. } => {
+                error!("#{context_id} request_id={request_id}{lambda} {failure}")
+            }
+            _ => warn!("#{context_id} request_id={request_id}{lambda} {failure}"),
+        }
+    }
+
+    /// The summaries of failure lines that were only counted (called on the root's tick).
+    pub(super) fn log_summaries(&self) {
+        for (class, count) in self.log_limiter.borrow_mut().due(epoch_ms(now())) {
+            warn!("{}", summary_line(&class, count));
+        }
+    }
+
     fn record_latency(&self, request: &Request, now: SystemTime) {
         if let Some(sent_at) = request.flow.invoke_sent_at() {
             let latency = now.duration_since(sent_at).unwrap_or_default();
@@ -482,7 +521,7 @@ impl Vm {
         if let Some(failure) = failure {
             let request = request.borrow();
             self.count_failure(&request, &failure);
-            log_failure(&request, &failure);
+            self.log_failure(&request, &failure);
         }
     }
 
@@ -534,10 +573,7 @@ impl Vm {
             watch.overdue(epoch_ms(now()))
         };
         if first {
-            error!(
-                "proxy_wasm_lambda: within {} s, {BODY_NOT_RECEIVED}",
-                BODY_WAIT.as_secs()
-            );
+            error!("within {} s, {BODY_NOT_RECEIVED}", BODY_WAIT.as_secs());
         }
         for context_id in overdue {
             let Some(request) = self.awaiting_body.borrow_mut().remove(&context_id) else {
@@ -577,24 +613,4 @@ fn log_function_tail(context_id: u32, tail: Option<&str>) {
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_else(|_| "(not base64)".to_string());
     debug!("#{context_id} function log tail:\n{decoded}");
-}
-
-fn log_failure(request: &Request, failure: &RequestError) {
-    let request_id = request.request_id.as_deref().unwrap_or("-");
-    let context_id = request.context_id;
-    // Lambda's request id, when Lambda answered: what finds the call in CloudWatch.
-    let lambda = request
-        .flow
-        .lambda_request_id()
-        .map(|id| format!(" lambda_request_id={id}"))
-        .unwrap_or_default();
-    match failure {
-        RequestError::RouteConfigInvalid(_)
-        | RequestError::NoCluster
-        | RequestError::Signing(_)
-        | RequestError::DispatchFailed { .. } => {
-            error!("#{context_id} request_id={request_id}{lambda} {failure}")
-        }
-        _ => warn!("#{context_id} request_id={request_id}{lambda} {failure}"),
-    }
 }

@@ -38,7 +38,7 @@ pub(super) fn install() {
     std::panic::set_hook(Box::new(|info| {
         let _ = hostcalls::log(
             LogLevel::Critical,
-            &format!("proxy_wasm_lambda: panic, this VM stops serving: {info}"),
+            &format!("panic, this VM stops serving: {info}"),
         );
     }));
 }

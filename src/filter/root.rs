@@ -151,7 +151,7 @@ impl Context for LambdaRoot {
                 }
                 let _ = hostcalls::set_effective_context(self.context_id);
             }
-            None => warn!("proxy_wasm_lambda: answer for unknown call token {token_id} dropped"),
+            None => warn!("answer for unknown call token {token_id} dropped"),
         }
     }
 }
@@ -167,12 +167,12 @@ impl RootContext for LambdaRoot {
         let config = match FilterConfig::load(&bytes, &env) {
             Ok(config) => config,
             Err(e) => {
-                error!("proxy_wasm_lambda: invalid configuration: {e}");
+                error!("invalid configuration: {e}");
                 return false;
             }
         };
         info!(
-            "proxy_wasm_lambda: configured: function {} region {} endpoint {} invocation_type {}",
+            "configured: function {} region {} endpoint {} invocation_type {}",
             config.target.function.identifier,
             config.target.region,
             config.target.endpoint,
@@ -184,22 +184,14 @@ impl RootContext for LambdaRoot {
             .flatten()
             .map(|p| {
                 let line = if p.name == DEFAULT_PROFILE {
-                    format!("proxy_wasm_lambda: credentials: {}", p.origin)
+                    format!("credentials: {}", p.origin)
                 } else {
-                    format!(
-                        "proxy_wasm_lambda: credentials profile '{}': {}",
-                        p.name, p.origin
-                    )
+                    format!("credentials profile '{}': {}", p.name, p.origin)
                 };
                 (Level::Info, line)
             })
             .collect();
-        once.extend(
-            config
-                .warnings
-                .iter()
-                .map(|w| (Level::Warn, format!("proxy_wasm_lambda: {w}"))),
-        );
+        once.extend(config.warnings.iter().map(|w| (Level::Warn, w.clone())));
         log_once(&once);
         let mut entropy = random_u64;
         let credentials = CredentialProfiles::new(
@@ -222,6 +214,7 @@ impl RootContext for LambdaRoot {
             awaiting_body: RefCell::new(HashMap::new()),
             root_invokes: RefCell::new(HashMap::new()),
             stats,
+            log_limiter: RefCell::default(),
             timing: Default::default(),
             stream_fallbacks_logged: RefCell::default(),
             retry_tag: format!("{:016x}{:016x}", random_u64(), random_u64()),
@@ -241,6 +234,7 @@ impl RootContext for LambdaRoot {
             let work = vm.credentials.borrow_mut().tick(&HostStore, now());
             self.carry_out(&vm, work);
             vm.answer_overdue_bodies(self.context_id);
+            vm.log_summaries();
         }
     }
 

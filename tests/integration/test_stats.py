@@ -112,3 +112,33 @@ def test_per_function_outcomes_are_labelled_by_the_shipped_stats_tags(envoy_fact
                for l in text.splitlines()), "latency by function"
     # The function's segment is gone from the name: no per-function metric family.
     assert "orders" not in "".join(re.findall(r"^# TYPE (\S+)", text, re.M))
+
+
+def wasm_lines(envoy, needle: str) -> list[str]:
+    return [l for l in envoy.log().splitlines() if "wasm log" in l and needle in l]
+
+
+def test_a_burst_of_identical_failures_leaves_a_bounded_number_of_log_lines(envoy_factory, standin):
+    envoy = envoy_factory(plugin_config(standin.credentials()), clusters={"lambda": standin.port},
+                          extra_args=["--file-flush-interval-msec", "100"])
+    throttle = Answer(429, {"x-amzn-errortype": "TooManyRequestsException", "content-type": "application/json"},
+                      {"message": "Rate Exceeded."})
+    burst = 60
+    standin.script(*[throttle] * burst)
+    for _ in range(burst):
+        r = requests.post(envoy.url("/"), json={}, timeout=HTTP_TIMEOUT)
+        assert r.status_code == 429, show(r)
+    # One line for the first; the rest counted into one summary when the 10 s interval ends.
+    deadline = time.monotonic() + 15
+    while not wasm_lines(envoy, "more throttled failures") and time.monotonic() < deadline:
+        time.sleep(0.3)
+    failures = wasm_lines(envoy, " throttled (")
+    summaries = wasm_lines(envoy, "more throttled failures")
+    assert len(failures) == 1, failures[:3]
+    assert "lambda_request_id=" in failures[0]
+    assert len(summaries) == 1, summaries
+    assert f"{burst - 1} more throttled failures in the last 10 s" in summaries[0]
+    # Each line has Envoy's prefix and no second one of the filter's own.
+    assert all(l.count("proxy_wasm_lambda:") == 1 for l in failures + summaries), failures + summaries
+    # The counters have them all.
+    assert wait_for_stats(envoy, {"invocations.throttled": burst}).get(PREFIX + "invocations.throttled") == burst
