@@ -375,7 +375,8 @@ pub fn merge_custom_parameters(body: &[u8], field: &str, params: &StringMap) -> 
         json.begin_object();
         for (key, value) in members.iter().filter(|(key, _)| key.as_str() != field) {
             json.key(key);
-            let _ = serde_json::to_writer(&mut json.out, value);
+            json.out
+                .extend_from_slice(&serde_json::to_vec(value).unwrap_or_default());
         }
     } else {
         // A valid object: its last non-space byte is the closing brace.
