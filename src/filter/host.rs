@@ -148,6 +148,7 @@ pub(super) fn now() -> SystemTime {
 #[link(wasm_import_module = "wasi_snapshot_preview1")]
 extern "C" {
     fn clock_time_get(clock: u32, precision: u64, time: *mut u64) -> u32;
+    fn random_get(buffer: *mut u8, size: usize) -> u32;
 }
 
 /// WASI's realtime clock, what `SystemTime::now` reads, without its unwrap: that unwrap
@@ -161,6 +162,18 @@ fn wasi_now() -> SystemTime {
         stop("clock_time_get", errno);
     }
     SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+/// 8 bytes of the host's entropy (attempt keys and the retry tag must not be guessable):
+/// WASI `random_get`, what std seeds `RandomState` from (which links 4.5 KB of .wasm).
+pub(super) fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the host writes `bytes.len()` bytes to `bytes`, which outlives the call.
+    let errno = unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
+    if errno != 0 {
+        stop("random_get", errno);
+    }
+    u64::from_le_bytes(bytes)
 }
 
 /// A WASI call std would have unwrapped failed: the VM stops, logged as std's panic was.

@@ -10,9 +10,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::credentials::{log_line, log_once, random_u64, refusal, HostStore};
+use super::credentials::{log_line, log_once, refusal, HostStore};
 use super::driver::{Actor, Vm};
 use super::host::now;
+use super::host::random_u64;
 use super::http::LambdaHttp;
 use super::io::{dispatch, read_call_answer};
 use super::logger;
