@@ -6,7 +6,7 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use crate::aws::sigv4::SigningError;
-use crate::config::ConfigError;
+use crate::config::{json_text, ConfigError};
 use crate::credentials::cache::NoCredentials;
 use crate::credentials::failure::FailureClass;
 use crate::http::ClientReply;
@@ -282,7 +282,8 @@ impl RequestError {
         ClientReply {
             status: self.status(),
             headers,
-            body: Value::Object(body).to_string().into_bytes(),
+            // Not `Value`'s `Display`, which links two more serializers (compact and pretty).
+            body: json_text(&Value::Object(body)).into_bytes(),
         }
     }
 }
@@ -291,7 +292,8 @@ impl fmt::Display for RequestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut details = Map::new();
         self.details(&mut details);
-        write!(f, "{} ({})", self.class(), Value::Object(details))
+        let details = json_text(&Value::Object(details));
+        write!(f, "{} ({details})", self.class())
     }
 }
 

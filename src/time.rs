@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_smithy_types::date_time::DateTime;
-
 /// Milliseconds since the Unix epoch (0 before it, saturating far after).
 pub fn epoch_ms(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map(ms).unwrap_or(0)
@@ -93,7 +91,10 @@ pub(crate) fn parse_expiration(text: &str) -> Option<SystemTime> {
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     let days = era * 146_097 + day_of_era - 719_468;
     let secs = days * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
-    SystemTime::try_from(DateTime::from_secs_and_nanos(secs, nanos)).ok()
+    // What `SystemTime::try_from(DateTime)` does, without its error type and panics.
+    let whole = UNIX_EPOCH.checked_add(Duration::from_secs(secs.max(0).unsigned_abs()))?;
+    let whole = whole.checked_sub(Duration::from_secs(secs.min(0).unsigned_abs()))?;
+    whole.checked_add(Duration::from_nanos(u64::from(nanos)))
 }
 
 #[cfg(test)]
@@ -102,7 +103,7 @@ mod tests {
 
     #[test]
     fn expiration_parses_as_aws_smithy_types_does() {
-        use aws_smithy_types::date_time::Format;
+        use aws_smithy_types::date_time::{DateTime, Format};
         let smithy = |text: &str| {
             DateTime::from_str(text, Format::DateTime)
                 .ok()

@@ -261,8 +261,7 @@ fn client_context(settings: &TargetSettings) -> Result<Option<String>, ConfigErr
         None => Ok(None),
         Some(value) if value.is_object() => {
             use base64::Engine as _;
-            let encoded =
-                base64::engine::general_purpose::STANDARD.encode(value.to_string().as_bytes());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(super::json_text(value));
             if encoded.len() > CLIENT_CONTEXT_LIMIT {
                 return Err(ConfigError::new(
                     "client_context",

@@ -634,3 +634,25 @@ fn merge_custom_parameters_cases() {
     assert_eq!(parsed["custom_parameters"]["tenant"], "acme");
     assert_eq!(parsed["z"], 1);
 }
+
+#[test]
+fn grouping_sorts_names_and_keeps_value_order() {
+    // As a BTreeMap groups, for lengths around the merge widths and names in every order.
+    let names = [
+        "b", "a", "c", "a", "", "b", "d", "a", "é", "B", "c", "a", "x", "x", "a",
+    ];
+    let values: Vec<String> = (0..names.len()).map(|i| i.to_string()).collect();
+    for len in 0..=names.len() {
+        for shift in 0..names.len() {
+            let pairs: Vec<(&str, &str)> = (0..len)
+                .map(|i| (names[(i + shift) % names.len()], values[i].as_str()))
+                .collect();
+            let mut expected = std::collections::BTreeMap::<&str, Vec<&str>>::new();
+            for (name, value) in &pairs {
+                expected.entry(name).or_default().push(value);
+            }
+            let expected: Grouped = expected.into_iter().collect();
+            assert_eq!(group(pairs.iter().copied()), expected, "{pairs:?}");
+        }
+    }
+}

@@ -1,9 +1,6 @@
 //! The host side of credentials: proxy-wasm shared data as the [`SharedStore`] every worker
-//! VM's credential cache uses (`crate::credentials::cache` makes every decision), the
-//! host's entropy, and the one-per-process log of where credentials come from.
-
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
+//! VM's credential cache uses (`crate::credentials::cache` makes every decision), and the
+//! one-per-process log of where credentials come from.
 
 use log::Level;
 use proxy_wasm::hostcalls;
@@ -41,11 +38,6 @@ pub(super) fn refusal(status: Status) -> DispatchRefusal {
         Status::BadArgument => DispatchRefusal::UnknownCluster,
         other => DispatchRefusal::Other(format!("{other:?}")),
     }
-}
-
-/// A random number from the host's entropy (std seeds `RandomState` from WASI `random_get`).
-pub(super) fn random_u64() -> u64 {
-    RandomState::new().hash_one(0u8)
 }
 
 /// Logs a line the credential cache asked for.

@@ -3,7 +3,6 @@
 //! acts with the request as the effective context).
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -41,12 +40,12 @@ pub(super) struct Vm {
     pub credentials: RefCell<CredentialProfiles>,
     /// Requests paused in their headers whose body has not begun yet (`flow::body_watch`).
     pub body_watch: RefCell<BodyWatch>,
-    pub awaiting_body: RefCell<HashMap<u32, SharedRequest>>,
+    pub awaiting_body: RefCell<Requests>,
     /// Requests waiting for credentials, by context id.
-    pub parked: RefCell<HashMap<u32, SharedRequest>>,
+    pub parked: RefCell<Requests>,
     /// Invokes the root dispatched for woken requests: the SDK routes their answers to the
     /// root, which hands them to the request.
-    pub root_invokes: RefCell<HashMap<u32, SharedRequest>>,
+    pub root_invokes: RefCell<Requests>,
     pub stats: Stats,
     /// Failure lines per class and interval ([`LogLimiter`]).
     pub log_limiter: RefCell<LogLimiter>,
@@ -57,6 +56,37 @@ pub(super) struct Vm {
     pub retry_tag: String,
     /// `response_stream` routes (and reasons) whose buffered fallback was logged.
     pub stream_fallbacks_logged: RefCell<Vec<StreamFallback>>,
+}
+
+/// Requests by context id (or call token), sorted by it and searched by halves: another
+/// `HashMap` instantiation costs about 3 KB of .wasm.
+#[derive(Default)]
+pub(super) struct Requests(Vec<(u32, SharedRequest)>);
+
+impl Requests {
+    pub(super) fn insert(&mut self, id: u32, request: SharedRequest) {
+        match self.0.binary_search_by_key(&id, |(key, _)| *key) {
+            Ok(at) => {
+                if let Some(entry) = self.0.get_mut(at) {
+                    entry.1 = request;
+                }
+            }
+            Err(at) => self.0.insert(at, (id, request)),
+        }
+    }
+
+    pub(super) fn remove(&mut self, id: u32) -> Option<SharedRequest> {
+        let at = self.0.binary_search_by_key(&id, |(key, _)| *key).ok()?;
+        Some(self.0.remove(at).1)
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    pub(super) fn retain(&mut self, keep: impl FnMut(&(u32, SharedRequest)) -> bool) {
+        self.0.retain(keep);
+    }
 }
 
 /// Bound on the remembered fallback log lines (a config with many routes logs again after).
@@ -576,7 +606,7 @@ impl Vm {
             error!("within {} s, {BODY_NOT_RECEIVED}", BODY_WAIT.as_secs());
         }
         for context_id in overdue {
-            let Some(request) = self.awaiting_body.borrow_mut().remove(&context_id) else {
+            let Some(request) = self.awaiting_body.borrow_mut().remove(context_id) else {
                 continue;
             };
             if hostcalls::set_effective_context(context_id).is_ok() {
@@ -590,15 +620,15 @@ impl Vm {
     /// The request's context is going away: forget it wherever it waits.
     pub(super) fn forget(&self, context_id: u32) {
         self.body_watch.borrow_mut().forget(context_id);
-        self.awaiting_body.borrow_mut().remove(&context_id);
+        self.awaiting_body.borrow_mut().remove(context_id);
         // Only a parked request waits with a profile's waiters.
-        if let Some(request) = self.parked.borrow_mut().remove(&context_id) {
+        if let Some(request) = self.parked.borrow_mut().remove(context_id) {
             self.unparked(&request);
             self.credentials.borrow_mut().unpark(context_id);
         }
         self.root_invokes
             .borrow_mut()
-            .retain(|_, request| request.borrow().context_id != context_id);
+            .retain(|(_, request)| request.borrow().context_id != context_id);
     }
 }
 

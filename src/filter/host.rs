@@ -4,10 +4,10 @@
 //! that has none. These wrappers return every non-Ok status as an error.
 
 use std::ptr::null_mut;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
+use proxy_wasm::types::{BufferType, LogLevel, MapType, Status, StreamType};
 
 use crate::http::header_map;
 
@@ -142,5 +142,45 @@ pub(super) fn continue_stream(stream: StreamType) -> Result<(), u32> {
 
 /// The host's clock (the VM's own, should the host not answer).
 pub(super) fn now() -> SystemTime {
-    hostcalls::get_current_time().unwrap_or_else(|_| SystemTime::now())
+    hostcalls::get_current_time().unwrap_or_else(|_| wasi_now())
+}
+
+#[link(wasm_import_module = "wasi_snapshot_preview1")]
+extern "C" {
+    fn clock_time_get(clock: u32, precision: u64, time: *mut u64) -> u32;
+    fn random_get(buffer: *mut u8, size: usize) -> u32;
+}
+
+/// WASI's realtime clock, what `SystemTime::now` reads, without its unwrap: that unwrap
+/// links std's `io::Error` formatting and libc's error strings (5 KB of .wasm).
+fn wasi_now() -> SystemTime {
+    const REALTIME: u32 = 0;
+    let mut nanos = 0u64;
+    // SAFETY: the host writes one u64 to `nanos`, which outlives the call.
+    let errno = unsafe { clock_time_get(REALTIME, 1, &mut nanos) };
+    if errno != 0 {
+        stop("clock_time_get", errno);
+    }
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
+}
+
+/// 8 bytes of the host's entropy (attempt keys and the retry tag must not be guessable):
+/// WASI `random_get`, what std seeds `RandomState` from (which links 4.5 KB of .wasm).
+pub(super) fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the host writes `bytes.len()` bytes to `bytes`, which outlives the call.
+    let errno = unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
+    if errno != 0 {
+        stop("random_get", errno);
+    }
+    u64::from_le_bytes(bytes)
+}
+
+/// A WASI call std would have unwrapped failed: the VM stops, logged as std's panic was.
+fn stop(call: &str, errno: u32) -> ! {
+    let _ = hostcalls::log(
+        LogLevel::Critical,
+        &format!("proxy_wasm_lambda: WASI {call} failed (errno {errno}), this VM stops serving"),
+    );
+    std::process::abort()
 }

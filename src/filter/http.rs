@@ -6,9 +6,9 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use super::credentials::random_u64;
 use super::driver::{Actor, Vm};
 use super::host;
+use super::host::random_u64;
 use super::request::{Request, SharedRequest};
 use super::timing::{self, Phase as Timed};
 use crate::flow::attempts::ATTEMPT_HEADER;

@@ -2,7 +2,6 @@
 //! tick, and resumes (or fails) requests that waited for credentials.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -11,9 +10,10 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType};
 
-use super::credentials::{log_line, log_once, random_u64, refusal, HostStore};
+use super::credentials::{log_line, log_once, refusal, HostStore};
 use super::driver::{Actor, Vm};
 use super::host::now;
+use super::host::random_u64;
 use super::http::LambdaHttp;
 use super::io::{dispatch, read_call_answer};
 use super::logger;
@@ -71,7 +71,7 @@ impl LambdaRoot {
             self.wake(vm, context_id);
         }
         for (context_id, failure) in work.fail {
-            let Some(request) = vm.parked.borrow_mut().remove(&context_id) else {
+            let Some(request) = vm.parked.borrow_mut().remove(context_id) else {
                 continue;
             };
             vm.unparked(&request);
@@ -88,7 +88,7 @@ impl LambdaRoot {
 
     /// Resumes a parked request: sign, dispatch its Invoke as the request's context.
     fn wake(&self, vm: &Vm, context_id: u32) {
-        let Some(request) = vm.parked.borrow_mut().remove(&context_id) else {
+        let Some(request) = vm.parked.borrow_mut().remove(context_id) else {
             return;
         };
         vm.unparked(&request);
@@ -141,7 +141,7 @@ impl Context for LambdaRoot {
             self.carry_out(&vm, work);
             return;
         }
-        let request = vm.root_invokes.borrow_mut().remove(&token_id);
+        let request = vm.root_invokes.borrow_mut().remove(token_id);
         match request {
             Some(request) => {
                 // Envoy keeps the call's answer on the request's context.
@@ -209,10 +209,10 @@ impl RootContext for LambdaRoot {
             routes: RefCell::new(RouteCache::default()),
             attempts: RefCell::new(Default::default()),
             credentials: RefCell::new(credentials),
-            parked: RefCell::new(HashMap::new()),
+            parked: RefCell::default(),
             body_watch: RefCell::default(),
-            awaiting_body: RefCell::new(HashMap::new()),
-            root_invokes: RefCell::new(HashMap::new()),
+            awaiting_body: RefCell::default(),
+            root_invokes: RefCell::default(),
             stats,
             log_limiter: RefCell::default(),
             timing: Default::default(),

@@ -180,7 +180,7 @@ impl RequestFlow {
     /// A chunk of the answer's body arrived; `buffered_size` is the size buffered so far
     /// (the chunk's size once the answer flows).
     pub(crate) fn on_answer_body(&mut self, buffered_size: usize, end_of_stream: bool) -> Step {
-        if self.phase == Phase::StreamingAnswer {
+        if matches!(self.phase, Phase::StreamingAnswer) {
             return self.on_stream_body(buffered_size, end_of_stream);
         }
         match &mut self.phase {
@@ -249,7 +249,7 @@ impl RequestFlow {
 
     /// The bytes asked for with [`Step::ReadStream`].
     pub(crate) fn on_stream_bytes(&mut self, bytes: &[u8], end_of_stream: bool) -> Step {
-        if self.phase != Phase::StreamingAnswer {
+        if !matches!(self.phase, Phase::StreamingAnswer) {
             return Step::Continue;
         }
         let Some(stream) = self.stream.as_mut() else {

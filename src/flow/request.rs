@@ -14,7 +14,7 @@ impl RequestFlow {
         end_of_stream: bool,
         placement: Placement,
     ) -> Step {
-        if self.phase != Phase::Start {
+        if !matches!(self.phase, Phase::Start) {
             return Step::Continue;
         }
         let target = match route {
