@@ -40,10 +40,15 @@ tools:
 # growing down, and this filter's stack stays far from its bottom), which lets wasm-opt fold
 # address arithmetic into load/store offsets (about 2 KB smaller). (cargo keeps its own fingerprints, so this is
 # rerun after every build; it takes a few seconds).
+# The ceiling the .wasm must stay under (a larger module is refused by make wasm).
+WASM_MAX_BYTES := 409600
+
 wasm: toolchain tools
 	cargo build --release --target wasm32-wasip1
 	wasm-opt -Oz --converge --low-memory-unused $(WASM_FEATURES) $(WASM) -o $(WASM).opt && mv $(WASM).opt $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+	@size=$$(stat -c %s $(WASM)); [ $$size -le $(WASM_MAX_BYTES) ] || \
+		{ echo "$(WASM) is $$size bytes, over the $(WASM_MAX_BYTES)-byte ceiling (400 KiB)"; exit 1; }
 
 lint: toolchain
 	cargo fmt --all -- --check
