@@ -18,8 +18,9 @@ Checked:
 - every deploy/ manifest parses as YAML, each document has apiVersion, kind and metadata.name,
   and the fields used in the Istio and Envoy Gateway resources are those of their APIs (the
   field lists below were read from istio/api extensions/v1alpha1/wasm.proto,
-  networking/v1alpha3/envoy_filter.proto and service_entry.proto, and from Envoy Gateway's
-  api/v1alpha1 wasm and policy types);
+  networking/v1alpha3/envoy_filter.proto and service_entry.proto, from Envoy Gateway's
+  api/v1alpha1 wasm, policy, envoyproxy and shared types, and from k8s.io/api core/v1 for
+  ConfigMaps, Secrets and the pod parts an EnvoyProxy or a Deployment patch sets);
 - every Gateway, GatewayClass, route, policy target and backend a deploy/ manifest names is
   shipped in deploy/, and every Istio cluster (outbound|…) a plugin configuration names reaches
   the gateway also with PILOT_FILTER_GATEWAY_CLUSTER_CONFIG on;
@@ -27,7 +28,27 @@ Checked:
   string escapes Envoy Gateway's parser (ohler55/ojg) also takes, resolves in a listener shaped
   like the one Envoy Gateway generates to exactly the Wasm filters of the shipped
   EnvoyExtensionPolicies, and the patched filter config passes `envoy --mode validate`;
-- each of these deploy/ checks rejects a broken copy of the manifests (broken_manifests).
+- every cluster a deploy/ plugin configuration names exists on the proxies that run it: an Istio
+  mesh cluster, or one an EnvoyFilter CLUSTER ADD gives the gateway; for Envoy Gateway a static
+  cluster of the bootstrap of the EnvoyProxy behind the policy's Gateway; and (Envoy Gateway)
+  every env.hostKeys variable is set by the EnvoyProxy's container env from a shipped Secret, by
+  EKS for the credentials source, or is optional;
+- each of these deploy/ checks rejects a broken copy of the manifests (broken_manifests);
+- the EKS variants (EKS_VARIANTS: deploy/istio/eks, deploy/envoy-gateway/eks, applied over the
+  base manifests, replacing resources of the same name): all of the above on each, plus
+  - the token-carrying cluster (an EnvoyFilter CLUSTER ADD, an EnvoyProxy bootstrap cluster)
+    passes `envoy --mode validate` with the SDS file it names written to a temporary directory
+    from the ConfigMap the proxy pod mounts at that path (the Istio gateway Deployment as the
+    shipped strategic-merge patch leaves it, the EnvoyProxy's pod volumes and container
+    volumeMounts), and is refused without it;
+  - that file is a key of the mounted ConfigMap, holds the secret the cluster names and equals
+    the one of examples/eks/sds;
+  - a resource a variant replaces differs from the base one only in credentials, environment
+    keys, the added clusters, mounts and identity (drift);
+  - broken copies are rejected (broken_variant_manifests): the plugin configuration naming a
+    token cluster the manifests do not add, the cluster patch not on the gateway, the SDS
+    file or volume missing or mounted elsewhere, the ExternalId not in the proxy's env, no IRSA
+    annotation, a renamed EnvoyExtensionPolicy, a drifted timeout.
 """
 from __future__ import annotations
 
@@ -93,13 +114,23 @@ def validate(config: Path) -> tuple[bool, str]:
 
 
 # ------------------------------------------------------------------------------ deploy/
-def manifests() -> list[tuple[Path, int, dict]]:
+def load_manifests(paths) -> list[tuple[Path, int, dict]]:
     docs = []
-    for path in sorted((ROOT / "deploy").rglob("*.yaml")):
+    for path in paths:
         for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
             if doc is not None:
                 docs.append((path, i, doc))
     return docs
+
+
+def is_variant_file(path: Path) -> bool:
+    """A file of an EKS variant (deploy/*/eks/), applied over the base manifests: EKS_VARIANTS."""
+    return "eks" in path.relative_to(ROOT / "deploy").parts[:-1]
+
+
+def manifests() -> list[tuple[Path, int, dict]]:
+    """The base manifests of deploy/ (without the EKS variants)."""
+    return load_manifests(p for p in sorted((ROOT / "deploy").rglob("*.yaml")) if not is_variant_file(p))
 
 
 def wasm_bootstrap(wasm_config: dict) -> str:
@@ -143,8 +174,18 @@ def plugin_wasm_config(plugin_json: str, host_env_keys: list[str]) -> dict:
     }
 
 
-def deploy_envoy_configs(docs) -> list[tuple[str, str]]:
-    """(label, bootstrap YAML) for every Envoy config shipped inside deploy/ manifests."""
+# The node Istio and Envoy Gateway start their Envoy with (--service-node, --service-cluster):
+# file-based SDS needs one, and only the validated copies of their pieces get it from here.
+VALIDATE_NODE = {"id": "validate-only", "cluster": "validate-only"}
+
+
+def deploy_envoy_configs(docs, tmp: Path | None, context=None) -> list[tuple[str, str]]:
+    """(label, bootstrap YAML) for every Envoy config shipped inside the manifests `docs`. The
+    Envoy pieces a mesh adds to its proxies (an EnvoyProxy's bootstrap part, an EnvoyFilter's
+    CLUSTER ADD) get the mesh's node, and their file-SDS paths point into `tmp`, where the
+    ConfigMaps mounted at those paths in the proxy pod (in `context`, default `docs`) are
+    written as the pod sees them (tmp None: the paths stay as shipped)."""
+    context = docs if context is None else context
     out = []
     for path, i, doc in docs:
         where = f"{path.relative_to(ROOT)}[{i}] {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
@@ -154,7 +195,13 @@ def deploy_envoy_configs(docs) -> list[tuple[str, str]]:
                 if key.endswith((".yaml", ".yml")) and "static_resources" in text:
                     out.append((f"{where} {key}", text))
         elif kind == "EnvoyProxy" and (spec.get("bootstrap") or {}).get("value"):
-            out.append((f"{where} bootstrap (the part merged into Envoy Gateway's)", spec["bootstrap"]["value"]))
+            text = spec["bootstrap"]["value"]
+            bootstrap = yaml.safe_load(text) or {}
+            if any(True for _ in file_sds(bootstrap)):
+                bootstrap = with_mounted_sds(context, doc, bootstrap, tmp)
+                bootstrap.setdefault("node", VALIDATE_NODE)
+                text = yaml.safe_dump(bootstrap)
+            out.append((f"{where} bootstrap (the part merged into Envoy Gateway's)", text))
         elif kind == "WasmPlugin":
             env = [e["name"] for e in (spec.get("vmConfig") or {}).get("env", []) if e.get("valueFrom") == "HOST"]
             out.append((f"{where} pluginConfig", wasm_bootstrap(plugin_wasm_config(json.dumps(spec["pluginConfig"]), env))))
@@ -172,6 +219,10 @@ def deploy_envoy_configs(docs) -> list[tuple[str, str]]:
                     # istio-agent turns the remote (OCI) code into a local file; do the same.
                     config["vm_config"]["code"] = {"local": {"filename": WASM}}
                     out.append((f"{where} extension config {value.get('name')}", wasm_bootstrap(config)))
+                elif patch.get("applyTo") == "CLUSTER" and (patch.get("patch") or {}).get("operation") == "ADD":
+                    cluster = with_mounted_sds(context, doc, value, tmp)
+                    out.append((f"{where} cluster {value.get('name')} (as istiod adds it to the proxy)", yaml.safe_dump(
+                        {"node": VALIDATE_NODE, "static_resources": {"clusters": [cluster]}})))
     return out
 
 
@@ -217,6 +268,32 @@ GATEWAY_SPEC = {"gatewayClassName", "listeners", "addresses", "infrastructure", 
                 "defaultScope"}
 GATEWAY_LISTENER = {"name", "hostname", "port", "protocol", "tls", "allowedRoutes"}
 GATEWAYCLASS_SPEC = {"controllerName", "parametersRef", "description"}
+GATEWAY_INFRASTRUCTURE = {"labels", "annotations", "parametersRef"}
+ENVOYFILTER_CONTEXTS = {"ANY", "SIDECAR_INBOUND", "SIDECAR_OUTBOUND", "GATEWAY"}
+# EnvoyProxy: envoyproxy/gateway v1.9.0 api/v1alpha1/envoyproxy_types.go (EnvoyProxySpec,
+# EnvoyProxyProvider, EnvoyProxyKubernetesProvider, KubernetesServiceAccountSpec, ProxyBootstrap)
+# and shared_types.go (KubernetesDeploymentSpec, KubernetesPodSpec, KubernetesContainerSpec).
+ENVOYPROXY_SPEC = {"provider", "logging", "telemetry", "bootstrap", "concurrency", "routingType", "extraArgs",
+                   "mergeGateways", "mergeBackends", "shutdown", "filterOrder", "backendTLS", "ipFamily",
+                   "preserveRouteOrder", "luaValidation", "dynamicModules", "geoIP", "mergeType"}
+EP_PROVIDER = {"type", "kubernetes", "host"}
+EP_KUBERNETES = {"envoyDeployment", "envoyDaemonSet", "envoyService", "envoyHpa", "useListenerPortAsContainerPort",
+                 "envoyPDB", "envoyServiceAccount"}
+EP_DEPLOYMENT = {"patch", "replicas", "strategy", "pod", "container", "initContainers", "name"}
+EP_POD = {"annotations", "labels", "securityContext", "affinity", "tolerations", "volumes", "imagePullSecrets",
+          "nodeSelector", "topologySpreadConstraints", "priorityClassName"}
+EP_CONTAINER = {"env", "resources", "securityContext", "image", "imageRepository", "volumeMounts"}
+EP_BOOTSTRAP = {"type", "value", "jsonPatches"}
+# Kubernetes core/v1 and apps/v1 (k8s.io/api), the parts the manifests use.
+K8S_TOP = {"ConfigMap": {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
+           "Secret": {"apiVersion", "kind", "metadata", "type", "data", "stringData", "immutable"}}
+K8S_VOLUME_SOURCES = {"configMap", "secret", "projected", "emptyDir", "downwardAPI"}
+K8S_CONFIGMAP_VOLUME = {"name", "items", "defaultMode", "optional"}
+K8S_VOLUME_MOUNT = {"name", "mountPath", "readOnly", "recursiveReadOnly", "subPath", "subPathExpr", "mountPropagation"}
+K8S_POD_SECURITY_CONTEXT = {"seLinuxOptions", "windowsOptions", "runAsUser", "runAsGroup", "runAsNonRoot",
+                            "supplementalGroups", "supplementalGroupsPolicy", "fsGroup", "sysctls",
+                            "fsGroupChangePolicy", "seccompProfile", "appArmorProfile", "seLinuxChangePolicy"}
+K8S_ENV_VAR = {"name", "value", "valueFrom"}
 ISTIO_GROUP, GATEWAY_API_GROUP, EG_GROUP = "networking.istio.io", "gateway.networking.k8s.io", "gateway.envoyproxy.io"
 
 
@@ -322,10 +399,75 @@ def check_fields(docs) -> list[str]:
             unknown(where, spec, {"targetRefs", "validation", "options"})
             unknown(f"{where} validation", spec.get("validation") or {}, BACKEND_TLS_VALIDATION)
         elif kind == "EnvoyProxy":
+            unknown(where, spec, ENVOYPROXY_SPEC)
             bootstrap = spec.get("bootstrap") or {}
+            unknown(f"{where} bootstrap", bootstrap, EP_BOOTSTRAP)
             if bootstrap and bootstrap.get("type") not in ("Merge", "Replace", "JSONPatch"):
                 errors.append(f"{where}: bootstrap.type {bootstrap.get('type')!r}")
+            provider = spec.get("provider") or {}
+            unknown(f"{where} provider", provider, EP_PROVIDER)
+            kubernetes = provider.get("kubernetes") or {}
+            unknown(f"{where} provider.kubernetes", kubernetes, EP_KUBERNETES)
+            unknown(f"{where} envoyServiceAccount", kubernetes.get("envoyServiceAccount") or {}, {"name"})
+            deployment = kubernetes.get("envoyDeployment") or {}
+            unknown(f"{where} envoyDeployment", deployment, EP_DEPLOYMENT)
+            pod = deployment.get("pod") or {}
+            unknown(f"{where} envoyDeployment.pod", pod, EP_POD)
+            container = deployment.get("container") or {}
+            unknown(f"{where} envoyDeployment.container", container, EP_CONTAINER)
+            check_pod_parts(f"{where} envoyDeployment", pod, [container], errors)
+        elif kind in K8S_TOP:
+            unknown(where, doc, K8S_TOP[kind])
+        elif kind == "Deployment" and (path.name.endswith("-patch.yaml") or is_variant_file(path)):
+            # A strategic-merge patch of a Deployment not shipped here (deploy/*/eks/*-patch.yaml).
+            if not path.name.endswith("-patch.yaml"):
+                errors.append(f"{where}: a Deployment in deploy/*/eks/ must be a patch named *-patch.yaml")
+            unknown(f"{where} spec", spec, {"template"})
+            template = spec.get("template") or {}
+            unknown(f"{where} spec.template", template, {"metadata", "spec"})
+            pod = template.get("spec") or {}
+            unknown(f"{where} pod spec", pod, {"securityContext", "volumes", "containers"})
+            for c in pod.get("containers", []):
+                unknown(f"{where} container", c, {"name", "env", "volumeMounts"})
+                if not c.get("name"):
+                    errors.append(f"{where}: a patched container needs its name (the merge key)")
+            check_pod_parts(f"{where} pod", pod, pod.get("containers", []), errors)
+        if kind == "Gateway" and group_of(doc) == GATEWAY_API_GROUP:
+            unknown(f"{where} infrastructure", spec.get("infrastructure") or {}, GATEWAY_INFRASTRUCTURE)
+        if kind == "EnvoyFilter":
+            for p in spec.get("configPatches", []):
+                context = (p.get("match") or {}).get("context", "ANY")
+                if context not in ENVOYFILTER_CONTEXTS:
+                    errors.append(f"{where}: match.context {context!r} not one of {sorted(ENVOYFILTER_CONTEXTS)}")
+                if p.get("applyTo") == "CLUSTER" and (p.get("patch") or {}).get("operation") == "ADD" \
+                        and not ((p.get("patch") or {}).get("value") or {}).get("name"):
+                    errors.append(f"{where}: a CLUSTER ADD patch needs value.name")
     return errors
+
+
+def check_pod_parts(where: str, pod: dict, containers: list[dict], errors: list[str]) -> None:
+    """A pod's securityContext and volumes, and its containers' env and volumeMounts (core/v1)."""
+    extra = set(pod.get("securityContext") or {}) - K8S_POD_SECURITY_CONTEXT
+    if extra:
+        errors.append(f"{where} securityContext: unknown field(s) {sorted(extra)}")
+    volumes = set()
+    for v in pod.get("volumes", []):
+        sources = set(v) - {"name"}
+        if not v.get("name") or len(sources) != 1 or not sources <= K8S_VOLUME_SOURCES:
+            errors.append(f"{where}: volume {v} needs a name and one source of {sorted(K8S_VOLUME_SOURCES)}")
+        extra = set(v.get("configMap") or {}) - K8S_CONFIGMAP_VOLUME
+        if extra:
+            errors.append(f"{where}: volume {v.get('name')} configMap: unknown field(s) {sorted(extra)}")
+        volumes.add(v.get("name"))
+    for c in containers:
+        for e in c.get("env", []):
+            if set(e) - K8S_ENV_VAR or "name" not in e:
+                errors.append(f"{where}: env {e}: fields {sorted(K8S_ENV_VAR)}, name required")
+        for m in c.get("volumeMounts", []):
+            if set(m) - K8S_VOLUME_MOUNT or not {"name", "mountPath"} <= set(m):
+                errors.append(f"{where}: volumeMount {m}: fields {sorted(K8S_VOLUME_MOUNT)}, name and mountPath required")
+            elif m["name"] not in volumes:
+                errors.append(f"{where}: volumeMount {m['mountPath']} names volume {m['name']!r}, which this pod part does not add")
 
 
 # ------------------------------------------------------------------ references between manifests
@@ -412,6 +554,7 @@ def check_references(docs) -> list[str]:
                     errors.append(f"{where}: targetRef {ref} is not shipped")
     for where, labels, config in istio_plugin_configs(docs):
         errors += check_istio_clusters(docs, where, labels, config)
+    errors += check_plugin_clusters(docs)
     return errors
 
 
@@ -445,6 +588,272 @@ def check_istio_clusters(docs, where: str, labels: dict, config: dict) -> list[s
             errors.append(f"{where}: cluster {value} exists on the gateway only while PILOT_FILTER_GATEWAY_CLUSTER_CONFIG "
                           f"is off: route to {host} from a VirtualService on the gateway, or list it in the "
                           "envoyfilter.istio.io/referenced-services annotation of an EnvoyFilter for the gateway")
+    return errors
+
+
+# ------------------------------------------- clusters, file SDS and environment of the proxies
+# The plugin configuration's keys that name an Envoy cluster (src/config).
+CLUSTER_KEYS = {"sts_cluster", "web_identity_cluster", "container_cluster", "imds_cluster"}
+SECRET_TYPE = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
+# The Istio gateway Deployment (namespace, name, proxy container) whose pods carry these labels:
+# the prerequisite of deploy/README.md, patched by deploy/istio/eks/gateway-deployment-patch.yaml.
+ISTIO_GATEWAY_DEPLOYMENTS = {frozenset({"istio": "ingressgateway"}.items()): ("istio-system", "istio-ingressgateway",
+                                                                            "istio-proxy")}
+# What EKS sets in a pod for each credentials source (IRSA; Pod Identity), and variables a
+# configuration may name in host_env_keys that nothing needs to set.
+EKS_SETS = {"web_identity": {"AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"},
+            "container": {"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"}}
+EKS_SETS["chain"] = EKS_SETS["web_identity"] | EKS_SETS["container"]
+OPTIONAL_ENV = {"AWS_SESSION_TOKEN", "AWS_ROLE_SESSION_NAME"}
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+def named_clusters(config: dict) -> set[str]:
+    """The clusters a plugin configuration names (credentials, assume_role, profiles)."""
+    return {node[key] for node in walk(config) for key in CLUSTER_KEYS & set(node) if isinstance(node[key], str)}
+
+
+def istio_added_clusters(docs, labels: dict) -> dict[str, dict]:
+    """name -> cluster of every cluster a shipped EnvoyFilter for the workloads `labels` adds to
+    their gateways: CLUSTER ADD with context GATEWAY or ANY (istiod adds those to gateways
+    whatever PILOT_FILTER_GATEWAY_CLUSTER_CONFIG says: pilot/pkg/networking/core/envoyfilter/
+    cluster_patch.go InsertedClusters, appended in core/cluster.go)."""
+    out = {}
+    for _, _, doc in docs:
+        if doc.get("kind") != "EnvoyFilter" or istio_workload_labels(doc) != labels:
+            continue
+        for patch in (doc.get("spec") or {}).get("configPatches", []):
+            value = (patch.get("patch") or {}).get("value") or {}
+            if (patch.get("applyTo") == "CLUSTER" and (patch.get("patch") or {}).get("operation") == "ADD"
+                    and (patch.get("match") or {}).get("context", "ANY") in ("GATEWAY", "ANY")):
+                out[value.get("name")] = value
+    return out
+
+
+def eg_proxies(docs, policy: dict) -> list[tuple[dict, dict | None]]:
+    """(Gateway, its EnvoyProxy or None) for every shipped Gateway an EnvoyExtensionPolicy
+    applies to: through its HTTPRoutes' parentRefs, then the Gateway's infrastructure.parametersRef
+    or its GatewayClass's parametersRef (the EnvoyProxy whose bootstrap the proxies run)."""
+    ns, spec = ns_of(policy), policy.get("spec") or {}
+    gateways = []
+    for ref in spec.get("targetRefs", []) + ([spec["targetRef"]] if spec.get("targetRef") else []):
+        if ref.get("kind") == "Gateway":
+            gateways.append(find(docs, GATEWAY_API_GROUP, "Gateway", ref.get("name"), ns))
+            continue
+        route = find(docs, GATEWAY_API_GROUP, ref.get("kind"), ref.get("name"), ns) or {}
+        for p in (route.get("spec") or {}).get("parentRefs", []):
+            gateways.append(find(docs, p.get("group", GATEWAY_API_GROUP), p.get("kind", "Gateway"), p.get("name"),
+                                 p.get("namespace", ns)))
+    out = []
+    for gw in filter(None, gateways):
+        ref = ((gw.get("spec") or {}).get("infrastructure") or {}).get("parametersRef") or {}
+        proxy = None
+        if ref.get("kind") == "EnvoyProxy":
+            proxy = find(docs, EG_GROUP, "EnvoyProxy", ref.get("name"), ns_of(gw))
+        else:
+            cls = find(docs, GATEWAY_API_GROUP, "GatewayClass", (gw.get("spec") or {}).get("gatewayClassName")) or {}
+            ref = (cls.get("spec") or {}).get("parametersRef") or {}
+            if ref.get("kind") == "EnvoyProxy":
+                proxy = find(docs, EG_GROUP, "EnvoyProxy", ref.get("name"), ref.get("namespace"))
+        out.append((gw, proxy))
+    return out
+
+
+def bootstrap_clusters(proxy: dict) -> dict[str, dict]:
+    """name -> cluster of the static clusters an EnvoyProxy adds to its proxies' bootstrap."""
+    bootstrap = (proxy.get("spec") or {}).get("bootstrap") or {}
+    clusters = (((yaml.safe_load(bootstrap.get("value") or "") or {}).get("static_resources") or {})
+                .get("clusters", []))
+    for op in bootstrap.get("jsonPatches", []):
+        if op.get("op") == "add" and str(op.get("path", "")).startswith("/static_resources/clusters"):
+            clusters = clusters + (op["value"] if isinstance(op.get("value"), list) else [op.get("value") or {}])
+    return {c.get("name"): c for c in clusters}
+
+
+def check_plugin_clusters(docs) -> list[str]:
+    """Every cluster a plugin configuration names exists on the proxies that run it: an Istio
+    mesh cluster (outbound|…, check_istio_clusters) or one a shipped EnvoyFilter adds to the
+    gateway; for Envoy Gateway, a static cluster of the bootstrap of the Gateway's EnvoyProxy."""
+    errors = []
+    for where, labels, config in istio_plugin_configs(docs):
+        added = istio_added_clusters(docs, labels)
+        for name in sorted(named_clusters(config)):
+            if not name.startswith("outbound|") and name not in added:
+                errors.append(f"{where}: cluster {name!r} is neither a mesh cluster (outbound|…) nor added to the "
+                              f"gateway by a shipped EnvoyFilter (CLUSTER ADD, context GATEWAY or ANY, the same "
+                              f"workloadSelector; added: {sorted(added)})")
+    for path, i, doc in docs:
+        if doc.get("kind") != "EnvoyExtensionPolicy":
+            continue
+        where = f"{path.relative_to(ROOT)}[{i}] EnvoyExtensionPolicy/{doc['metadata'].get('name')}"
+        for gw, proxy in eg_proxies(docs, doc):
+            if proxy is None:
+                errors.append(f"{where}: Gateway {ns_of(gw)}/{gw['metadata']['name']} has no shipped EnvoyProxy: "
+                              "the clusters the filter names would not exist")
+                continue
+            clusters = bootstrap_clusters(proxy)
+            for w in (doc.get("spec") or {}).get("wasm", []):
+                for name in sorted(named_clusters(w.get("config") or {}) - set(clusters)):
+                    errors.append(f"{where}: cluster {name!r} is not in the bootstrap of EnvoyProxy "
+                                  f"{ns_of(proxy)}/{proxy['metadata']['name']} (clusters: {sorted(clusters)})")
+    return errors
+
+
+def envoy_pieces(docs):
+    """(label, owner, Envoy object) for every piece of Envoy configuration a mesh manifest adds
+    to its proxies: an EnvoyFilter's CLUSTER ADD value, an EnvoyProxy's bootstrap part."""
+    for path, i, doc in docs:
+        where = f"{path.relative_to(ROOT)}[{i}] {doc.get('kind')}/{doc['metadata'].get('name')}"
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "EnvoyFilter":
+            for patch in spec.get("configPatches", []):
+                value = (patch.get("patch") or {}).get("value") or {}
+                if patch.get("applyTo") == "CLUSTER" and (patch.get("patch") or {}).get("operation") == "ADD":
+                    yield f"{where} cluster {value.get('name')}", doc, value
+        elif doc.get("kind") == "EnvoyProxy" and (spec.get("bootstrap") or {}).get("value"):
+            yield f"{where} bootstrap", doc, yaml.safe_load(spec["bootstrap"]["value"]) or {}
+
+
+def file_sds(obj):
+    """(node, path_config_source) of every file-based SDS secret config in an Envoy object; the
+    node's `name` is the secret's."""
+    for node in walk(obj):
+        sds = node.get("sds_config")
+        if isinstance(sds, dict) and isinstance(sds.get("path_config_source"), dict):
+            yield node, sds["path_config_source"]
+
+
+def proxy_pod(docs, owner: dict) -> tuple[str, dict[str, str | None], str]:
+    """(namespace, {mount path: ConfigMap name or None}, what) of the proxy container that runs
+    the Envoy pieces of `owner`: for an Istio EnvoyFilter the gateway Deployment its
+    workloadSelector names (ISTIO_GATEWAY_DEPLOYMENTS) as the shipped patches of it leave it; for
+    an EnvoyProxy its envoyDeployment's pod and container (Envoy Gateway runs the proxies in its
+    own namespace, the EnvoyProxy's here)."""
+    mounts: dict[str, str | None] = {}
+    if owner.get("kind") == "EnvoyFilter":
+        target = ISTIO_GATEWAY_DEPLOYMENTS.get(frozenset(istio_workload_labels(owner).items()))
+        if target is None:
+            return "", mounts, f"no known gateway Deployment for {istio_workload_labels(owner)}"
+        ns, name, container = target
+        for _, _, d in docs:
+            if d.get("kind") == "Deployment" and ns_of(d) == ns and d["metadata"].get("name") == name:
+                pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+                volumes = {v.get("name"): (v.get("configMap") or {}).get("name") for v in pod.get("volumes", [])}
+                for c in pod.get("containers", []):
+                    if c.get("name") == container:
+                        mounts.update({m["mountPath"].rstrip("/"): volumes.get(m["name"]) for m in c.get("volumeMounts", [])})
+        return ns, mounts, f"the pods of Deployment {ns}/{name}, container {container} (with the shipped patches),"
+    deployment = ((((owner.get("spec") or {}).get("provider") or {}).get("kubernetes") or {})
+                  .get("envoyDeployment") or {})
+    volumes = {v.get("name"): (v.get("configMap") or {}).get("name")
+               for v in (deployment.get("pod") or {}).get("volumes", [])}
+    for m in (deployment.get("container") or {}).get("volumeMounts", []):
+        mounts[m["mountPath"].rstrip("/")] = volumes.get(m["name"])
+    return ns_of(owner), mounts, f"the proxies of EnvoyProxy {ns_of(owner)}/{owner['metadata']['name']}"
+
+
+def with_mounted_sds(docs, owner: dict, obj: dict, tmp: Path | None) -> dict:
+    """A copy of the Envoy object `obj` of `owner` whose file-SDS paths point into `tmp`, where
+    the ConfigMap mounted at each path's directory in the proxy pod is written, key by key, as
+    the pod sees it (tmp None, or nothing mounted: the path stays)."""
+    obj = copy.deepcopy(obj)
+    if tmp is None:
+        return obj
+    ns, mounts, _ = proxy_pod(docs, owner)
+    for _, source in file_sds(obj):
+        directory, _, file = str(source.get("path", "")).rpartition("/")
+        cm = find(docs, "", "ConfigMap", mounts.get(directory), ns) if mounts.get(directory) else None
+        if cm is None:
+            continue
+        local = tmp / ns / cm["metadata"]["name"]
+        local.mkdir(parents=True, exist_ok=True)
+        for key, text in (cm.get("data") or {}).items():
+            (local / key).write_text(text)
+        source["path"] = str(local / file)
+        if (source.get("watched_directory") or {}).get("path") == directory:
+            source["watched_directory"]["path"] = str(local)
+    return obj
+
+
+def check_proxy_pods(docs) -> list[str]:
+    """What the proxies' pods must hold for the shipped Envoy pieces and plugin configurations:
+    - every file-SDS path of an Envoy piece (EnvoyFilter CLUSTER ADD, EnvoyProxy bootstrap) is a
+      key of the ConfigMap the proxy container mounts at the path's directory, shipped in the
+      proxies' namespace, watched there (watched_directory), holding the secret the config
+      names, and equal to the file of examples/eks/sds of the same name;
+    - for Envoy Gateway: every env.hostKeys entry is in the EnvoyProxy's container env (from a
+      shipped Secret that has the key), set by EKS for the configuration's credentials source,
+      or optional; the ExternalId variable is in both; with web identity (IRSA) the Gateway's
+      infrastructure.annotations carry eks.amazonaws.com/role-arn, which Envoy Gateway puts on
+      the proxies' ServiceAccount (so EKS mounts the token)."""
+    errors = []
+    for where, owner, obj in envoy_pieces(docs):
+        sds = list(file_sds(obj))
+        if not sds:
+            continue
+        ns, mounts, pod = proxy_pod(docs, owner)
+        for node, source in sds:
+            path = str(source.get("path", ""))
+            directory, _, file = path.rpartition("/")
+            watched = (source.get("watched_directory") or {}).get("path")
+            if watched != directory:
+                errors.append(f"{where}: {path}: watched_directory {watched!r} is not the file's directory (a "
+                              "ConfigMap volume swaps its ..data there)")
+            if mounts.get(directory) is None:
+                errors.append(f"{where}: reads {path}, but {pod} mount no ConfigMap volume at {directory} "
+                              f"(mount path -> ConfigMap: {mounts})")
+                continue
+            cm = find(docs, "", "ConfigMap", mounts[directory], ns)
+            data = (cm or {}).get("data") or {}
+            if file not in data:
+                errors.append(f"{where}: reads {path}, but the ConfigMap {ns}/{mounts[directory]} mounted there "
+                              + ("is not shipped" if cm is None else f"has only {sorted(data)}"))
+                continue
+            try:
+                response = json.loads(data[file])
+            except ValueError as e:
+                errors.append(f"{where}: ConfigMap {ns}/{mounts[directory]} {file}: not JSON: {e}")
+                continue
+            names = [r.get("name") for r in response.get("resources", []) if r.get("@type") == SECRET_TYPE]
+            if node.get("name") not in names:
+                errors.append(f"{where}: {file} holds the secrets {names}, not {node.get('name')!r}")
+            example = ROOT / "examples/eks/sds" / file
+            if example.is_file() and json.loads(example.read_text()) != response:
+                errors.append(f"{where}: ConfigMap {ns}/{mounts[directory]} {file} differs from examples/eks/sds/{file}")
+    for path, i, doc in docs:
+        if doc.get("kind") != "EnvoyExtensionPolicy":
+            continue
+        where = f"{path.relative_to(ROOT)}[{i}] EnvoyExtensionPolicy/{doc['metadata'].get('name')}"
+        for gw, proxy in eg_proxies(docs, doc):
+            if proxy is None:
+                continue  # check_plugin_clusters
+            container = ((((proxy.get("spec") or {}).get("provider") or {}).get("kubernetes") or {})
+                         .get("envoyDeployment") or {}).get("container") or {}
+            env = {e.get("name"): e for e in container.get("env", [])}
+            for name, e in env.items():
+                ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+                if ref:
+                    secret = find(docs, "", "Secret", ref.get("name"), ns_of(proxy)) or {}
+                    if ref.get("key") not in {**(secret.get("data") or {}), **(secret.get("stringData") or {})}:
+                        errors.append(f"EnvoyProxy {ns_of(proxy)}/{proxy['metadata']['name']}: env {name} from "
+                                      f"Secret {ref.get('name')} key {ref.get('key')}, which no shipped Secret there has")
+            for w in (doc.get("spec") or {}).get("wasm", []):
+                config = w.get("config") or {}
+                source = (config.get("credentials") or {}).get("source")
+                keys = set((w.get("env") or {}).get("hostKeys", []))
+                for key in sorted(keys - set(env) - EKS_SETS.get(source, set()) - OPTIONAL_ENV):
+                    errors.append(f"{where}: hostKey {key} is set by nothing shipped: not in the container env of "
+                                  f"EnvoyProxy {ns_of(proxy)}/{proxy['metadata']['name']}, nor by EKS for "
+                                  f"credentials.source {source!r}")
+                for node in walk(config):
+                    var = node.get("external_id_env")
+                    if isinstance(var, str) and not (var in keys and var in env):
+                        errors.append(f"{where}: external_id_env {var} must be in env.hostKeys and in the "
+                                      f"container env of EnvoyProxy {ns_of(proxy)}/{proxy['metadata']['name']}")
+                annotations = ((gw.get("spec") or {}).get("infrastructure") or {}).get("annotations") or {}
+                if source == "web_identity" and IRSA_ANNOTATION not in annotations:
+                    errors.append(f"{where}: web identity (IRSA), but Gateway {ns_of(gw)}/{gw['metadata']['name']} "
+                                  f"has no infrastructure.annotations {IRSA_ANNOTATION}: EKS mounts no token")
     return errors
 
 
@@ -648,6 +1057,18 @@ def broken_manifests(docs):
         if d.get("kind") == "EnvoyPatchPolicy":
             d["spec"]["targetRefs"] = [d["spec"].pop("targetRef")]
 
+    def rename_eg_sts(d):
+        if d.get("kind") == "EnvoyExtensionPolicy":
+            for w in d["spec"]["wasm"]:
+                w["config"]["credentials"]["assume_role"]["sts_cluster"] = "sts-not-in-the-bootstrap"
+
+    def drop_env(name):
+        def drop(d):
+            if d.get("kind") == "EnvoyProxy":
+                container = d["spec"]["provider"]["kubernetes"]["envoyDeployment"]["container"]
+                container["env"] = [e for e in container.get("env", []) if e["name"] != name]
+        return drop
+
     return [
         # What shipped before: `\.` in the regex string (Envoy Gateway skipped the patch).
         ("the jsonPath shipped before", edit(json_path(
@@ -662,7 +1083,235 @@ def broken_manifests(docs):
         ("a Gateway API Gateway not shipped", edit(drop_kind("Gateway", GATEWAY_API_GROUP)), check_references),
         ("an Istio Gateway not shipped", edit(drop_kind("Gateway", ISTIO_GROUP)), check_references),
         ("the STS host not in referenced-services", edit(rename_sts_reference), check_references),
+        ("an Envoy Gateway plugin configuration naming a cluster its EnvoyProxy's bootstrap lacks",
+         edit(rename_eg_sts), check_references),
+        ("an EnvoyProxy without AWS_ACCESS_KEY_ID in the container env", edit(drop_env("AWS_ACCESS_KEY_ID")),
+         check_proxy_pods),
     ]
+
+
+# ------------------------------------------------------------------ deploy/*/eks: the EKS variants
+# Each variant is the base manifests of one mesh, without the files it does not go with, with
+# its own files applied over them: a resource of the same group, kind, namespace and name
+# replaces the base one, as `kubectl apply` does (deploy/README.md, EKS). Every check of the
+# base manifests runs on each variant, plus the drift check (check_variant_drift).
+EKS_VARIANTS = {
+    "istio/eks IRSA": {
+        "base": "deploy/istio", "without": ["deploy/istio/wasmplugin.yaml"],
+        "files": ["deploy/istio/eks/sds.yaml", "deploy/istio/eks/gateway-deployment-patch.yaml",
+                  "deploy/istio/eks/irsa.yaml"]},
+    "istio/eks Pod Identity": {
+        "base": "deploy/istio", "without": ["deploy/istio/wasmplugin.yaml"],
+        "files": ["deploy/istio/eks/sds.yaml", "deploy/istio/eks/gateway-deployment-patch.yaml",
+                  "deploy/istio/eks/pod-identity.yaml"]},
+    "envoy-gateway/eks IRSA": {
+        "base": "deploy/envoy-gateway",
+        "files": ["deploy/envoy-gateway/eks/sds.yaml", "deploy/envoy-gateway/eks/irsa.yaml"]},
+    "envoy-gateway/eks Pod Identity": {
+        "base": "deploy/envoy-gateway",
+        "files": ["deploy/envoy-gateway/eks/sds.yaml", "deploy/envoy-gateway/eks/pod-identity.yaml"]},
+}
+
+
+def identity(doc: dict) -> tuple:
+    return (str(doc.get("apiVersion", "")).rpartition("/")[0], doc.get("kind"), ns_of(doc),
+            (doc.get("metadata") or {}).get("name"))
+
+
+def variant_manifests(base, variant: dict) -> tuple[list, list]:
+    """(the variant's whole set of documents, its own documents)."""
+    own = load_manifests(ROOT / f for f in variant["files"])
+    docs = [d for d in base if d[0].is_relative_to(ROOT / variant["base"])
+            and str(d[0].relative_to(ROOT)) not in variant.get("without", [])]
+    keys = {identity(d) for _, _, d in own}
+    return [d for d in docs if identity(d[2]) not in keys] + own, own
+
+
+def pruned(obj):
+    """`obj` without empty mappings and lists (what Kubernetes treats as absent)."""
+    if isinstance(obj, dict):
+        obj = {k: pruned(v) for k, v in obj.items()}
+        return {k: v for k, v in obj.items() if v not in ({}, [], None)}
+    if isinstance(obj, list):
+        return [pruned(v) for v in obj]
+    return obj
+
+
+def first_difference(a, b, where: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                return f"{where}.{key}: only in the {'variant' if key in b else 'base'}"
+            diff = first_difference(a[key], b[key], f"{where}.{key}")
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} entries in the base, {len(b)} in the variant"
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = first_difference(x, y, f"{where}[{i}]")
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{where}: {a!r} in the base, {b!r} in the variant"
+
+
+def comparable(doc: dict) -> dict:
+    """`doc` without what an EKS variant changes on purpose: the plugin configuration's
+    credentials and the VM's environment keys; the clusters the variant adds (EnvoyFilter
+    CLUSTER ADD; the bootstrap, compared apart); the proxy pod's volumes, mounts, securityContext,
+    env and ServiceAccount (EnvoyProxy); the Gateway's infrastructure."""
+    doc = copy.deepcopy(doc)
+    spec = doc.get("spec") or {}
+    if doc.get("kind") == "EnvoyFilter":
+        spec["configPatches"] = [p for p in spec.get("configPatches", []) if p.get("applyTo") != "CLUSTER"]
+        for p in spec["configPatches"]:
+            typed = ((p.get("patch") or {}).get("value") or {}).get("typed_config") or {}
+            if typed.get("@type") == WASM_TYPE:
+                config = typed.get("config") or {}
+                plugin = json.loads((config.get("configuration") or {}).get("value") or "{}")
+                plugin.pop("credentials", None)
+                config.setdefault("configuration", {})["value"] = plugin
+                (config.get("vm_config") or {}).pop("environment_variables", None)
+    elif doc.get("kind") == "EnvoyExtensionPolicy":
+        for w in spec.get("wasm", []):
+            (w.get("config") or {}).pop("credentials", None)
+            w.pop("env", None)
+    elif doc.get("kind") == "EnvoyProxy":
+        spec["bootstrap"] = {k: v for k, v in (spec.get("bootstrap") or {}).items() if k == "type"}
+        kubernetes = (spec.get("provider") or {}).get("kubernetes") or {}
+        kubernetes.pop("envoyServiceAccount", None)
+        deployment = kubernetes.get("envoyDeployment") or {}
+        pod = deployment.get("pod") or {}
+        for key in ("volumes", "securityContext"):
+            pod.pop(key, None)
+        for key in ("env", "volumeMounts"):
+            (deployment.get("container") or {}).pop(key, None)
+    elif doc.get("kind") == "Gateway":
+        spec.pop("infrastructure", None)
+    return pruned(doc)
+
+
+def check_variant_drift(base, docs) -> list[str]:
+    """Every document of `docs` that replaces a base one differs from it only where an EKS
+    variant must (comparable), and an EnvoyProxy keeps every base bootstrap cluster as it is:
+    a change to the base manifests (a flag, a timeout, an image) reaches the variants too."""
+    errors = []
+    for path, i, doc in docs:
+        base_doc = next((d for p, _, d in base if identity(d) == identity(doc) and not is_variant_file(p)), None)
+        if base_doc is None or base_doc is doc:
+            continue
+        where = f"{path.relative_to(ROOT)}[{i}] {doc.get('kind')}/{doc['metadata'].get('name')}"
+        diff = first_difference(comparable(base_doc), comparable(doc))
+        if diff:
+            errors.append(f"{where}: differs from the base manifest beyond what the EKS variant changes: {diff}")
+        if doc.get("kind") == "EnvoyProxy":
+            clusters = bootstrap_clusters(doc)
+            for name, cluster in bootstrap_clusters(base_doc).items():
+                if clusters.get(name) != cluster:
+                    errors.append(f"{where}: the base bootstrap cluster {name!r} is " +
+                                  ("missing" if name not in clusters else "changed"))
+    return errors
+
+
+def broken_variant_manifests(base, docs, own, mesh: str):
+    """(what, broken copy of the variant's documents, check) that the checks must reject."""
+    own_keys = {identity(d) for _, _, d in own}
+
+    def edit(change):
+        broken = copy.deepcopy(docs)
+        for _, _, doc in broken:
+            if identity(doc) in own_keys:
+                change(doc)
+        return broken
+
+    def plugin_configs(doc):
+        """(the plugin configuration, a function storing it back) of an own document."""
+        for p in (doc.get("spec") or {}).get("configPatches", []):
+            typed = ((p.get("patch") or {}).get("value") or {}).get("typed_config") or {}
+            if typed.get("@type") == WASM_TYPE:
+                config = typed["config"]["configuration"]
+                yield json.loads(config["value"]), lambda plugin, c=config: c.__setitem__("value", json.dumps(plugin))
+        for w in (doc.get("spec") or {}).get("wasm", []) if doc.get("kind") == "EnvoyExtensionPolicy" else []:
+            yield w["config"], lambda plugin, w=w: w.__setitem__("config", plugin)
+
+    def unshipped_cluster(doc):
+        for plugin, store in plugin_configs(doc):
+            for key in ("web_identity_cluster", "container_cluster"):
+                if key in plugin.get("credentials", {}):
+                    plugin["credentials"][key] += "_not_shipped"
+            store(plugin)
+
+    def other_timeout(doc):
+        for plugin, store in plugin_configs(doc):
+            plugin["timeout_ms"] = plugin.get("timeout_ms", 0) + 1
+            store(plugin)
+
+    def cluster_context(doc):
+        for p in (doc.get("spec") or {}).get("configPatches", []):
+            if p.get("applyTo") == "CLUSTER":
+                p.setdefault("match", {})["context"] = "SIDECAR_OUTBOUND"
+
+    def sds_files_dropped(doc):
+        if doc.get("kind") == "ConfigMap":
+            doc["data"] = {k: v for k, v in doc.get("data", {}).items() if not k.endswith(".json")}
+
+    def mount_elsewhere(doc):
+        if doc.get("kind") == "Deployment":
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                for m in c.get("volumeMounts", []):
+                    m["mountPath"] = "/etc/somewhere-else"
+
+    def pod_part(doc):
+        return doc["spec"]["provider"]["kubernetes"]["envoyDeployment"] if doc.get("kind") == "EnvoyProxy" else None
+
+    def no_volumes(doc):
+        if pod_part(doc):
+            pod_part(doc).get("pod", {}).pop("volumes", None)
+
+    def no_external_id(doc):
+        if pod_part(doc):
+            container = pod_part(doc)["container"]
+            container["env"] = [e for e in container.get("env", []) if e["name"] != "LAMBDA_EXTERNAL_ID"]
+
+    def no_irsa_annotation(doc):
+        if doc.get("kind") == "Gateway":
+            ((doc["spec"].get("infrastructure") or {}).get("annotations") or {}).pop(IRSA_ANNOTATION, None)
+
+    def policy_renamed(doc):
+        if doc.get("kind") == "EnvoyExtensionPolicy":
+            doc["metadata"]["name"] += "-renamed"
+
+    def drift(broken):
+        return check_variant_drift(base, broken)
+
+    def patches_fail(broken):
+        return not all(ok for _, ok, _ in check_patch_policies(broken))
+
+    out = [
+        ("the plugin configuration naming a token cluster the manifests do not add", edit(unshipped_cluster),
+         check_references),
+        ("the SDS ConfigMap without the files the cluster reads", edit(sds_files_dropped), check_proxy_pods),
+        ("a timeout_ms differing from the base manifest's", edit(other_timeout), drift),
+    ]
+    if mesh == "istio":
+        out += [
+            ("the cluster patch for SIDECAR_OUTBOUND only (never on the gateway)", edit(cluster_context),
+             check_references),
+            ("the gateway patch mounting the SDS ConfigMap elsewhere", edit(mount_elsewhere), check_proxy_pods),
+        ]
+    else:
+        out += [
+            ("the EnvoyProxy without the SDS volume", edit(no_volumes), check_proxy_pods),
+            ("the EnvoyProxy without LAMBDA_EXTERNAL_ID in the container env", edit(no_external_id), check_proxy_pods),
+            ("the EnvoyExtensionPolicy renamed (the EnvoyPatchPolicy no longer finds its filter)",
+             edit(policy_renamed), patches_fail),
+        ]
+        if any(IRSA_ANNOTATION in (((d.get("spec") or {}).get("infrastructure") or {}).get("annotations") or {})
+               for _, _, d in own):
+            out.append(("the Gateway without the IRSA role annotation", edit(no_irsa_annotation), check_proxy_pods))
+    return [(what, broken if broken != docs else None, check) for what, broken, check in out]
 
 
 # ------------------------------------------------------------------ examples/*/kustomization.yaml
@@ -785,16 +1434,60 @@ def main() -> int:
     errors = check_fields(docs)
     report(not errors, "deploy/ manifests use their APIs' field names", "\n".join(errors))
     errors = check_references(docs)
-    report(not errors, "deploy/ manifests name only shipped resources; Istio plugin clusters reach the gateway",
-           "\n".join(errors))
+    report(not errors, "deploy/ manifests name only shipped resources; the clusters plugin configurations name "
+           "reach their proxies", "\n".join(errors))
+    errors = check_proxy_pods(docs)
+    report(not errors, "deploy/ proxies: file-SDS mounts, environment", "\n".join(errors))
     for label, ok, output in check_patch_policies(docs):
         report(ok, label, output)
     # The deploy/ checks must be able to fail.
     for what, broken, check in broken_manifests(docs):
         report(bool(check(broken)), f"rejected: {what}", "accepted")
-    for label, text in deploy_envoy_configs(docs):
+    tmp_dir = tempfile.TemporaryDirectory(prefix="validate-deploy-")
+    tmp = Path(tmp_dir.name)
+    for label, text in deploy_envoy_configs(docs, tmp):
         ok, output = validate_text(text)
         report(ok, label, output)
+
+    # deploy/*/eks: each EKS variant, checked as the base is, plus drift from the base.
+    covered = {f for variant in EKS_VARIANTS.values() for f in variant["files"]}
+    stray = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "deploy").rglob("*.yaml"))
+             if is_variant_file(p) and str(p.relative_to(ROOT)) not in covered]
+    report(not stray, "every deploy/*/eks/ file is part of an EKS variant (EKS_VARIANTS)", "not in any: " + " ".join(stray))
+    for name, variant in EKS_VARIANTS.items():
+        try:
+            vdocs, own = variant_manifests(docs, variant)
+        except (OSError, yaml.YAMLError) as e:
+            report(False, f"{name}: manifests parse as YAML", str(e))
+            continue
+        report(bool(own), f"{name}: {' + '.join(Path(f).name for f in variant['files'])} over {variant['base']}/ "
+               f"({len(own)} documents)", "no documents")
+        checks = [
+            ("its manifests use their APIs' field names", check_fields(own)),
+            ("names only shipped resources; the clusters its plugin configuration names reach the proxies",
+             check_references(vdocs)),
+            ("proxies: file-SDS paths are files of the mounted ConfigMap (= examples/eks/sds), environment",
+             check_proxy_pods(vdocs)),
+            ("differs from the base manifests only in credentials, clusters, mounts and identity",
+             check_variant_drift(docs, vdocs)),
+        ]
+        for label, errors in checks:
+            report(not errors, f"{name}: {label}", "\n".join(errors))
+        for label, ok, output in check_patch_policies(vdocs):
+            report(ok, f"{name}: {label}", output)
+        for what, broken, check in broken_variant_manifests(docs, vdocs, own, variant["base"].split("/")[1]):
+            report(broken is not None and bool(check(broken)), f"{name}: rejected: {what}",
+                   "the broken copy changed nothing" if broken is None else "accepted")
+        for label, text in deploy_envoy_configs(own, tmp, vdocs):
+            ok, output = validate_text(text)
+            report(ok, f"{name}: {label}", output)
+        # The SDS files are really loaded: without them (the paths as shipped) Envoy refuses.
+        for label, text in deploy_envoy_configs(own, None, vdocs):
+            if "path_config_source" in text:
+                ok, output = validate_text(text)
+                report(not ok and "must refer to an existing path" in output,
+                       f"{name}: rejected: {label} without its SDS file", output)
+    tmp_dir.cleanup()
 
     # The check must be able to fail: a config with a bad plugin configuration is rejected.
     bad = (ROOT / "envoy/local.yaml").read_text().replace('"region": "us-east-1"', '"region": "nowhere"')
