@@ -110,6 +110,8 @@ def test_per_function_outcomes_are_labelled_by_the_shipped_stats_tags(envoy_fact
     assert sample(text, family, function="echo-fn", **{"class": "throttled"}) is None
     assert any(l.startswith("proxy_wasm_lambda_function_latency_ms_bucket{function=\"orders:live\"")
                for l in text.splitlines()), "latency by function"
+    # Per-profile refresh counters carry the profile as a label (0 for static keys).
+    assert sample(text, "proxy_wasm_lambda_credentials_profile_refresh_ok", profile="default") == 0
     # The function's segment is gone from the name: no per-function metric family.
     assert "orders" not in "".join(re.findall(r"^# TYPE (\S+)", text, re.M))
 
