@@ -10,6 +10,7 @@
 // clippy also checks, still reports dead code.
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
+mod access_log;
 mod answer;
 mod aws;
 mod config;

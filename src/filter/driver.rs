@@ -17,6 +17,7 @@ use super::io::*;
 use super::request::{Request, SharedRequest};
 use super::stats::Stats;
 use super::timing::{self, Phase as Timed, Timing};
+use crate::access_log::{access_log_value, FILTER_STATE_KEY};
 use crate::answer::MAX_ANSWER_BYTES;
 use crate::config::FilterConfig;
 use crate::credentials::profiles::CredentialProfiles;
@@ -517,6 +518,7 @@ impl Vm {
             Metric::InvokeSuccess,
             Outcome::Success,
         );
+        self.tell_access_log(request, "success");
     }
 
     fn count_failure(&self, request: &Request, failure: &RequestError) {
@@ -525,6 +527,29 @@ impl Vm {
             Metric::for_failure(failure),
             Outcome::of(failure),
         );
+        self.tell_access_log(request, failure.class());
+    }
+
+    /// The request's function, outcome, profile and Lambda request id, as filter state for
+    /// Envoy's access logs ([`crate::access_log`]).
+    fn tell_access_log(&self, request: &Request, class: &str) {
+        let flow = &request.flow;
+        let profile = flow
+            .profile()
+            .and_then(|id| self.config.profile(id))
+            .map(|p| p.name.as_str());
+        let value = access_log_value(
+            flow.metric_label().map(|l| &**l),
+            class,
+            profile,
+            flow.lambda_request_id(),
+        );
+        if let Err(status) = host::set_filter_state(FILTER_STATE_KEY, value.as_bytes()) {
+            debug!(
+                "#{} access log filter state not set: {status:?}",
+                request.context_id
+            );
+        }
     }
 
     /// The answer's headers arrived for a request forwarded in place.

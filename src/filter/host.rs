@@ -64,6 +64,12 @@ pub(super) fn set_buffer(
     status(unsafe { proxy_set_buffer_bytes(buffer, start, size, value.as_ptr(), value.len()) })
 }
 
+/// Sets the filter state `wasm.<key>` (a one-segment property path), which access logs print
+/// with `%FILTER_STATE(wasm.<key>:PLAIN)%`.
+pub(super) fn set_filter_state(key: &str, value: &[u8]) -> Result<(), Status> {
+    hostcalls::set_property(vec![key], Some(value))
+}
+
 /// A property by its path already serialized (segments joined by NUL, e.g.
 /// `b"xds\0cluster_name"`): what the SDK's `get_property` does without building the path
 /// on every call. `None` when the host has no value (or refuses).

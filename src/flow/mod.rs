@@ -213,6 +213,8 @@ pub(crate) struct RequestFlow {
     metric_label: Option<Rc<str>>,
     /// The Invoke's `X-Amzn-Trace-Id` ([`crate::trace`]), from the client's headers.
     trace_id: Option<String>,
+    /// The credentials profile of the route's target, once resolved (for access logs).
+    profile: Option<ProfileId>,
 }
 
 impl Default for RequestFlow {
@@ -226,6 +228,7 @@ impl Default for RequestFlow {
             head: false,
             metric_label: None,
             trace_id: None,
+            profile: None,
         }
     }
 }
@@ -237,6 +240,11 @@ impl RequestFlow {
     }
 
     /// Lambda's request id, once Lambda answered.
+    /// The credentials profile of the request's route (none before the route resolved).
+    pub(crate) fn profile(&self) -> Option<ProfileId> {
+        self.profile
+    }
+
     /// The `function` label of the request's metrics (none before the route resolved).
     pub(crate) fn metric_label(&self) -> Option<&Rc<str>> {
         self.metric_label.as_ref()

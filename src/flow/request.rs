@@ -26,6 +26,7 @@ impl RequestFlow {
             Ok(RouteTarget::Invoke(target)) => target,
         };
         self.metric_label = Some(target.metric_label.clone());
+        self.profile = target.credentials_profile;
         if target.credentials_profile.is_none() {
             // Never signed with some other credentials: refused, as route resolution does.
             return self.fail(RequestError::RouteConfigInvalid(ConfigError::new(

@@ -126,6 +126,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
         listeners: list[eh.Listener] | None = None,
         cluster_filters: dict[str, list[dict]] | None = None,
         stats_config: dict | None = None,
+        access_log: list[dict] | None = None,
     ) -> eh.Envoy:
         def as_routes(given: list | None) -> list[eh.Route]:
             return [r if isinstance(r, eh.Route) else eh.Route(*r) for r in given or [("/", "lambda")]]
@@ -150,6 +151,7 @@ def envoy_factory(request, wasm_path) -> Callable[..., eh.Envoy]:
             listeners=extra,
             cluster_filters=dict(cluster_filters or {}),
             stats_config=stats_config,
+            access_log=access_log,
         )
         if placement is not None:
             cfg.placement = placement

@@ -126,6 +126,8 @@ class EnvoyConfig:
     cluster_filters: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     # The bootstrap's stats_config (e.g. the shipped stats_tags); None: Envoy's default.
     stats_config: dict[str, Any] | None = None
+    # The main listener's HCM access_log entries; None: no access log.
+    access_log: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -284,6 +286,8 @@ def _hcm(
     }
     if upstream_filters:
         hcm["local_reply_config"] = LOCAL_REPLY_CONFIG
+    if cfg.access_log is not None and stat_prefix == "ingress":
+        hcm["access_log"] = cfg.access_log
     return hcm
 
 
