@@ -26,13 +26,14 @@ $(VENV)/.installed: tests/requirements.txt
 
 venv: $(VENV)/.installed
 
-# Debian packages the build and tests need: wasm-opt (binaryen) shrinks the .wasm.
-APT_PACKAGES := binaryen
+# Debian packages the build and tests need: wasm-opt (binaryen) shrinks the .wasm; promtool
+# (prometheus) checks deploy/observability.
+APT_PACKAGES := binaryen prometheus
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WASM_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int --enable-simd
 
 tools:
-	@command -v wasm-opt >/dev/null || { $(SUDO) apt-get install -y -q $(APT_PACKAGES) || \
+	@command -v wasm-opt >/dev/null && command -v promtool >/dev/null || { $(SUDO) apt-get install -y -q $(APT_PACKAGES) || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $(APT_PACKAGES); }; }
 
 # cargo's output, then wasm-opt -Oz in place (until it stops shrinking). --low-memory-unused:
@@ -63,6 +64,8 @@ unit:
 
 validate-configs: wasm venv
 	$(PYTHON) tests/validate_configs.py
+	promtool check rules deploy/observability/prometheus-rules.yaml
+	promtool test rules deploy/observability/prometheus-rules_test.yaml
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_oci.py tests/test_examples.py
 
 # The whole suite in each placement of the filter (README, Using it in Envoy): in the

@@ -34,6 +34,12 @@ Checked:
   every env.hostKeys variable is set by the EnvoyProxy's container env from a shipped Secret, by
   EKS for the credentials source, or is optional;
 - each of these deploy/ checks rejects a broken copy of the manifests (broken_manifests);
+- every shipped bootstrap (envoy/, examples/, a deploy/ ConfigMap, an EnvoyProxy's Merge, the
+  Istio bootstrap override) has exactly README.md's stats_config block; the Istio gateway, as
+  the shipped patches leave it, points ISTIO_BOOTSTRAP_OVERRIDE at a mounted ConfigMap holding
+  it; a Deployment annotated prometheus.io/scrape reaches only an exact GET /stats/prometheus of
+  an admin interface on loopback there; every query of deploy/observability/grafana-dashboard.json
+  parses as PromQL (promtool); broken copies of each are rejected (broken_stats);
 - the EKS variants (EKS_VARIANTS: deploy/istio/eks, deploy/envoy-gateway/eks, applied over the
   base manifests, replacing resources of the same name): all of the above on each, plus
   - the token-carrying cluster (an EnvoyFilter CLUSTER ADD, an EnvoyProxy bootstrap cluster)
@@ -128,9 +134,19 @@ def is_variant_file(path: Path) -> bool:
     return "eks" in path.relative_to(ROOT / "deploy").parts[:-1]
 
 
+def is_patch_file(path: Path) -> bool:
+    """A strategic-merge patch (`kubectl patch --patch-file`): patches of one resource compose."""
+    return path.name.endswith("-patch.yaml")
+
+
+# Not Kubernetes manifests: the dashboard, the Prometheus rules and their unit tests (promtool).
+OBSERVABILITY = ROOT / "deploy/observability"
+
+
 def manifests() -> list[tuple[Path, int, dict]]:
     """The base manifests of deploy/ (without the EKS variants)."""
-    return load_manifests(p for p in sorted((ROOT / "deploy").rglob("*.yaml")) if not is_variant_file(p))
+    return load_manifests(p for p in sorted((ROOT / "deploy").rglob("*.yaml"))
+                          if not is_variant_file(p) and not p.is_relative_to(OBSERVABILITY))
 
 
 def wasm_bootstrap(wasm_config: dict) -> str:
@@ -194,6 +210,8 @@ def deploy_envoy_configs(docs, tmp: Path | None, context=None) -> list[tuple[str
             for key, text in (doc.get("data") or {}).items():
                 if key.endswith((".yaml", ".yml")) and "static_resources" in text:
                     out.append((f"{where} {key}", text))
+                elif key == "custom_bootstrap.json":
+                    out.append((f"{where} {key} (the Istio bootstrap override)", text))
         elif kind == "EnvoyProxy" and (spec.get("bootstrap") or {}).get("value"):
             text = spec["bootstrap"]["value"]
             bootstrap = yaml.safe_load(text) or {}
@@ -1119,11 +1137,12 @@ def identity(doc: dict) -> tuple:
 
 
 def variant_manifests(base, variant: dict) -> tuple[list, list]:
-    """(the variant's whole set of documents, its own documents)."""
+    """(the variant's whole set of documents, its own documents). A base patch stays beside a
+    variant's patch of the same resource: both are applied."""
     own = load_manifests(ROOT / f for f in variant["files"])
     docs = [d for d in base if d[0].is_relative_to(ROOT / variant["base"])
             and str(d[0].relative_to(ROOT)) not in variant.get("without", [])]
-    keys = {identity(d) for _, _, d in own}
+    keys = {identity(d) for p, _, d in own if not is_patch_file(p)}
     return [d for d in docs if identity(d[2]) not in keys] + own, own
 
 
@@ -1200,7 +1219,7 @@ def check_variant_drift(base, docs) -> list[str]:
     errors = []
     for path, i, doc in docs:
         base_doc = next((d for p, _, d in base if identity(d) == identity(doc) and not is_variant_file(p)), None)
-        if base_doc is None or base_doc is doc:
+        if base_doc is None or base_doc is doc or is_patch_file(path):
             continue
         where = f"{path.relative_to(ROOT)}[{i}] {doc.get('kind')}/{doc['metadata'].get('name')}"
         diff = first_difference(comparable(base_doc), comparable(doc))
@@ -1312,6 +1331,233 @@ def broken_variant_manifests(base, docs, own, mesh: str):
                for _, _, d in own):
             out.append(("the Gateway without the IRSA role annotation", edit(no_irsa_annotation), check_proxy_pods))
     return [(what, broken if broken != docs else None, check) for what, broken, check in out]
+
+
+# ------------------------------------------------ stats_config, the metrics listener, dashboards
+# Where istio-agent finds the bootstrap it hands Envoy with --config-yaml (pkg/envoy/proxy.go).
+ISTIO_OVERRIDE_ENV = "ISTIO_BOOTSTRAP_OVERRIDE"
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def readme_stats_config() -> dict:
+    """The stats_config block of README.md (Stats): the one source every shipped bootstrap copies."""
+    blocks = re.findall(r"```yaml\n(stats_config:\n.*?)```", (ROOT / "README.md").read_text(), re.S)
+    if len(blocks) != 1:
+        raise ValueError(f"README.md: {len(blocks)} ```yaml blocks starting with stats_config:, expected 1")
+    return yaml.safe_load(blocks[0])["stats_config"]
+
+
+def shipped_bootstraps(docs) -> list[tuple[str, dict]]:
+    """(label, bootstrap or bootstrap part) of every Envoy bootstrap shipped in `docs`: a
+    ConfigMap's envoy.yaml, an Istio bootstrap override (a ConfigMap key a gateway's
+    ISTIO_BOOTSTRAP_OVERRIDE names, or custom_bootstrap.json), an EnvoyProxy's bootstrap."""
+    overrides = {Path(e["value"]).name for _, _, d in docs if d.get("kind") == "Deployment"
+                 for c in (((d.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers", [])
+                 for e in c.get("env", []) if e.get("name") == ISTIO_OVERRIDE_ENV and e.get("value")}
+    out = []
+    for path, i, doc in docs:
+        where = f"{path.relative_to(ROOT)}[{i}] {doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+        spec = doc.get("spec") or {}
+        if doc.get("kind") == "ConfigMap":
+            for key, text in (doc.get("data") or {}).items():
+                if (key.endswith((".yaml", ".yml")) and "static_resources" in text) or key in overrides | {
+                        "custom_bootstrap.json"}:
+                    out.append((f"{where} {key}", yaml.safe_load(text) or {}))
+        elif doc.get("kind") == "EnvoyProxy" and (spec.get("bootstrap") or {}).get("value"):
+            out.append((f"{where} bootstrap", yaml.safe_load(spec["bootstrap"]["value"]) or {}))
+    return out
+
+
+def check_stats_config(docs, readme: dict) -> list[str]:
+    """Every bootstrap shipped in `docs` has exactly README's stats_config; an EnvoyProxy's is
+    merged (type Merge appends its stats_tags to Envoy Gateway's own; Replace would drop
+    everything Envoy Gateway needs)."""
+    errors = []
+    for label, bootstrap in shipped_bootstraps(docs):
+        if bootstrap.get("stats_config") != readme:
+            errors.append(f"{label}: stats_config is {bootstrap.get('stats_config')!r}, not README's block")
+    for path, i, doc in docs:
+        bootstrap = (doc.get("spec") or {}).get("bootstrap") or {}
+        if doc.get("kind") == "EnvoyProxy" and bootstrap.get("type") != "Merge":
+            errors.append(f"{path.relative_to(ROOT)}[{i}] EnvoyProxy: bootstrap type {bootstrap.get('type')!r}, not Merge")
+    return errors
+
+
+def patched_pod(docs, ns: str, name: str, container: str) -> tuple[dict, dict[str, str | None]]:
+    """({env name: value}, {mount path: ConfigMap name or None}) of `container` in Deployment
+    ns/name as every shipped patch of it leaves it."""
+    env, mounts = {}, {}
+    for _, _, d in docs:
+        if d.get("kind") == "Deployment" and ns_of(d) == ns and d["metadata"].get("name") == name:
+            pod = ((d.get("spec") or {}).get("template") or {}).get("spec") or {}
+            volumes = {v.get("name"): (v.get("configMap") or {}).get("name") for v in pod.get("volumes", [])}
+            for c in pod.get("containers", []):
+                if c.get("name") == container:
+                    env.update({e.get("name"): e.get("value") for e in c.get("env", [])})
+                    mounts.update({m["mountPath"].rstrip("/"): volumes.get(m["name"]) for m in c.get("volumeMounts", [])})
+    return env, mounts
+
+
+def check_istio_stats_override(docs, readme: dict) -> list[str]:
+    """Each Istio gateway a shipped EnvoyFilter or WasmPlugin runs on gets README's stats_config:
+    its istio-proxy container (as the shipped patches leave it) has ISTIO_BOOTSTRAP_OVERRIDE
+    naming a file of the ConfigMap mounted at that directory, shipped in the gateway's
+    namespace, which holds the block."""
+    errors = []
+    selected = {frozenset(istio_workload_labels(d).items()) for _, _, d in docs
+                if d.get("kind") in ("EnvoyFilter", "WasmPlugin")}
+    for labels, (ns, name, container) in ISTIO_GATEWAY_DEPLOYMENTS.items():
+        if labels not in selected:
+            continue
+        env, mounts = patched_pod(docs, ns, name, container)
+        where = f"Deployment {ns}/{name} container {container} (with the shipped patches)"
+        path = env.get(ISTIO_OVERRIDE_ENV)
+        if not path:
+            errors.append(f"{where}: no {ISTIO_OVERRIDE_ENV}: the gateway's bootstrap has no stats_tags")
+            continue
+        directory, _, file = path.rpartition("/")
+        cm = find(docs, "", "ConfigMap", mounts.get(directory), ns) if mounts.get(directory) else None
+        if cm is None or file not in (cm.get("data") or {}):
+            errors.append(f"{where}: {ISTIO_OVERRIDE_ENV}={path}, but no shipped ConfigMap in {ns} with key {file} "
+                          f"is mounted at {directory} (mount path -> ConfigMap: {mounts})")
+        elif (yaml.safe_load(cm["data"][file]) or {}).get("stats_config") != readme:
+            errors.append(f"{where}: {path} (ConfigMap {ns}/{cm['metadata']['name']}) lacks README's stats_config")
+    return errors
+
+
+def socket_of(address: dict) -> tuple[str, int]:
+    s = (address or {}).get("socket_address") or {}
+    return str(s.get("address")), int(s.get("port_value", 0))
+
+
+def check_metrics_listeners(docs) -> list[str]:
+    """A Deployment that asks Prometheus to scrape it (prometheus.io/scrape) exposes only
+    /stats/prometheus there: the annotated port is a container port and, in the Envoy config the
+    container reads (-c, from the ConfigMap mounted there), a listener whose one route is an
+    exact GET /stats/prometheus to a cluster that is the admin interface, which listens on
+    loopback only."""
+    errors = []
+    for path, i, doc in docs:
+        template = (doc.get("spec") or {}).get("template") or {}
+        annotations = (template.get("metadata") or {}).get("annotations") or {}
+        if doc.get("kind") != "Deployment" or annotations.get("prometheus.io/scrape") != "true":
+            continue
+        where = f"{path.relative_to(ROOT)}[{i}] Deployment/{doc['metadata']['name']}"
+        port = int(annotations.get("prometheus.io/port", 0))
+        if annotations.get("prometheus.io/path") != "/stats/prometheus":
+            errors.append(f"{where}: prometheus.io/path {annotations.get('prometheus.io/path')!r}")
+        pod = template.get("spec") or {}
+        volumes = {v.get("name"): (v.get("configMap") or {}).get("name") for v in pod.get("volumes", [])}
+        for c in pod.get("containers", []):
+            args = c.get("args", [])
+            if "-c" not in args:
+                continue
+            if port not in [p.get("containerPort") for p in c.get("ports", [])]:
+                errors.append(f"{where}: prometheus.io/port {port} is no containerPort of {c.get('name')}")
+            config = args[args.index("-c") + 1]
+            directory, _, file = config.rpartition("/")
+            mounted = {m["mountPath"].rstrip("/"): volumes.get(m["name"]) for m in c.get("volumeMounts", [])}
+            cm = find(docs, "", "ConfigMap", mounted.get(directory), ns_of(doc)) or {}
+            bootstrap = yaml.safe_load((cm.get("data") or {}).get(file) or "{}") or {}
+            admin = socket_of((bootstrap.get("admin") or {}).get("address"))
+            if admin[0] not in LOOPBACK:
+                errors.append(f"{where}: the admin interface listens on {admin[0]}, not on loopback")
+            resources = bootstrap.get("static_resources") or {}
+            clusters = {cl.get("name"): cl for cl in resources.get("clusters", [])}
+            listeners = [li for li in resources.get("listeners", []) if socket_of(li.get("address"))[1] == port]
+            if len(listeners) != 1:
+                errors.append(f"{where}: {len(listeners)} listeners on the scraped port {port} in {config}")
+            for li in listeners:
+                hcms = [n for n in walk(li.get("filter_chains", [])) if "route_config" in n or "rds" in n]
+                if not hcms or any("rds" in n for n in hcms):
+                    errors.append(f"{where}: listener {li.get('name')}: its routes must be inline")
+                for hcm in hcms:
+                    for vh in (hcm.get("route_config") or {}).get("virtual_hosts", []):
+                        routes = vh.get("routes", [])
+                        match = (routes[0].get("match") or {}) if len(routes) == 1 else {}
+                        methods = [h.get("string_match") for h in match.get("headers", []) if h.get("name") == ":method"]
+                        if set(match) - {"headers"} != {"path"} or match.get("path") != "/stats/prometheus" \
+                                or methods != [{"exact": "GET"}]:
+                            errors.append(f"{where}: listener {li.get('name')} routes {routes}, not one exact "
+                                          "GET /stats/prometheus")
+                            continue
+                        cluster = clusters.get((routes[0].get("route") or {}).get("cluster")) or {}
+                        hosts = [socket_of(e.get("endpoint", {}).get("address"))
+                                 for n in walk(cluster.get("load_assignment")) for e in n.get("lb_endpoints", [])]
+                        if not hosts or set(hosts) != {admin}:
+                            errors.append(f"{where}: listener {li.get('name')} sends /stats/prometheus to {hosts}, "
+                                          f"not to the admin interface {admin}")
+    return errors
+
+
+def dashboard_queries(dashboard: dict) -> list[str]:
+    """The PromQL of every panel target of a Grafana dashboard (rows' panels included)."""
+    return [t["expr"] for node in walk(dashboard.get("panels", []))
+            for t in node.get("targets", []) if isinstance(t, dict) and t.get("expr")]
+
+
+def check_dashboard_promql(dashboard: dict) -> tuple[bool, str]:
+    """Every dashboard query parses as PromQL (promtool check rules, Grafana's variables
+    replaced: $__rate_interval and the like by 5m, $function and the like by .*)."""
+    queries = dashboard_queries(dashboard)
+    if not queries:
+        return False, "no queries found"
+    rules = [{"record": f"dashboard:query_{n}",
+              "expr": re.sub(r"\$\{?\w+\}?", ".*", re.sub(r"\$__\w+", "5m", q))} for n, q in enumerate(queries)]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return False, "promtool not found (Debian package prometheus; make tools installs it)"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+    try:
+        result = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(f.name)
+    return result.returncode == 0, f"{len(queries)} queries\n{result.stdout}{result.stderr}"
+
+
+def broken_stats(docs, readme: dict):
+    """(what, check result) of broken copies the stats checks must reject."""
+    def edited(kind, change):
+        broken = copy.deepcopy(docs)
+        for _, _, doc in broken:
+            if doc.get("kind") == kind:
+                change(doc)
+        return broken
+
+    def class_regex_changed(doc):
+        for key, text in (doc.get("data") or {}).items():
+            doc["data"][key] = text.replace(r"invocations(\.([^.]+))$", r"invocations(\.([^.]+))")
+
+    def replace_type(doc):
+        doc["spec"]["bootstrap"]["type"] = "Replace"
+
+    def no_override_env(doc):
+        for c in doc["spec"]["template"]["spec"].get("containers", []):
+            c["env"] = [e for e in c.get("env", []) if e.get("name") != ISTIO_OVERRIDE_ENV]
+
+    def admin_everywhere(doc):
+        for key, text in (doc.get("data") or {}).items():
+            doc["data"][key] = text.replace("{address: 127.0.0.1, port_value: 9901}", "{address: 0.0.0.0, port_value: 9901}", 1)
+
+    def prefix_route(doc):
+        for key, text in (doc.get("data") or {}).items():
+            doc["data"][key] = text.replace("path: /stats/prometheus\n", "prefix: /\n")
+
+    def other_port(doc):
+        annotations = ((doc["spec"]["template"].get("metadata") or {}).get("annotations")) or {}
+        if "prometheus.io/port" in annotations:
+            annotations["prometheus.io/port"] = "9901"
+
+    stats = lambda broken: check_stats_config(broken, readme) + check_istio_stats_override(broken, readme)
+    return [
+        ("a ConfigMap bootstrap whose class regex is not README's", stats(edited("ConfigMap", class_regex_changed))),
+        ("an EnvoyProxy bootstrap of type Replace", stats(edited("EnvoyProxy", replace_type))),
+        ("the Istio gateway patch without ISTIO_BOOTSTRAP_OVERRIDE", stats(edited("Deployment", no_override_env))),
+        ("the admin interface on 0.0.0.0", check_metrics_listeners(edited("ConfigMap", admin_everywhere))),
+        ("the metrics listener routing the prefix /", check_metrics_listeners(edited("ConfigMap", prefix_route))),
+        ("prometheus.io/port naming the admin port", check_metrics_listeners(edited("Deployment", other_port))),
+    ]
 
 
 # ------------------------------------------------------------------ examples/*/kustomization.yaml
@@ -1443,6 +1689,24 @@ def main() -> int:
     # The deploy/ checks must be able to fail.
     for what, broken, check in broken_manifests(docs):
         report(bool(check(broken)), f"rejected: {what}", "accepted")
+    # stats_config (README's block, everywhere), the metrics listener, the dashboard's PromQL.
+    readme = readme_stats_config()
+    errors = [f"{c.relative_to(ROOT)}: stats_config is not README's" for c in configs
+              if (yaml.safe_load(c.read_text()) or {}).get("stats_config") != readme]
+    report(not errors, f"envoy/, examples/: README's stats_config in each of the {len(configs)} bootstraps",
+           "\n".join(errors))
+    errors = check_stats_config(docs, readme) + check_istio_stats_override(docs, readme)
+    report(not errors, f"deploy/: README's stats_config in each of the {len(shipped_bootstraps(docs))} bootstraps "
+           "and parts, the Istio gateway pointed at its override", "\n".join(errors))
+    scraped = [d for _, _, d in docs if d.get("kind") == "Deployment" and "prometheus.io/scrape" in
+               (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations", {})]
+    errors = check_metrics_listeners(docs)
+    report(bool(scraped) and not errors, f"deploy/: the {len(scraped)} scraped Deployment(s) expose only GET "
+           "/stats/prometheus of an admin interface on loopback", "\n".join(errors) or "none scraped")
+    for what, errors in broken_stats(docs, readme):
+        report(bool(errors), f"rejected: {what}", "accepted")
+    ok, output = check_dashboard_promql(json.loads((OBSERVABILITY / "grafana-dashboard.json").read_text()))
+    report(ok, "deploy/observability/grafana-dashboard.json: every query parses as PromQL (promtool)", output)
     tmp_dir = tempfile.TemporaryDirectory(prefix="validate-deploy-")
     tmp = Path(tmp_dir.name)
     for label, text in deploy_envoy_configs(docs, tmp):
@@ -1470,6 +1734,8 @@ def main() -> int:
              check_proxy_pods(vdocs)),
             ("differs from the base manifests only in credentials, clusters, mounts and identity",
              check_variant_drift(docs, vdocs)),
+            ("README's stats_config in its bootstraps (Istio: the gateway still pointed at its override)",
+             check_stats_config(own, readme) + check_istio_stats_override(vdocs, readme)),
         ]
         for label, errors in checks:
             report(not errors, f"{name}: {label}", "\n".join(errors))
