@@ -54,6 +54,8 @@ wasm: toolchain tools
 lint: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo fmt --manifest-path tools/check-config/Cargo.toml -- --check
+	cargo clippy --manifest-path tools/check-config/Cargo.toml --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip1 --lib -- -D warnings
 	@# Host calls stay in the shell: only src/filter/ may use proxy_wasm.
 	@if grep -rlnE 'proxy_wasm::|proxy_wasm;|proxy_wasm as' src --include=*.rs | grep -v '^src/filter/'; then \
@@ -62,11 +64,11 @@ lint: toolchain
 unit:
 	cargo test
 
-validate-configs: wasm venv
+validate-configs: wasm venv check-shipped-configs
 	$(PYTHON) tests/validate_configs.py
 	promtool check rules deploy/observability/prometheus-rules.yaml
 	promtool test rules deploy/observability/prometheus-rules_test.yaml
-	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_oci.py tests/test_examples.py
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_oci.py tests/test_examples.py tests/check_config_test.py
 
 # The whole suite in each placement of the filter (README, Using it in Envoy): in the
 # router's upstream_http_filters and in the HCM's http_filters.
@@ -133,6 +135,43 @@ demo: wasm venv
 oci: wasm
 	python3 scripts/oci.py
 
+# Release files in dist/, named with the crate version: the optimised .wasm (make wasm), the OCI
+# image layout and its tarball (make oci's outputs, renamed), and proxy-wasm-lambda-<version>.sha256
+# for both (`cd dist && sha256sum -c proxy-wasm-lambda-<version>.sha256`).
+CRATE_VERSION := $(shell sed -n 's/^version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)
+DIST_NAME := proxy-wasm-lambda-$(CRATE_VERSION)
+
+.PHONY: dist
+dist: oci
+	rm -rf dist/$(DIST_NAME).wasm dist/$(DIST_NAME).sha256 dist/$(DIST_NAME)-oci dist/$(DIST_NAME)-oci.tar
+	cp $(WASM) dist/$(DIST_NAME).wasm
+	cp -r dist/oci/proxy-wasm-lambda dist/$(DIST_NAME)-oci
+	cp dist/proxy-wasm-lambda.oci.tar dist/$(DIST_NAME)-oci.tar
+	cd dist && sha256sum $(DIST_NAME).wasm $(DIST_NAME)-oci.tar > $(DIST_NAME).sha256
+	@cd dist && sha256sum --quiet -c $(DIST_NAME).sha256 && ls -l $(DIST_NAME)*
+
+# check-config (tools/check-config, docs/check-config.md): the filter's own configuration code,
+# built natively, checks plugin configurations and route metadata in Envoy bootstraps and
+# Kubernetes manifests before Envoy does. Exit status 0 (pass), 1 (an error), 2 (unreadable).
+#   make check-config FILE=envoy.yaml [CHECK_CONFIG_ARGS=--host-env]
+CHECK_CONFIG_DIR := tools/check-config
+CHECK_CONFIG := $(CHECK_CONFIG_DIR)/target/release/check-config
+CHECK_CONFIG_BUILD := cargo build --release --quiet --manifest-path $(CHECK_CONFIG_DIR)/Cargo.toml
+# Every shipped configuration (part of make validate-configs).
+SHIPPED_CONFIGS = $(sort $(wildcard envoy/*.yaml examples/*/envoy*.yaml)) $(shell find deploy -name '*.yaml' | LC_ALL=C sort)
+
+.PHONY: check-config check-shipped-configs
+check-config:
+	@test -n "$(FILE)" || { echo "usage: make check-config FILE=envoy.yaml [CHECK_CONFIG_ARGS=--host-env]"; exit 2; }
+	@$(CHECK_CONFIG_BUILD)
+	@$(CHECK_CONFIG) $(CHECK_CONFIG_ARGS) $(FILE)
+
+# The tool's own tests, then every shipped configuration through it.
+check-shipped-configs:
+	cargo test --release --quiet --manifest-path $(CHECK_CONFIG_DIR)/Cargo.toml
+	$(CHECK_CONFIG_BUILD)
+	$(CHECK_CONFIG) $(SHIPPED_CONFIGS)
+
 # CPU per request of the filter vs Envoy's native aws_lambda filter (not part of `test`).
 # Knobs: BENCH_SECONDS, BENCH_ROUNDS, BENCH_ARGS (e.g. "--rss-soak 1000000", "--json out.json").
 bench: wasm venv
@@ -188,4 +227,5 @@ fuzz: fuzz-tools
 
 clean:
 	cargo clean
+	cargo clean --manifest-path tools/check-config/Cargo.toml
 	rm -rf $(VENV) .venv-envoy-*/

@@ -73,6 +73,8 @@ pub use route::metadata::{
     MAX_DEPTH as MAX_METADATA_DEPTH, MAX_NAMESPACE_BYTES as MAX_METADATA_NAMESPACE_BYTES,
 };
 pub use route::{decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE};
+// A route's metadata error as the filter words it (tools/check-config).
+pub use route::on_route;
 pub use secret::Secret;
 pub use string_map::StringMap;
 pub use time::epoch_ms;

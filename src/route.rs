@@ -229,8 +229,9 @@ fn set_key(route: &mut RouteOverride, key: &str, value: Value) -> Result<(), Con
     Ok(())
 }
 
-/// Names the route in an error about its metadata (Envoy's route name, when it has one).
-pub(crate) fn on_route(mut error: ConfigError, route_name: Option<Vec<u8>>) -> ConfigError {
+/// Names the route in an error about its metadata (Envoy's route name, when it has one), as
+/// the filter words it at request time (public for tools/check-config).
+pub fn on_route(mut error: ConfigError, route_name: Option<Vec<u8>>) -> ConfigError {
     // Envoy's route names are protobuf strings: UTF-8.
     if let Some(name) = route_name.and_then(|name| String::from_utf8(name).ok()) {
         if !name.is_empty() {
