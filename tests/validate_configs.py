@@ -40,6 +40,19 @@ Checked:
   it; a Deployment annotated prometheus.io/scrape reaches only an exact GET /stats/prometheus of
   an admin interface on loopback there; every query of deploy/observability/grafana-dashboard.json
   parses as PromQL (promtool); broken copies of each are rejected (broken_stats);
+- access logs: README.md's access_log block (Access logs; or the docs/*.md the section moved
+  to), whose format prints %FILTER_STATE(wasm.proxy_wasm_lambda:PLAIN)%, is exactly the
+  access_log of every HTTP connection manager running the filter in envoy/, examples/ and the
+  deploy/ ConfigMap bootstraps, and no other connection manager logs the filter state; every
+  EnvoyProxy behind a Gateway the filter runs on logs that format for every route as Text to
+  /dev/stdout (spec.telemetry.accessLog, field lists from Envoy Gateway's
+  envoyproxy_accesslogging_types.go); for each Istio gateway the filter runs on, one Telemetry
+  (deploy/istio/telemetry.yaml; istio/api telemetry/v1alpha1/telemetry.proto) selects its pods
+  and names a provider of the meshConfig snippet in deploy/README.md (mesh/v1alpha1/config.proto
+  ExtensionProvider) whose envoyFileAccessLog has that format; the access logs Envoy Gateway and
+  istiod build from these pass `envoy --mode validate`; broken copies (the format without the
+  FILTER_STATE, the metrics listener logging it, an upstream-only or missing EnvoyProxy log, the
+  Telemetry naming another provider or other pods) are rejected (broken_access_logs);
 - the EKS variants (EKS_VARIANTS: deploy/istio/eks, deploy/envoy-gateway/eks, applied over the
   base manifests, replacing resources of the same name): all of the above on each, plus
   - the token-carrying cluster (an EnvoyFilter CLUSTER ADD, an EnvoyProxy bootstrap cluster)
@@ -241,6 +254,9 @@ def deploy_envoy_configs(docs, tmp: Path | None, context=None) -> list[tuple[str
                     cluster = with_mounted_sds(context, doc, value, tmp)
                     out.append((f"{where} cluster {value.get('name')} (as istiod adds it to the proxy)", yaml.safe_dump(
                         {"node": VALIDATE_NODE, "static_resources": {"clusters": [cluster]}})))
+        if kind == "EnvoyProxy" and eg_route_access_logs(doc):
+            out.append((f"{where} telemetry.accessLog (the access log Envoy Gateway builds from it)",
+                        access_log_bootstrap(eg_route_access_logs(doc))))
     return out
 
 
@@ -302,6 +318,29 @@ EP_POD = {"annotations", "labels", "securityContext", "affinity", "tolerations",
           "nodeSelector", "topologySpreadConstraints", "priorityClassName"}
 EP_CONTAINER = {"env", "resources", "securityContext", "image", "imageRepository", "volumeMounts"}
 EP_BOOTSTRAP = {"type", "value", "jsonPatches"}
+# EnvoyProxy telemetry: envoyproxy_types.go ProxyTelemetry and envoyproxy_accesslogging_types.go
+# (ProxyAccessLog, ProxyAccessLogSetting, ProxyAccessLogFormat, ProxyAccessLogSink,
+# FileEnvoyProxyAccessLog) of v1.9.0; v1.6.0 has the same access-log fields (its ProxyTelemetry
+# lacks requestID and healthCheckLog).
+EP_TELEMETRY = {"accessLog", "tracing", "metrics", "requestID", "healthCheckLog"}
+EP_ACCESS_LOG = {"disable", "settings"}
+EP_ACCESS_LOG_SETTING = {"format", "matches", "sinks", "type"}
+EP_ACCESS_LOG_FORMAT = {"type", "text", "json"}
+EP_ACCESS_LOG_SINK = {"type", "als", "file", "openTelemetry"}
+EP_ACCESS_LOG_ENUMS = {"type": {"Listener", "Route", "Upstream"}, "format.type": {"Text", "JSON"},
+                       "sink.type": {"ALS", "File", "OpenTelemetry"}}
+# Istio Telemetry (telemetry.istio.io): istio/api 1.30.3 telemetry/v1alpha1/telemetry.proto
+# (Telemetry, AccessLogging, LogSelector, ProviderRef), type/v1beta1/selector.proto.
+TELEMETRY_SPEC = {"selector", "targetRef", "targetRefs", "tracing", "metrics", "accessLogging"}
+TELEMETRY_ACCESS_LOGGING = {"match", "providers", "disabled", "filter"}
+TELEMETRY_WORKLOAD_MODES = {"CLIENT_AND_SERVER", "CLIENT", "SERVER"}
+# MeshConfig.ExtensionProvider (name + the oneof provider) and its EnvoyFileAccessLogProvider:
+# istio/api 1.30.3 mesh/v1alpha1/config.proto.
+MESH_EXTENSION_PROVIDER = {"name", "envoyExtAuthzHttp", "envoyExtAuthzGrpc", "zipkin", "lightstep", "datadog",
+                           "stackdriver", "opencensus", "skywalking", "opentelemetry", "prometheus",
+                           "envoyFileAccessLog", "envoyHttpAls", "envoyTcpAls", "envoyOtelAls", "sds"}
+MESH_FILE_ACCESS_LOG = {"path", "logFormat", "omitEmptyValues"}
+MESH_LOG_FORMAT = {"text", "labels"}
 # Kubernetes core/v1 and apps/v1 (k8s.io/api), the parts the manifests use.
 K8S_TOP = {"ConfigMap": {"apiVersion", "kind", "metadata", "data", "binaryData", "immutable"},
            "Secret": {"apiVersion", "kind", "metadata", "type", "data", "stringData", "immutable"}}
@@ -313,6 +352,7 @@ K8S_POD_SECURITY_CONTEXT = {"seLinuxOptions", "windowsOptions", "runAsUser", "ru
                             "fsGroupChangePolicy", "seccompProfile", "appArmorProfile", "seLinuxChangePolicy"}
 K8S_ENV_VAR = {"name", "value", "valueFrom"}
 ISTIO_GROUP, GATEWAY_API_GROUP, EG_GROUP = "networking.istio.io", "gateway.networking.k8s.io", "gateway.envoyproxy.io"
+TELEMETRY_GROUP = "telemetry.istio.io"
 
 
 def group_of(doc: dict) -> str:
@@ -434,6 +474,48 @@ def check_fields(docs) -> list[str]:
             container = deployment.get("container") or {}
             unknown(f"{where} envoyDeployment.container", container, EP_CONTAINER)
             check_pod_parts(f"{where} envoyDeployment", pod, [container], errors)
+            telemetry = spec.get("telemetry") or {}
+            unknown(f"{where} telemetry", telemetry, EP_TELEMETRY)
+            access_log = telemetry.get("accessLog") or {}
+            unknown(f"{where} telemetry.accessLog", access_log, EP_ACCESS_LOG)
+            for s in access_log.get("settings", []):
+                unknown(f"{where} accessLog.settings", s, EP_ACCESS_LOG_SETTING)
+                fmt = s.get("format") or {}
+                unknown(f"{where} accessLog.settings.format", fmt, EP_ACCESS_LOG_FORMAT)
+                for field, value in (("type", s.get("type")), ("format.type", fmt.get("type"))):
+                    if value is not None and value not in EP_ACCESS_LOG_ENUMS[field]:
+                        errors.append(f"{where}: accessLog {field} {value!r} not one of {sorted(EP_ACCESS_LOG_ENUMS[field])}")
+                # The CEL rules of ProxyAccessLogFormat and ProxyAccessLogSink.
+                if fmt.get("type") == "Text" and ("text" not in fmt or "json" in fmt):
+                    errors.append(f"{where}: accessLog format type Text needs text and no json")
+                if not s.get("sinks"):
+                    errors.append(f"{where}: accessLog settings need sinks (MinItems 1)")
+                for sink in s.get("sinks", []):
+                    unknown(f"{where} accessLog sink", sink, EP_ACCESS_LOG_SINK)
+                    if sink.get("type") not in EP_ACCESS_LOG_ENUMS["sink.type"]:
+                        errors.append(f"{where}: accessLog sink type {sink.get('type')!r}")
+                    for sink_type, field in (("ALS", "als"), ("File", "file"), ("OpenTelemetry", "openTelemetry")):
+                        if (sink.get("type") == sink_type) != (field in sink):
+                            errors.append(f"{where}: an accessLog sink has {field} if and only if its type is {sink_type}")
+                    unknown(f"{where} accessLog sink file", sink.get("file") or {}, {"path"})
+        elif kind == "Telemetry":
+            if group_of(doc) != TELEMETRY_GROUP:
+                errors.append(f"{where}: apiVersion {doc['apiVersion']}")
+            unknown(where, spec, TELEMETRY_SPEC)
+            unknown(f"{where} selector", spec.get("selector") or {}, {"matchLabels"})
+            if sum(1 for f in ("selector", "targetRef", "targetRefs") if f in spec) > 1:
+                errors.append(f"{where}: only one of selector, targetRef, targetRefs")
+            for a in spec.get("accessLogging", []):
+                unknown(f"{where} accessLogging", a, TELEMETRY_ACCESS_LOGGING)
+                unknown(f"{where} accessLogging.match", a.get("match") or {}, {"mode"})
+                mode = (a.get("match") or {}).get("mode", "CLIENT_AND_SERVER")
+                if mode not in TELEMETRY_WORKLOAD_MODES:
+                    errors.append(f"{where}: accessLogging match.mode {mode!r}")
+                unknown(f"{where} accessLogging.filter", a.get("filter") or {}, {"expression"})
+                for ref in a.get("providers", []):
+                    unknown(f"{where} accessLogging.providers", ref, {"name"})
+                    if not ref.get("name"):
+                        errors.append(f"{where}: a provider needs its name")
         elif kind in K8S_TOP:
             unknown(where, doc, K8S_TOP[kind])
         elif kind == "Deployment" and (path.name.endswith("-patch.yaml") or is_variant_file(path)):
@@ -500,7 +582,7 @@ def find(docs, group: str, kind: str, name: str, ns: str | None = None) -> dict 
 
 def istio_workload_labels(doc: dict) -> dict:
     spec = doc.get("spec") or {}
-    if doc["kind"] == "WasmPlugin":
+    if doc["kind"] in ("WasmPlugin", "Telemetry"):
         return (spec.get("selector") or {}).get("matchLabels") or {}
     return (spec.get("workloadSelector") or {}).get("labels") or {}
 
@@ -543,7 +625,7 @@ def check_references(docs) -> list[str]:
                 gw_ns, _, gw_name = gw.rpartition("/")
                 if gw != "mesh" and not find(docs, ISTIO_GROUP, "Gateway", gw_name, gw_ns or ns):
                     errors.append(f"{where}: gateway {gw} is not shipped")
-        elif kind in ("WasmPlugin", "EnvoyFilter"):
+        elif kind in ("WasmPlugin", "EnvoyFilter") or (kind == "Telemetry" and (doc.get("spec") or {}).get("selector")):
             labels = istio_workload_labels(doc)
             if not any((g.get("spec") or {}).get("selector") == labels for g in istio_gateways):
                 errors.append(f"{where}: selects {labels}, the pods of no shipped Istio Gateway")
@@ -1087,6 +1169,22 @@ def broken_manifests(docs):
                 container["env"] = [e for e in container.get("env", []) if e["name"] != name]
         return drop
 
+    def access_log_field(d):
+        if d.get("kind") == "EnvoyProxy":
+            d["spec"]["telemetry"]["accessLog"]["settings"][0]["format"]["textFormat"] = "%START_TIME%"
+
+    def access_log_sink(d):
+        if d.get("kind") == "EnvoyProxy":
+            d["spec"]["telemetry"]["accessLog"]["settings"][0]["sinks"][0]["type"] = "ALS"
+
+    def telemetry_field(d):
+        if d.get("kind") == "Telemetry":
+            d["spec"]["accessLogging"][0]["logFormat"] = {"text": "%START_TIME%"}
+
+    def telemetry_selector(d):
+        if d.get("kind") == "Telemetry":
+            d["spec"]["selector"]["matchLabels"] = {"istio": "egressgateway"}
+
     return [
         # What shipped before: `\.` in the regex string (Envoy Gateway skipped the patch).
         ("the jsonPath shipped before", edit(json_path(
@@ -1105,6 +1203,11 @@ def broken_manifests(docs):
          edit(rename_eg_sts), check_references),
         ("an EnvoyProxy without AWS_ACCESS_KEY_ID in the container env", edit(drop_env("AWS_ACCESS_KEY_ID")),
          check_proxy_pods),
+        ("an EnvoyProxy access-log format with a field its API lacks (textFormat)", edit(access_log_field), check_fields),
+        ("an EnvoyProxy access-log sink of type ALS with a file", edit(access_log_sink), check_fields),
+        ("an Istio Telemetry with a format of its own (no such field: the format is mesh config)",
+         edit(telemetry_field), check_fields),
+        ("an Istio Telemetry selecting the pods of no shipped gateway", edit(telemetry_selector), check_references),
     ]
 
 
@@ -1339,12 +1442,21 @@ ISTIO_OVERRIDE_ENV = "ISTIO_BOOTSTRAP_OVERRIDE"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
+def doc_block(key: str) -> dict:
+    """The one ```yaml block starting with `key:` in the project's documentation (README.md and
+    docs/*.md, wherever the section lives), parsed."""
+    found = [(path, block) for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+             for block in re.findall(rf"```yaml\n({re.escape(key)}:\n.*?)```", path.read_text(), re.S)]
+    if len(found) != 1:
+        raise ValueError(f"README.md, docs/*.md: {len(found)} ```yaml blocks starting with {key}: "
+                         f"({', '.join(str(p.relative_to(ROOT)) for p, _ in found)}), expected 1")
+    return yaml.safe_load(found[0][1])
+
+
 def readme_stats_config() -> dict:
-    """The stats_config block of README.md (Stats): the one source every shipped bootstrap copies."""
-    blocks = re.findall(r"```yaml\n(stats_config:\n.*?)```", (ROOT / "README.md").read_text(), re.S)
-    if len(blocks) != 1:
-        raise ValueError(f"README.md: {len(blocks)} ```yaml blocks starting with stats_config:, expected 1")
-    return yaml.safe_load(blocks[0])["stats_config"]
+    """The stats_config block of README.md (Stats; or of the docs/*.md it moved to): the one
+    source every shipped bootstrap copies."""
+    return doc_block("stats_config")["stats_config"]
 
 
 def shipped_bootstraps(docs) -> list[tuple[str, dict]]:
@@ -1560,6 +1672,298 @@ def broken_stats(docs, readme: dict):
     ]
 
 
+# ------------------------------------------------------------------------------ access logs
+# README, Access logs: the filter state the filter sets, and the operator that prints it.
+FILTER_STATE_OPERATOR = "%FILTER_STATE(wasm.proxy_wasm_lambda:PLAIN)%"
+FILTER_ROOT_ID = "proxy_wasm_lambda"
+FILE_ACCESS_LOG_TYPE = "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog"
+# Istio's built-in providers (pkg/config/mesh/mesh.go DefaultMeshConfig): a Telemetry may name them
+# without the mesh config listing them.
+ISTIO_BUILTIN_PROVIDERS = {"prometheus", "stackdriver", "envoy"}
+
+
+def readme_access_log() -> tuple[list, str]:
+    """README.md's (Access logs; or the docs/*.md it moved to) access_log block and its text
+    format: the one source every shipped configuration copies. The format must print the filter
+    state."""
+    block = doc_block("access_log")["access_log"]
+    try:
+        (entry,) = block
+        fmt = entry["typed_config"]["log_format"]["text_format_source"]["inline_string"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"README.md: the access_log block is not one logger with a text format: {e!r}")
+    if FILTER_STATE_OPERATOR not in fmt:
+        raise ValueError(f"README.md: the access-log format {fmt!r} lacks {FILTER_STATE_OPERATOR}")
+    return block, fmt
+
+
+def readme_mesh_config() -> dict:
+    """The meshConfig snippet of deploy/README.md (Access logs): the mesh config istiod needs for
+    deploy/istio/telemetry.yaml."""
+    blocks = re.findall(r"```yaml\n(meshConfig:\n.*?)```", (ROOT / "deploy/README.md").read_text(), re.S)
+    if len(blocks) != 1:
+        raise ValueError(f"deploy/README.md: {len(blocks)} ```yaml blocks starting with meshConfig:, expected 1")
+    return yaml.safe_load(blocks[0])["meshConfig"]
+
+
+def carries_filter(obj) -> bool:
+    """Whether an Envoy object (an HTTP connection manager) runs the filter, in its http_filters or
+    in a router's upstream_http_filters."""
+    for node in walk(obj):
+        if node.get("@type") == WASM_TYPE:
+            config = node.get("config") or {}
+            local = (((config.get("vm_config") or {}).get("code") or {}).get("local") or {}).get("filename")
+            if config.get("root_id") == FILTER_ROOT_ID or local in WASM_PATHS:
+                return True
+    return False
+
+
+def connection_managers(bootstrap: dict):
+    """(where, HCM config) of every HTTP connection manager of a bootstrap's static listeners."""
+    for listener in ((bootstrap.get("static_resources") or {}).get("listeners") or []):
+        for node in walk(listener):
+            if node.get("@type") == HCM_TYPE:
+                yield f"listener {listener.get('name')!r}", node
+
+
+def check_access_logs(label: str, bootstrap: dict, block: list) -> tuple[list[str], int]:
+    """(errors, how many HCMs run the filter): each HTTP connection manager of `bootstrap` that
+    runs the filter has exactly README's access_log; one that does not logs no filter state."""
+    errors, carrying = [], 0
+    for where, hcm in connection_managers(bootstrap):
+        if carries_filter(hcm):
+            carrying += 1
+            if hcm.get("access_log") != block:
+                errors.append(f"{label}: {where}: access_log is {hcm.get('access_log')!r}, not README's block")
+        elif FILTER_STATE_OPERATOR in json.dumps(hcm.get("access_log") or []):
+            errors.append(f"{label}: {where}: does not run the filter but logs its filter state")
+    return errors, carrying
+
+
+def check_plain_access_logs(configs: dict[str, dict], block: list) -> list[str]:
+    """check_access_logs on each of the plain-Envoy bootstraps {label: bootstrap}, each of which
+    must run the filter somewhere."""
+    errors = []
+    for label, bootstrap in configs.items():
+        found, carrying = check_access_logs(label, bootstrap, block)
+        errors += found if carrying else [f"{label}: no HTTP connection manager runs the filter"]
+    return errors
+
+
+def check_deploy_access_logs(docs, block: list) -> tuple[list[str], int]:
+    """check_access_logs on every bootstrap with listeners shipped in `docs` (a ConfigMap's envoy.yaml)."""
+    errors, carrying = [], 0
+    for label, bootstrap in shipped_bootstraps(docs):
+        found, n = check_access_logs(label, bootstrap, block)
+        errors, carrying = errors + found, carrying + n
+    return errors, carrying
+
+
+def file_access_log(path: str, text: str) -> dict:
+    """The Envoy access log Envoy Gateway and istiod build for a Text format to a file
+    (Envoy Gateway internal/xds/translator/accesslog.go buildXdsAccessLog; Istio
+    pilot/pkg/model/telemetry_logging.go fileAccessLogFromTelemetry)."""
+    return {"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": FILE_ACCESS_LOG_TYPE, "path": path, "log_format": {"text_format_source": {"inline_string": text}}}}
+
+
+def access_log_bootstrap(access_log: list) -> str:
+    """A minimal bootstrap whose HTTP connection manager has `access_log`."""
+    return yaml.safe_dump({"static_resources": {
+        "listeners": [{
+            "name": "validate",
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": 10000}},
+            "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                "@type": HCM_TYPE, "stat_prefix": "validate", "access_log": access_log,
+                "route_config": {"virtual_hosts": [{"name": "v", "domains": ["*"], "routes": [
+                    {"match": {"prefix": "/"}, "route": {"cluster": "lambda"}}]}]},
+                "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}],
+        }],
+        "clusters": [{"name": "lambda", "type": "STATIC", "connect_timeout": "1s", "load_assignment": {
+            "cluster_name": "lambda", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": 5000}}}}]}]}}],
+    }})
+
+
+def eg_route_access_logs(proxy: dict) -> list[dict]:
+    """The file access logs with a Text format that Envoy Gateway puts into the HTTP connection
+    manager of the listeners of an EnvoyProxy's Gateways: telemetry.accessLog settings of type
+    unset or Route, without CEL matches, a File sink (internal/gatewayapi/listener.go
+    processAccessLog; the translator's accessLogTypeMatch). None when logging is disabled."""
+    access_log = ((proxy.get("spec") or {}).get("telemetry") or {}).get("accessLog") or {}
+    if access_log.get("disable"):
+        return []
+    out = []
+    for s in access_log.get("settings", []):
+        fmt = s.get("format") or {}
+        if s.get("type") in (None, "Route") and not s.get("matches") and fmt.get("type") == "Text":
+            out += [file_access_log((sink.get("file") or {}).get("path"), fmt.get("text"))
+                    for sink in s.get("sinks", []) if sink.get("type") == "File"]
+    return out
+
+
+def filter_proxies(docs) -> list[dict]:
+    """The EnvoyProxies whose proxies run the filter: those behind a Gateway an
+    EnvoyExtensionPolicy applies to (eg_proxies)."""
+    out = {}
+    for _, _, doc in docs:
+        if doc.get("kind") == "EnvoyExtensionPolicy":
+            for _, proxy in eg_proxies(docs, doc):
+                if proxy is not None:
+                    out[identity(proxy)] = proxy
+    return list(out.values())
+
+
+def istio_file_access_log(provider: dict) -> dict | None:
+    """The access log istiod builds for an envoyFileAccessLog provider with a text format (it
+    appends a newline if missing: telemetry_logging.go fileAccessLogFormat), else None."""
+    prov = provider.get("envoyFileAccessLog") or {}
+    text = (prov.get("logFormat") or {}).get("text")
+    if not text or prov.get("omitEmptyValues"):
+        return None
+    return file_access_log(prov.get("path") or "/dev/stdout", text if text.endswith("\n") else text + "\n")
+
+
+def check_mesh_access_logs(docs, mesh: dict, fmt: str) -> list[str]:
+    """The filter's fields reach the access logs of the meshes' proxies with README's format:
+    - Envoy Gateway: every EnvoyProxy behind a Gateway the filter runs on logs, for every route,
+      exactly the format as Text to /dev/stdout (eg_route_access_logs);
+    - Istio: the mesh config snippet of deploy/README.md uses only fields of MeshConfig's
+      ExtensionProvider; for the pods of every Istio gateway a plugin configuration runs on, one
+      Telemetry in the gateway's namespace selects them, and one of its accessLogging entries
+      (not disabled, no filter, for gateways: mode CLIENT or both) names a provider of that
+      snippet (names compare case-insensitively, as istiod's fetchProvider) whose access log,
+      as istiod builds it, has exactly the format and goes to /dev/stdout. Every provider a
+      shipped Telemetry names is in the snippet or built in."""
+    errors = []
+    want = file_access_log("/dev/stdout", fmt)
+    for proxy in filter_proxies(docs):
+        where = f"EnvoyProxy {ns_of(proxy)}/{proxy['metadata']['name']}"
+        if want not in eg_route_access_logs(proxy):
+            errors.append(f"{where}: its telemetry.accessLog logs no route with README's format as Text to /dev/stdout "
+                          f"(got {eg_route_access_logs(proxy)!r})")
+    providers = {}
+    for p in mesh.get("extensionProviders") or []:
+        extra = set(p) - MESH_EXTENSION_PROVIDER
+        log = p.get("envoyFileAccessLog") or {}
+        extra |= set(log) - MESH_FILE_ACCESS_LOG
+        extra |= set(log.get("logFormat") or {}) - MESH_LOG_FORMAT
+        if extra:
+            errors.append(f"deploy/README.md meshConfig: provider {p.get('name')!r}: unknown field(s) {sorted(extra)}")
+        providers[str(p.get("name", "")).lower()] = p
+    telemetries = [(path, i, d) for path, i, d in docs if d.get("kind") == "Telemetry"]
+    for path, i, doc in telemetries:
+        for a in (doc.get("spec") or {}).get("accessLogging", []):
+            for ref in a.get("providers", []):
+                name = str(ref.get("name", "")).lower()
+                if name not in providers and name not in ISTIO_BUILTIN_PROVIDERS:
+                    errors.append(f"{path.relative_to(ROOT)}[{i}] Telemetry/{doc['metadata']['name']}: provider "
+                                  f"{ref.get('name')!r} is neither in deploy/README.md's meshConfig nor built in: "
+                                  "istiod skips it")
+    for labels in sorted({frozenset(labels.items()) for _, labels, _ in istio_plugin_configs(docs)}, key=sorted):
+        target = ISTIO_GATEWAY_DEPLOYMENTS.get(labels)
+        if target is None:
+            errors.append(f"no known gateway Deployment for {dict(labels)}")
+            continue
+        ns = target[0]
+        selecting = [d for _, _, d in telemetries if ns_of(d) == ns and istio_workload_labels(d)
+                     and set(istio_workload_labels(d).items()) <= set(labels)]
+        where = f"the Istio gateway pods {dict(labels)} in {ns}"
+        if len(selecting) != 1:
+            errors.append(f"{where}: {len(selecting)} Telemetry resources select them, expected 1 (Istio takes one)")
+            continue
+        good = False
+        for a in (selecting[0].get("spec") or {}).get("accessLogging", []):
+            if a.get("disabled") or a.get("filter") or (a.get("match") or {}).get("mode", "CLIENT_AND_SERVER") == "SERVER":
+                continue
+            for ref in a.get("providers", []):
+                provider = providers.get(str(ref.get("name", "")).lower())
+                if provider is not None and istio_file_access_log(provider) == want:
+                    good = True
+        if not good:
+            errors.append(f"{where}: Telemetry/{selecting[0]['metadata']['name']} names no provider of deploy/README.md's "
+                          "meshConfig that logs README's format to /dev/stdout")
+    return errors
+
+
+def broken_access_logs(configs: dict[str, str], docs, block: list, fmt: str, mesh: dict):
+    """(what, rejected) of broken copies the access-log checks must reject."""
+    def without_operator(text: str) -> str:
+        return text.replace(" " + FILTER_STATE_OPERATOR, "")
+
+    def edited(kind, change, source=None):
+        broken = copy.deepcopy(source if source is not None else docs)
+        for _, _, doc in broken:
+            if doc.get("kind") == kind:
+                change(doc)
+        return broken
+
+    def configmap_without_operator(doc):
+        for key, text in (doc.get("data") or {}).items():
+            doc["data"][key] = without_operator(text)
+
+    def metrics_logs_too(doc):
+        for key, text in (doc.get("data") or {}).items():
+            if "static_resources" not in text:
+                continue
+            bootstrap = yaml.safe_load(text)
+            for _, hcm in connection_managers(bootstrap):
+                hcm["access_log"] = copy.deepcopy(block)
+            doc["data"][key] = yaml.safe_dump(bootstrap)
+
+    def settings(doc):
+        return doc["spec"]["telemetry"]["accessLog"]["settings"]
+
+    def eg_without_operator(doc):
+        for s in settings(doc):
+            s["format"]["text"] = without_operator(s["format"]["text"])
+
+    def eg_upstream_only(doc):
+        for s in settings(doc):
+            s["type"] = "Upstream"
+
+    def eg_no_telemetry(doc):
+        doc["spec"].pop("telemetry", None)
+
+    def telemetry_other_provider(doc):
+        for a in doc["spec"]["accessLogging"]:
+            a["providers"] = [{"name": "envoy"}]
+
+    def telemetry_other_pods(doc):
+        doc["spec"]["selector"]["matchLabels"] = {"app": "something-else"}
+
+    mesh_broken = copy.deepcopy(mesh)
+    for p in mesh_broken.get("extensionProviders") or []:
+        if (p.get("envoyFileAccessLog") or {}).get("logFormat", {}).get("text"):
+            p["envoyFileAccessLog"]["logFormat"]["text"] = without_operator(p["envoyFileAccessLog"]["logFormat"]["text"])
+
+    plain_accepted = [label for label, text in configs.items()
+                      if not check_plain_access_logs({label: yaml.safe_load(without_operator(text))}, block)]
+    first = next(iter(configs))
+    no_log = yaml.safe_load(configs[first])
+    for _, hcm in connection_managers(no_log):
+        hcm.pop("access_log", None)
+    mesh_check = lambda broken: check_mesh_access_logs(broken, mesh, fmt)
+    return [
+        (f"each of the {len(configs)} envoy/, examples/ bootstraps with README's format minus the FILTER_STATE"
+         + (f" (accepted: {', '.join(plain_accepted)})" if plain_accepted else ""), not plain_accepted),
+        (f"{first} without its access_log", bool(check_plain_access_logs({first: no_log}, block))),
+        ("a deploy/ ConfigMap bootstrap with README's format minus the FILTER_STATE",
+         bool(check_deploy_access_logs(edited("ConfigMap", configmap_without_operator), block)[0])),
+        ("a deploy/ ConfigMap bootstrap logging the filter state on its metrics listener too",
+         bool(check_deploy_access_logs(edited("ConfigMap", metrics_logs_too), block)[0])),
+        ("an EnvoyProxy with README's format minus the FILTER_STATE", bool(mesh_check(edited("EnvoyProxy", eg_without_operator)))),
+        ("an EnvoyProxy logging it for upstream requests only", bool(mesh_check(edited("EnvoyProxy", eg_upstream_only)))),
+        ("an EnvoyProxy without telemetry (Envoy Gateway's default log)", bool(mesh_check(edited("EnvoyProxy", eg_no_telemetry)))),
+        ("deploy/README.md's meshConfig provider with README's format minus the FILTER_STATE",
+         bool(check_mesh_access_logs(docs, mesh_broken, fmt))),
+        ("the Istio Telemetry naming the built-in provider envoy instead",
+         bool(mesh_check(edited("Telemetry", telemetry_other_provider)))),
+        ("the Istio Telemetry selecting other pods", bool(mesh_check(edited("Telemetry", telemetry_other_pods)))),
+    ]
+
+
 # ------------------------------------------------------------------ examples/*/kustomization.yaml
 def walk(obj):
     if isinstance(obj, dict):
@@ -1707,6 +2111,28 @@ def main() -> int:
         report(bool(errors), f"rejected: {what}", "accepted")
     ok, output = check_dashboard_promql(json.loads((OBSERVABILITY / "grafana-dashboard.json").read_text()))
     report(ok, "deploy/observability/grafana-dashboard.json: every query parses as PromQL (promtool)", output)
+    # Access logs (README's access_log block, wherever the filter runs).
+    block, fmt = readme_access_log()
+    mesh = readme_mesh_config()
+    plain = {str(c.relative_to(ROOT)): c.read_text() for c in configs}
+    errors = check_plain_access_logs({label: yaml.safe_load(text) for label, text in plain.items()}, block)
+    report(not errors, f"envoy/, examples/: README's access_log on the HTTP connection managers running the filter "
+           f"(and the filter state nowhere else) in each of the {len(configs)} bootstraps", "\n".join(errors))
+    errors, carrying = check_deploy_access_logs(docs, block)
+    report(not errors and carrying > 0, f"deploy/: README's access_log on the {carrying} HTTP connection manager(s) "
+           "running the filter in the ConfigMap bootstraps (and the filter state nowhere else)",
+           "\n".join(errors) or "no HTTP connection manager runs the filter")
+    proxies, gateways = filter_proxies(docs), {frozenset(labels.items()) for _, labels, _ in istio_plugin_configs(docs)}
+    errors = check_mesh_access_logs(docs, mesh, fmt)
+    report(not errors and proxies and gateways, f"deploy/: README's access-log format on the {len(proxies)} EnvoyProxy(ies) "
+           f"and the {len(gateways)} Istio gateway(s) the filter runs on (telemetry.yaml + deploy/README.md's meshConfig)",
+           "\n".join(errors) or "no EnvoyProxy or Istio gateway runs the filter")
+    for provider in mesh.get("extensionProviders") or []:
+        if istio_file_access_log(provider) is not None:
+            ok, output = validate_text(access_log_bootstrap([istio_file_access_log(provider)]))
+            report(ok, f"deploy/README.md meshConfig provider {provider.get('name')}: the access log istiod builds", output)
+    for what, rejected in broken_access_logs(plain, docs, block, fmt, mesh):
+        report(rejected, f"rejected: {what}", "accepted")
     tmp_dir = tempfile.TemporaryDirectory(prefix="validate-deploy-")
     tmp = Path(tmp_dir.name)
     for label, text in deploy_envoy_configs(docs, tmp):
@@ -1736,6 +2162,8 @@ def main() -> int:
              check_variant_drift(docs, vdocs)),
             ("README's stats_config in its bootstraps (Istio: the gateway still pointed at its override)",
              check_stats_config(own, readme) + check_istio_stats_override(vdocs, readme)),
+            ("README's access-log format on its proxies (EnvoyProxy telemetry; Istio: telemetry.yaml + meshConfig)",
+             check_mesh_access_logs(vdocs, mesh, fmt)),
         ]
         for label, errors in checks:
             report(not errors, f"{name}: {label}", "\n".join(errors))
