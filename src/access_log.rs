@@ -1,7 +1,7 @@
 //! What the filter tells Envoy's access logs about a request it answered: one filter state
 //! value, `wasm.proxy_wasm_lambda`, in logfmt (`function=orders:live class=throttled
 //! profile=default lambda_request_id=…`), printed with `%FILTER_STATE(wasm.proxy_wasm_lambda:PLAIN)%`
-//! (README, Access logs). One host call per request; every part is a single token with no
+//! (docs/observability.md, Access logs). One host call per request; every part is a single token with no
 //! space or quote (labels, classes and profile names are, and Lambda's id is checked).
 
 /// The filter state key (Envoy adds the `wasm.` prefix).

@@ -1,5 +1,6 @@
 //! Metric names, defined once. Envoy shows them under `/stats` with its `wasmcustom.` prefix
-//! (e.g. `wasmcustom.proxy_wasm_lambda.invocations.success`); the README lists them all.
+//! (e.g. `wasmcustom.proxy_wasm_lambda.invocations.success`); docs/observability.md (Stats)
+//! lists them all.
 
 use crate::credentials::provider::CredentialFetcher;
 use crate::error::RequestError;
@@ -194,12 +195,12 @@ mod tests {
     }
 
     #[test]
-    fn every_metric_is_documented_in_the_readme() {
-        let readme = include_str!("../README.md");
+    fn every_metric_is_documented_in_observability_md() {
+        let doc = include_str!("../docs/observability.md");
         for metric in Metric::ALL {
             assert!(
-                readme.contains(metric.name()),
-                "{} missing from README",
+                doc.contains(metric.name()),
+                "{} missing from docs/observability.md",
                 metric.name()
             );
         }

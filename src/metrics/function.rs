@@ -1,6 +1,6 @@
 //! Invocations per function, labelled through Envoy's tag extraction: the function and the
 //! outcome class are segments of the stat name, which the `stats_tags` of every shipped Envoy
-//! configuration (README, *Stats*) turn into the `function` and `class` labels:
+//! configuration (docs/observability.md, *Stats*) turn into the `function` and `class` labels:
 //!
 //! - `proxy_wasm_lambda.function.<F>.invocations.<CLASS>`: one per outcome;
 //! - `proxy_wasm_lambda.function.<F>.invocations_total`: every request that reached a function;
@@ -140,16 +140,16 @@ mod tests {
     ];
 
     #[test]
-    fn classes_are_distinct_single_segments_documented_in_the_readme() {
-        let readme = include_str!("../../README.md");
+    fn classes_are_distinct_single_segments_documented_in_observability_md() {
+        let doc = include_str!("../../docs/observability.md");
         let mut seen = std::collections::HashSet::new();
         for outcome in ALL {
             let class = outcome.class();
             assert!(seen.insert(class), "{class} twice");
             assert!(!class.contains('.'));
             assert!(
-                readme.contains(&format!("`{class}`")),
-                "{class} not in README"
+                doc.contains(&format!("`{class}`")),
+                "{class} not in docs/observability.md"
             );
         }
     }

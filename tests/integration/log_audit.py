@@ -4,7 +4,7 @@ at the end of the session (conftest's ``secrets_never_in_envoy_output``).
 What counts as a leak: a secret access key, ExternalId, session token, IMDS session token or
 container authorization token anywhere in what an
 Envoy printed (log file and stdout/stderr), with two exceptions, both Envoy's own output and
-documented in the README (Secrets and logs):
+documented in docs/observability.md (Secrets and Envoy's own logs):
 - Envoy's config dumps at debug level print the plugin configuration, so secrets written
   inline in it show there (give them through the VM environment, or run the ``config``
   component at info);

@@ -1,4 +1,4 @@
-"""The filter tells Envoy's access log what it did (README, Access logs): the filter state
+"""The filter tells Envoy's access log what it did (docs/observability.md, Access logs): the filter state
 `wasm.proxy_wasm_lambda` holds `function=… class=… profile=… lambda_request_id=…` (logfmt),
 printed with %FILTER_STATE(wasm.proxy_wasm_lambda:PLAIN)% in both placements."""
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Contract under test (plugin config JSON, route metadata under
 filter_metadata.proxy_wasm_lambda, error bodies {"error": <class>, ...}) is described in
-the project README / brief.  Every test starts its own Envoy; moto and the default
+docs/configuration.md and docs/failures.md.  Every test starts its own Envoy; moto and the default
 stand-in are shared per session.
 """
 from __future__ import annotations

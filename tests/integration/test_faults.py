@@ -4,7 +4,7 @@ counter moves in Envoy's /stats, no request hangs (each has a client-side bound)
 no panic or Wasm VM failure, and the next request after the fault is removed succeeds on the
 same Envoy (no restart).
 
-The README's "Failure behaviour" section is this module's matrix; faults that other modules
+docs/failures.md ("Faults of Lambda and STS") is this module's matrix; faults that other modules
 already cover (test_end_to_end, test_assume_role, test_stats) are listed there, not repeated
 here, except for the counter and recovery checks those tests do not make.
 

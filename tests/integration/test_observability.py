@@ -286,7 +286,7 @@ MANGLED = {"istio": {"user-cache", "payment-component"}, "envoy-gateway": {"zone
 
 @pytest.mark.parametrize("mesh", ["istio", "envoy-gateway"])
 def test_the_labels_survive_the_mesh_s_own_stats_tags(mesh, envoy_factory, standin):
-    """README's block given as Istio gives its override (--config-yaml, merged by Envoy: the
+    """docs/observability.md's block given as Istio gives its override (--config-yaml, merged by Envoy: the
     stats_tags are appended) over the mesh's stats_config (Envoy Gateway's Merge appends too)."""
     routes = [eh.Route(f"/{f}", "lambda", metadata={"function": f}) for f in FUNCTIONS]
     envoy = envoy_factory(

@@ -615,8 +615,8 @@ def test_passthrough_answer_without_length_over_the_limit_is_response_too_large(
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
 def test_passthrough_answer_without_length_past_envoys_buffers_is_refused(env: Env, framing: str):
-    """40 MB without content-length: refused in both placements, never relayed (README,
-    Failure behaviour). Which refusal depends on which bound it meets first: downstream,
+    """40 MB without content-length: refused in both placements, never relayed
+    (docs/failures.md). Which refusal depends on which bound it meets first: downstream,
     Envoy's 32 MiB limit on a dispatched call's answer (Envoy resets the call:
     503 upstream_unavailable); upstream, the filter's 6 MB bound (502 response_too_large), or
     the cluster's buffer limit when one read carries the answer past it first (Envoy's own

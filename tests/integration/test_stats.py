@@ -49,7 +49,7 @@ def test_outcome_counters_and_histograms(envoy_factory, standin):
 
 
 def shipped_stats_config() -> dict:
-    """The stats_config of envoy/local.yaml, as shipped (README, Stats)."""
+    """The stats_config of envoy/local.yaml, as shipped (docs/observability.md, Stats)."""
     path = Path(__file__).resolve().parents[2] / "envoy" / "local.yaml"
     return yaml.safe_load(path.read_text())["stats_config"]
 

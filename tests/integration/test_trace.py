@@ -1,7 +1,8 @@
-"""Trace continuation into Lambda (README, Tracing): the Invoke carries X-Amzn-Trace-Id
-mapped from the request's W3C traceparent, or the client's own valid X-Amzn-Trace-Id as it
-is; the header is not signed, so the Invoke still verifies (botocore in the stand-in, moto
-with IAM auth on). In event payloads traceparent and tracestate stay in the event's headers."""
+"""Trace continuation into Lambda (docs/observability.md, Tracing): the Invoke carries
+X-Amzn-Trace-Id mapped from the request's W3C traceparent, or the client's own valid
+X-Amzn-Trace-Id as it is; the header is not signed, so the Invoke still verifies (botocore in
+the stand-in, moto with IAM auth on). In event payloads traceparent and tracestate stay in the
+event's headers."""
 from __future__ import annotations
 
 import json
