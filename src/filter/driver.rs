@@ -289,7 +289,7 @@ impl Vm {
         actor: Actor,
     ) -> Next {
         let started = timing::start();
-        if host::map_value(MapType::HttpRequestHeaders, ":method").as_deref() == Some("HEAD") {
+        if request.borrow().header(":method") == Some("HEAD") {
             request.borrow_mut().flow.set_head_request();
         }
         let request = request.borrow();

@@ -24,13 +24,6 @@ extern "C" {
     fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> u32;
     fn proxy_close_stream(stream_type: StreamType) -> u32;
     fn proxy_continue_stream(stream_type: StreamType) -> u32;
-    fn proxy_get_header_map_value(
-        map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-        return_value_data: *mut *mut u8,
-        return_value_size: *mut usize,
-    ) -> u32;
     fn proxy_get_header_map_pairs(
         map_type: MapType,
         return_map_data: *mut *mut u8,
@@ -88,29 +81,9 @@ pub(super) fn property(path: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-/// A header's value (`None` when absent, or when the host refuses). The SDK's
-/// `get_map_value` panics on a value that is not UTF-8 (bytes 0x80-0xFF are valid in an
-/// HTTP header value): such a value is taken with U+FFFD in place of the invalid bytes.
-pub(super) fn map_value(map: MapType, name: &str) -> Option<String> {
-    let mut data: *mut u8 = null_mut();
-    let mut size: usize = 0;
-    // SAFETY: the name outlives the call; on success the host wrote a buffer it allocated
-    // with `proxy_on_memory_allocate`, which the Vec now owns.
-    unsafe {
-        if proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size)
-            != Status::Ok as u32
-        {
-            return None;
-        }
-        if data.is_null() {
-            return Some(String::new());
-        }
-        Some(header_map::text(Vec::from_raw_parts(data, size, size)))
-    }
-}
-
-/// The whole header map, in order (empty when the host refuses). As [`map_value`], values
-/// (and names) that are not UTF-8 do not panic as in the SDK's `get_map`.
+/// The whole header map, in order (empty when the host refuses). The SDK's `get_map` panics
+/// on a value that is not UTF-8 (bytes 0x80-0xFF are valid in an HTTP header value): here
+/// such a value is taken with U+FFFD in place of the invalid bytes.
 pub(super) fn map(map: MapType) -> Vec<(String, String)> {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;

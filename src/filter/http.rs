@@ -32,13 +32,10 @@ impl LambdaHttp {
                 answer_size: 0,
                 attempt_key: None,
                 parked_at: None,
+                headers: Vec::new(),
             })),
         }
     }
-}
-
-fn request_header(name: &str) -> Option<String> {
-    host::map_value(MapType::HttpRequestHeaders, name)
 }
 
 /// The client's request as an event needs it, from its header map.
@@ -85,11 +82,11 @@ fn strip_port(address: &str) -> String {
 }
 
 impl LambdaHttp {
-    /// Captures the client's request for an event payload (one header-map read). A request
+    /// Captures the client's request for an event payload (from the map read once). A request
     /// rewritten in place is kept for the router's retries, which see the rewritten map: a
     /// retry finds the client's request by the key the first attempt sent along.
     fn capture_request(&self, vm: &Vm, step: Step) -> Step {
-        let headers = host::map(MapType::HttpRequestHeaders);
+        let headers = self.request.borrow().headers.clone();
         let in_place = self.request.borrow().flow.forwards_in_place();
         let attempt = headers
             .iter()
@@ -147,7 +144,11 @@ impl HttpContext for LambdaHttp {
             return Action::Continue;
         };
         let started = timing::start();
-        self.request.borrow_mut().request_id = request_header("x-request-id");
+        {
+            let mut request = self.request.borrow_mut();
+            request.headers = host::map(MapType::HttpRequestHeaders);
+            request.request_id = request.header("x-request-id").map(str::to_string);
+        }
         let route_cluster =
             host::property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok());
         // The route's whole metadata in one read; its name only to name it in an error.
@@ -160,7 +161,10 @@ impl HttpContext for LambdaHttp {
         let content_length = if end_of_stream {
             None
         } else {
-            request_header("content-length").and_then(|v| v.trim().parse::<u64>().ok())
+            self.request
+                .borrow()
+                .header("content-length")
+                .and_then(|v| v.trim().parse::<u64>().ok())
         };
         // Only an upstream filter sees its upstream host while the request's headers pass.
         let placement = if host::property(b"upstream\0address").is_some() {
@@ -182,13 +186,15 @@ impl HttpContext for LambdaHttp {
         } else {
             step
         };
-        if self.request.borrow().flow.wants_trace_context() {
-            let amzn = request_header("x-amzn-trace-id");
-            let traceparent = request_header("traceparent");
-            self.request
-                .borrow_mut()
-                .flow
-                .set_trace_context(amzn.as_deref(), traceparent.as_deref());
+        {
+            let mut request = self.request.borrow_mut();
+            if request.flow.wants_trace_context() {
+                let amzn = request.header("x-amzn-trace-id").map(str::to_string);
+                let traceparent = request.header("traceparent").map(str::to_string);
+                request
+                    .flow
+                    .set_trace_context(amzn.as_deref(), traceparent.as_deref());
+            }
         }
         vm.timing.record(Timed::Headers, started);
         let action = vm.drive(&self.request, step, Actor::RequestContext);

@@ -123,7 +123,7 @@ pub(super) fn forward(
     request: &Request,
     retry_tag: &str,
 ) -> Result<(), u32> {
-    let current = |name: &str| host::map_value(MapType::HttpRequestHeaders, name);
+    let current = |name: &str| request.header(name).map(str::to_string);
     let scheme = current(":scheme");
     let attempt = request.attempt_key.as_deref().unwrap_or(retry_tag);
     // A retry sees the map the first attempt rewrote: its original path is the client's.

@@ -18,6 +18,19 @@ pub(super) struct Request {
     pub attempt_key: Option<String>,
     /// When the request started waiting for credentials.
     pub parked_at: Option<SystemTime>,
+    /// The request's header map as the filter first saw it (one host call), which the rest
+    /// of the request reads instead of asking the host header by header.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    /// A request header as first seen (names are lower case in Envoy's maps).
+    pub(super) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 pub(super) type SharedRequest = Rc<RefCell<Request>>;
