@@ -1287,27 +1287,32 @@ fn a_failure_after_lambda_answered_carries_lambdas_request_id() {
     assert_eq!(flow.lambda_request_id(), None);
 }
 
-#[test]
-fn the_invoke_carries_the_clients_trace_unsigned() {
-    let config = config("");
+/// The Invoke dispatched for a POST whose client sent `traceparent` (or none).
+fn dispatched_with_trace(config: &FilterConfig, traceparent: Option<&str>) -> OutboundRequest {
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
-        route(&config),
+        route(config),
         Some("lambda".into()),
         Some(2),
         false,
         Placement::Downstream,
     );
     assert!(flow.wants_trace_context());
-    flow.set_trace_context(
-        None,
+    flow.set_trace_context(None, traceparent);
+    flow.on_request_body(2, true);
+    match flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT) {
+        Step::Dispatch(request) => request,
+        other => panic!("expected dispatch, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_invoke_carries_the_clients_trace_unsigned() {
+    let config = config("");
+    let request = dispatched_with_trace(
+        &config,
         Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     );
-    flow.on_request_body(2, true);
-    let Step::Dispatch(request) = flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT)
-    else {
-        panic!("expected dispatch");
-    };
     assert_eq!(
         request.header("x-amzn-trace-id"),
         Some("Root=1-4bf92f35-77b34da6a3ce929d0e0e4736;Parent=00f067aa0ba902b7;Sampled=1")
@@ -1318,19 +1323,6 @@ fn the_invoke_carries_the_clients_trace_unsigned() {
         .unwrap();
     assert!(!signed.contains("x-amzn-trace-id"), "{signed}");
     // Without a trace, no header.
-    let mut flow = RequestFlow::default();
-    flow.on_request_headers(
-        route(&config),
-        Some("lambda".into()),
-        Some(2),
-        false,
-        Placement::Downstream,
-    );
-    flow.set_trace_context(None, None);
-    flow.on_request_body(2, true);
-    let Step::Dispatch(request) = flow.on_body_complete(b"{}".to_vec(), Some(&creds()), t(0), WAIT)
-    else {
-        panic!("expected dispatch");
-    };
+    let request = dispatched_with_trace(&config, None);
     assert_eq!(request.header("x-amzn-trace-id"), None);
 }
