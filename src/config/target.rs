@@ -102,8 +102,9 @@ pub struct InvokeTarget {
     /// The credentials that sign the Invoke; `None`: the route names no profile and the
     /// configuration has no top-level credentials (such a route is refused).
     pub credentials_profile: Option<ProfileId>,
-    /// The `function` label of its metrics ([`crate::metrics::function_label`]).
-    pub metric_label: std::rc::Rc<str>,
+    /// The `function` label of its metrics ([`crate::metrics::function_label`]); an `Arc`, so
+    /// that targets stay `Send + Sync` (the fuzz targets keep one in a static).
+    pub metric_label: std::sync::Arc<str>,
 }
 
 /// Lambda's limit on the `X-Amz-Client-Context` header (base64 text).

@@ -2,7 +2,7 @@
 //! (a stat must never fail a request).
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -25,14 +25,14 @@ pub(super) struct Stats {
 
 /// One function label's metric ids (`None`: not defined yet, or the host refused).
 struct FunctionIds {
-    label: Rc<str>,
+    label: Arc<str>,
     total: Option<u32>,
     latency: Option<u32>,
     outcomes: [Option<u32>; Outcome::COUNT],
 }
 
 impl FunctionIds {
-    fn new(label: Rc<str>) -> Self {
+    fn new(label: Arc<str>) -> Self {
         FunctionIds {
             total: hostcalls::define_metric(MetricType::Counter, &total_name(&label)).ok(),
             latency: hostcalls::define_metric(MetricType::Histogram, &latency_name(&label)).ok(),
@@ -83,7 +83,7 @@ impl Stats {
 
     /// Counts a request's outcome: the class counter, and with a function label its
     /// labelled class counter and total.
-    pub(super) fn outcome(&self, label: Option<&Rc<str>>, metric: Metric, outcome: Outcome) {
+    pub(super) fn outcome(&self, label: Option<&Arc<str>>, metric: Metric, outcome: Outcome) {
         self.increment(metric);
         let Some(label) = label else { return };
         self.with_function(label, |ids| {
@@ -102,7 +102,7 @@ impl Stats {
     }
 
     /// Records an Invoke's latency, and with a function label its labelled histogram.
-    pub(super) fn latency(&self, label: Option<&Rc<str>>, ms: u64) {
+    pub(super) fn latency(&self, label: Option<&Arc<str>>, ms: u64) {
         self.record(Metric::InvokeLatencyMs, ms);
         if let Some(label) = label {
             self.with_function(label, |ids| {
@@ -113,7 +113,7 @@ impl Stats {
     }
 
     /// Runs `f` on the ids of `label` (defined on first use), or of `_other` past the cap.
-    fn with_function(&self, label: &Rc<str>, f: impl FnOnce(&mut FunctionIds) -> Option<()>) {
+    fn with_function(&self, label: &Arc<str>, f: impl FnOnce(&mut FunctionIds) -> Option<()>) {
         let mut functions = self.functions.borrow_mut();
         let index = match functions.iter().position(|ids| ids.label == *label) {
             Some(index) => index,

@@ -6,6 +6,7 @@
 //! pause ends when the body is complete.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::answer::eventstream::{
@@ -210,7 +211,7 @@ pub(crate) struct RequestFlow {
     /// replies and plain proxying, but not for a HEAD rewritten in place into a POST Invoke.
     head: bool,
     /// The `function` label of the route's target, once resolved (its outcome metrics).
-    metric_label: Option<Rc<str>>,
+    metric_label: Option<Arc<str>>,
     /// The Invoke's `X-Amzn-Trace-Id` ([`crate::trace`]), from the client's headers.
     trace_id: Option<String>,
     /// The credentials profile of the route's target, once resolved (for access logs).
@@ -246,7 +247,7 @@ impl RequestFlow {
     }
 
     /// The `function` label of the request's metrics (none before the route resolved).
-    pub(crate) fn metric_label(&self) -> Option<&Rc<str>> {
+    pub(crate) fn metric_label(&self) -> Option<&Arc<str>> {
         self.metric_label.as_ref()
     }
 
