@@ -5,7 +5,10 @@
 use crate::credentials::provider::CredentialFetcher;
 use crate::error::RequestError;
 
+mod buffer;
 mod function;
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_imports))] // used by the shell only
+pub(crate) use buffer::*;
 pub(crate) use function::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -28,9 +28,10 @@ use crate::route::RouteCache;
 
 /// How often the root polls the shared credentials (cross-VM wake-up latency for waiters).
 const CREDENTIALS_TICK: Duration = Duration::from_millis(100);
-/// How often the root checks for request bodies that never came (without credentials to
-/// fetch): within a second of `flow::body_watch::BODY_WAIT`.
-const BODY_WATCH_TICK: Duration = Duration::from_millis(500);
+/// How often the root ticks without credentials to fetch: it answers request bodies that
+/// never came (within a second of `flow::body_watch::BODY_WAIT`) and hands the buffered
+/// metrics to the host, so `/stats` lags by at most this.
+const QUIET_TICK: Duration = Duration::from_millis(250);
 
 pub(super) struct LambdaRoot {
     context_id: u32,
@@ -220,11 +221,12 @@ impl RootContext for LambdaRoot {
             retry_tag: format!("{:016x}{:016x}", random_u64(), random_u64()),
         }));
         // The first tick fetches credentials, so the first request rarely waits; without
-        // credentials to fetch, the tick only answers requests whose body never comes.
+        // credentials to fetch, the tick answers requests whose body never comes and flushes
+        // the metrics.
         let _ = hostcalls::set_tick_period(if needs_ticks {
             CREDENTIALS_TICK
         } else {
-            BODY_WATCH_TICK
+            QUIET_TICK
         });
         true
     }
@@ -235,6 +237,7 @@ impl RootContext for LambdaRoot {
             self.carry_out(&vm, work);
             vm.answer_overdue_bodies(self.context_id);
             vm.log_summaries();
+            vm.stats.flush();
         }
     }
 

@@ -1,5 +1,7 @@
-//! Defines the metrics with the host once per VM and moves them; host errors are ignored
-//! (a stat must never fail a request).
+//! Defines the metrics with the host once per VM and moves them: the moves are kept in the
+//! VM ([`MetricBuffer`]) and handed to the host on the root's tick, so a request makes no host
+//! call per counter or histogram value. Host errors are ignored (a stat must never fail a
+//! request).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -9,8 +11,8 @@ use proxy_wasm::types::MetricType;
 
 use crate::config::ProfileId;
 use crate::metrics::{
-    latency_name, outcome_name, profile_refresh_name, total_name, Kind, Metric, Outcome,
-    MAX_FUNCTION_LABELS, OTHER_FUNCTIONS,
+    latency_name, outcome_name, profile_refresh_name, total_name, Kind, Metric, MetricBuffer,
+    Outcome, MAX_FUNCTION_LABELS, OTHER_FUNCTIONS,
 };
 
 /// Host metric ids, indexed by `Metric as usize`.
@@ -21,6 +23,8 @@ pub(super) struct Stats {
     profile_ids: Vec<Option<(u32, u32)>>,
     /// Per function label, defined on its first request (at most `MAX_FUNCTION_LABELS`).
     functions: RefCell<Vec<FunctionIds>>,
+    /// Moves not yet handed to the host ([`Stats::flush`], on the root's tick).
+    buffer: RefCell<MetricBuffer>,
 }
 
 /// One function label's metric ids (`None`: not defined yet, or the host refused).
@@ -77,7 +81,9 @@ impl Stats {
     /// Counts one ended refresh of a profile's credentials.
     pub(super) fn profile_refresh(&self, profile: ProfileId, ok: bool) {
         if let Some(Some((ok_id, failed_id))) = self.profile_ids.get(profile.0) {
-            let _ = hostcalls::increment_metric(if ok { *ok_id } else { *failed_id }, 1);
+            self.buffer
+                .borrow_mut()
+                .add(if ok { *ok_id } else { *failed_id }, 1);
         }
     }
 
@@ -95,8 +101,9 @@ impl Stats {
                 )
                 .ok();
             }
-            let _ = hostcalls::increment_metric((*slot)?, 1);
-            let _ = hostcalls::increment_metric(ids.total?, 1);
+            let mut buffer = self.buffer.borrow_mut();
+            buffer.add((*slot)?, 1);
+            buffer.add(ids.total?, 1);
             Some(())
         });
     }
@@ -105,10 +112,14 @@ impl Stats {
     pub(super) fn latency(&self, label: Option<&Arc<str>>, ms: u64) {
         self.record(Metric::InvokeLatencyMs, ms);
         if let Some(label) = label {
+            let mut full = false;
             self.with_function(label, |ids| {
-                let _ = hostcalls::record_metric(ids.latency?, ms);
+                full = self.buffer.borrow_mut().record(ids.latency?, ms);
                 Some(())
             });
+            if full {
+                self.flush();
+            }
         }
     }
 
@@ -142,21 +153,34 @@ impl Stats {
     }
 
     pub(super) fn increment(&self, metric: Metric) {
-        if let Some(id) = self.id(metric) {
-            let _ = hostcalls::increment_metric(id, 1);
-        }
+        self.add(metric, 1);
     }
 
-    /// Adds `delta` to a gauge.
+    /// Adds `delta` to a counter or gauge.
     pub(super) fn add(&self, metric: Metric, delta: i64) {
         if let Some(id) = self.id(metric) {
-            let _ = hostcalls::increment_metric(id, delta);
+            self.buffer.borrow_mut().add(id, delta);
         }
     }
 
     /// Records a histogram value.
     pub(super) fn record(&self, metric: Metric, value: u64) {
         if let Some(id) = self.id(metric) {
+            let full = self.buffer.borrow_mut().record(id, value);
+            if full {
+                self.flush();
+            }
+        }
+    }
+
+    /// Hands the buffered moves to the host (the root's tick; or at once when the buffer of
+    /// histogram values is full).
+    pub(super) fn flush(&self) {
+        let flush = self.buffer.borrow_mut().take();
+        for (id, delta) in flush.deltas {
+            let _ = hostcalls::increment_metric(id, delta);
+        }
+        for (id, value) in flush.values {
             let _ = hostcalls::record_metric(id, value);
         }
     }

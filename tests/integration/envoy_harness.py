@@ -387,6 +387,10 @@ class EnvoyStartupError(RuntimeError):
         self.log = log
 
 
+# Longer than the filter's slowest root tick (250 ms), which flushes its buffered metrics.
+STATS_FLUSH_WAIT_S = 0.3
+
+
 class Envoy:
     def __init__(
         self,
@@ -544,6 +548,9 @@ class Envoy:
         return "\n".join(x for x in parts if x)
 
     def stats(self, filter_regex: str | None = None) -> dict[str, int | str]:
+        """Envoy's /stats, read once the filter's VMs have flushed what they buffered (each
+        hands its metric moves to Envoy on its root's tick, every 100-250 ms)."""
+        time.sleep(STATS_FLUSH_WAIT_S)
         params = {"filter": filter_regex} if filter_regex else None
         r = requests.get(f"{self.admin_url}/stats", params=params, timeout=2)
         r.raise_for_status()
