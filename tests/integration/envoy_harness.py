@@ -387,6 +387,9 @@ class EnvoyStartupError(RuntimeError):
         self.log = log
 
 
+# Starts of an Envoy whose picked ports were taken by another process before it bound them.
+BIND_ATTEMPTS = 3
+
 # Longer than the filter's slowest root tick (250 ms), which flushes its buffered metrics.
 STATS_FLUSH_WAIT_S = 0.3
 
@@ -453,7 +456,34 @@ class Envoy:
         expect_failure: wait until Envoy exits, or is up without an accepting listener
         (e.g. listener rejected), and return without raising; see .failed / .log().
         Raises EnvoyStartupError if the expectation is not met.
+
+        A port picked by free_port() can be taken by another process before Envoy binds it:
+        Envoy then exits with "Address already in use", and is started again on new ports
+        (never what a test means by a startup failure).
         """
+        for attempt in range(BIND_ATTEMPTS):
+            self._start_once(timeout, expect_failure)
+            lost_a_port = (self.proc is not None and self.proc.poll() is not None
+                           and "Address already in use" in self.log())
+            if not lost_a_port or attempt == BIND_ATTEMPTS - 1:
+                break
+            self._pick_new_ports()
+        if self.failed and not expect_failure:
+            raise EnvoyStartupError(f"envoy exited with code {self.proc.poll()} during startup", self.log())
+        return self
+
+    def _pick_new_ports(self) -> None:
+        if not self.cfg.listener_port:
+            self.listener_port = free_port()
+        if not self.cfg.admin_port:
+            self.admin_port = free_port()
+        self.listener_ports = {x.name: x.port or free_port() for x in self.cfg.listeners}
+        self.bootstrap = build_bootstrap(self.cfg, self.listener_port, self.admin_port, self.listener_ports)
+        if self._stdio is not None:
+            self._stdio.close()
+        self.log_path.write_text("")
+
+    def _start_once(self, timeout: float, expect_failure: bool) -> "Envoy":
         self.write_config()
         self._stdio = open(self.stdio_path, "wb")
         self.proc = subprocess.Popen(
@@ -470,10 +500,9 @@ class Envoy:
         while time.monotonic() < deadline:
             rc = self.proc.poll()
             if rc is not None:
-                if expect_failure:
-                    self.failed = True
-                    return self
-                raise EnvoyStartupError(f"envoy exited with code {rc} during startup", self.log())
+                # Reported by start(), once it knows whether a lost port explains it.
+                self.failed = True
+                return self
             if self._ready():
                 if self._all_ports_accept():
                     if expect_failure:
