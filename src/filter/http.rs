@@ -9,7 +9,7 @@ use proxy_wasm::types::{Action, MapType};
 use super::driver::{Actor, Vm};
 use super::host;
 use super::host::random_u64;
-use super::request::{Request, SharedRequest};
+use super::request::{header_in, Request, SharedRequest};
 use super::timing::{self, Phase as Timed};
 use crate::flow::attempts::ATTEMPT_HEADER;
 use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
@@ -187,13 +187,12 @@ impl HttpContext for LambdaHttp {
             step
         };
         {
-            let mut request = self.request.borrow_mut();
-            if request.flow.wants_trace_context() {
-                let amzn = request.header("x-amzn-trace-id").map(str::to_string);
-                let traceparent = request.header("traceparent").map(str::to_string);
-                request
-                    .flow
-                    .set_trace_context(amzn.as_deref(), traceparent.as_deref());
+            let Request { headers, flow, .. } = &mut *self.request.borrow_mut();
+            if flow.wants_trace_context() {
+                flow.set_trace_context(
+                    header_in(headers, "x-amzn-trace-id"),
+                    header_in(headers, "traceparent"),
+                );
             }
         }
         vm.timing.record(Timed::Headers, started);

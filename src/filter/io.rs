@@ -123,7 +123,7 @@ pub(super) fn forward(
     request: &Request,
     retry_tag: &str,
 ) -> Result<(), u32> {
-    let current = |name: &str| request.header(name).map(str::to_string);
+    let current = |name: &str| request.header(name);
     let scheme = current(":scheme");
     let attempt = request.attempt_key.as_deref().unwrap_or(retry_tag);
     // A retry sees the map the first attempt rewrote: its original path is the client's.
@@ -131,8 +131,7 @@ pub(super) fn forward(
     // retry; a client that sends the Invoke's path never chooses the logged path.
     let client_path = match current(":path") {
         Some(path)
-            if Some(path.as_str()) == invoke.header(":path")
-                && current(ATTEMPT_HEADER).as_deref() == Some(attempt) =>
+            if Some(path) == invoke.header(":path") && current(ATTEMPT_HEADER) == Some(attempt) =>
         {
             current(ORIGINAL_PATH_HEADER)
         }
@@ -140,13 +139,13 @@ pub(super) fn forward(
     };
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + 4);
     headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    if let Some(scheme) = &scheme {
+    if let Some(scheme) = scheme {
         headers.push((":scheme", scheme));
     }
     if let Some(request_id) = &request.request_id {
         headers.push(("x-request-id", request_id));
     }
-    if let Some(path) = &client_path {
+    if let Some(path) = client_path {
         headers.push((ORIGINAL_PATH_HEADER, path));
     }
     headers.push((ATTEMPT_HEADER, attempt));

@@ -26,11 +26,16 @@ pub(super) struct Request {
 impl Request {
     /// A request header as first seen (names are lower case in Envoy's maps).
     pub(super) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
+}
+
+/// A header of a map as the host gives it (names lower case).
+pub(super) fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 pub(super) type SharedRequest = Rc<RefCell<Request>>;

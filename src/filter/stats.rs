@@ -126,7 +126,11 @@ impl Stats {
     /// Runs `f` on the ids of `label` (defined on first use), or of `_other` past the cap.
     fn with_function(&self, label: &Arc<str>, f: impl FnOnce(&mut FunctionIds) -> Option<()>) {
         let mut functions = self.functions.borrow_mut();
-        let index = match functions.iter().position(|ids| ids.label == *label) {
+        // Requests of a route share its target's label: pointer equality finds it at once.
+        let index = match functions
+            .iter()
+            .position(|ids| Arc::ptr_eq(&ids.label, label) || ids.label == *label)
+        {
             Some(index) => index,
             None if functions.len() < MAX_FUNCTION_LABELS => {
                 functions.push(FunctionIds::new(label.clone()));

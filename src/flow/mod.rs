@@ -240,7 +240,6 @@ impl RequestFlow {
         &self.phase
     }
 
-    /// Lambda's request id, once Lambda answered.
     /// The credentials profile of the request's route (none before the route resolved).
     pub(crate) fn profile(&self) -> Option<ProfileId> {
         self.profile
@@ -251,6 +250,7 @@ impl RequestFlow {
         self.metric_label.as_ref()
     }
 
+    /// Lambda's request id, once Lambda answered.
     pub(crate) fn lambda_request_id(&self) -> Option<&str> {
         self.lambda_request_id.as_deref()
     }
@@ -279,20 +279,12 @@ impl RequestFlow {
     }
 
     pub(crate) fn set_request_meta(&mut self, meta: RequestMeta) {
-        let header = |name: &str| {
-            meta.headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
-        self.trace_id = invoke_trace_id(header("x-amzn-trace-id"), header("traceparent"));
         self.meta = Some(meta);
     }
 
-    /// Whether the shell should read the trace headers for the Invoke: it will invoke, and
-    /// they were not read with the request's whole header map.
+    /// Whether the shell should give the trace headers for the Invoke: it will invoke.
     pub(crate) fn wants_trace_context(&self) -> bool {
-        self.meta.is_none() && matches!(self.phase, Phase::ReceivingBody { .. })
+        matches!(self.phase, Phase::ReceivingBody { .. })
     }
 
     /// The client's `x-amzn-trace-id` and `traceparent` headers.
