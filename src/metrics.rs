@@ -152,6 +152,12 @@ impl Metric {
         }
     }
 
+    /// The histograms kept only with `invoke_histograms`: they repeat the Lambda cluster's
+    /// own `upstream_rq_time` and request size histograms.
+    pub(crate) fn is_opt_in_histogram(self) -> bool {
+        matches!(self, Metric::InvokeLatencyMs | Metric::InvokePayloadBytes)
+    }
+
     /// The outcome counter a failed request moves.
     pub(crate) fn for_failure(error: &RequestError) -> Metric {
         match error {

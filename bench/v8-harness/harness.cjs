@@ -29,6 +29,8 @@ const REQUESTS = Number(opt('--requests', '200000'));
 const ROUNDS = Number(opt('--rounds', '5'));
 const COUNT = flag('--count');
 const WARMUP = Number(opt('--warmup', '20000'));
+// --body N: a POST with an N-byte body instead of the GET (e.g. 262144: the payload hash).
+const BODY = Buffer.alloc(Number(opt('--body', '0')), 0x61);
 const WASM = args[0] || 'target/wasm32-wasip1/release/proxy_wasm_lambda.wasm';
 
 const PLUGIN_CONFIG = JSON.stringify({
@@ -47,7 +49,8 @@ const PROPERTIES = new Map([
 ]);
 const ANSWER_BODY = Buffer.from('{"statusCode":200,"body":"hello from the bench function","headers":{"x-bench":"1"}}    ');
 const requestHeaders = () => [
-  [':method', 'GET'],
+  [':method', BODY.length ? 'POST' : 'GET'],
+  ...(BODY.length ? [['content-length', String(BODY.length)]] : []),
   [':path', '/'],
   [':authority', 'localhost'],
   [':scheme', 'http'],
@@ -287,9 +290,11 @@ const ansTemplate = answerHeaders();
 function oneRequest() {
   const ctx = nextContext++;
   maps[0] = reqTemplate;
-  buffers[0] = Buffer.alloc(0);
+  buffers[0] = BODY;
   x.proxy_on_context_create(ctx, 1);
-  const a1 = x.proxy_on_request_headers(ctx, reqTemplate.length, 1);
+  let a1 = x.proxy_on_request_headers(ctx, reqTemplate.length, BODY.length ? 0 : 1);
+  // With a body the headers wait for it (StopIteration), then the body goes on signed.
+  if (BODY.length && a1 === 1) a1 = x.proxy_on_request_body(ctx, BODY.length, 1);
   maps[2] = ansTemplate;
   buffers[1] = ANSWER_BODY;
   const a2 = x.proxy_on_response_headers(ctx, ansTemplate.length, 0);

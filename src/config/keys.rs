@@ -31,7 +31,8 @@ macro_rules! target_keys {
 
         /// The keys of the plugin configuration: the target keys, then the plugin's own.
         pub(super) const CONFIG_KEYS: &[&str] =
-            &[$(stringify!($key),)* "credentials", "credential_profiles", "split_placement"];
+            &[$(stringify!($key),)* "credentials", "credential_profiles", "split_placement",
+              "invoke_histograms"];
 
         /// The keys of a route's metadata: the target keys, then the route's own.
         pub const ROUTE_KEYS: &[&str] = &[$(stringify!($key),)* "credentials", "disabled"];
@@ -114,7 +115,7 @@ mod tests {
             assert!(ROUTE_KEYS.contains(key), "{key}");
             assert!(TargetSettings::default().field(key).is_some(), "{key}");
         }
-        assert_eq!(CONFIG_KEYS.len(), TARGET_KEYS.len() + 3);
+        assert_eq!(CONFIG_KEYS.len(), TARGET_KEYS.len() + 4);
         assert_eq!(ROUTE_KEYS.len(), TARGET_KEYS.len() + 2);
         assert!(TargetSettings::default().field("credentials").is_none());
     }

@@ -55,6 +55,10 @@ pub struct FilterConfig {
     /// The filter is in both chains: in the HCM it takes only the requests that cannot be
     /// rewritten in place, and leaves the rest to its twin in the router's upstream filters.
     pub split_placement: bool,
+    /// `invoke_histograms`: also record `invoke.latency_ms` and `invoke.payload_bytes`, which
+    /// repeat the Lambda cluster's own `upstream_rq_time` and request size histograms and
+    /// cost a host call per request each (off by default; per-function latency stays on).
+    pub invoke_histograms: bool,
 }
 
 /// A route's overrides from its metadata, before validation.
@@ -100,6 +104,7 @@ impl FilterConfig {
         );
         let named_profiles = fields.value("credential_profiles");
         let split_placement = fields.bool("split_placement").unwrap_or(false);
+        let invoke_histograms = fields.bool("invoke_histograms").unwrap_or(false);
         fields.finish()?;
         let mut target = validate_target(&settings)?;
         let named = named_profiles
@@ -135,6 +140,7 @@ impl FilterConfig {
             profiles,
             warnings,
             split_placement,
+            invoke_histograms,
         })
     }
 

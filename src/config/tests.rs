@@ -664,3 +664,15 @@ fn load_with_creds_token(token: &str) -> Result<FilterConfig, ConfigError> {
     });
     load(&json.to_string())
 }
+
+#[test]
+fn invoke_histograms_are_opt_in() {
+    let base = r#""function":"f","region":"us-east-1""#;
+    assert!(!load_with_creds(base).unwrap().invoke_histograms);
+    let on = load_with_creds(&format!(r#"{base},"invoke_histograms":true"#)).unwrap();
+    assert!(on.invoke_histograms);
+    assert_eq!(
+        field_of(&format!(r#"{base},"invoke_histograms":"yes""#)),
+        "invoke_histograms"
+    );
+}

@@ -297,9 +297,12 @@ impl Vm {
         if let Err(status) = forward(invoke, replace_body, &request, &self.retry_tag) {
             // Rewriting failed half-way: never let it continue unsigned.
             error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
-            let failure = RequestError::DispatchFailed {
-                cluster: invoke.cluster.clone(),
+            // In place to the route's own cluster, the flow did not ask its name.
+            let cluster = match invoke.cluster.as_str() {
+                "" => host::route_cluster().unwrap_or_default(),
+                named => named.to_string(),
             };
+            let failure = RequestError::DispatchFailed { cluster };
             self.count_failure(&request, &failure);
             // Before the Invoke was sent: no Lambda request id to carry.
             if let Err(status) = send(&failure.to_reply(request.request_id.as_deref())) {
@@ -311,8 +314,7 @@ impl Vm {
             .record(Metric::InvokePayloadBytes, invoke.body.len() as u64);
         self.stats.increment(Metric::InvokeInPlace);
         debug!(
-            "#{context_id} invoke forwarded in place to cluster '{}' ({} bytes)",
-            invoke.cluster,
+            "#{context_id} invoke forwarded in place ({} bytes)",
             invoke.body.len()
         );
         self.timing.record(Timed::Dispatch, started);

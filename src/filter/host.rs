@@ -63,6 +63,11 @@ pub(super) fn set_filter_state(key: &str, value: &[u8]) -> Result<(), Status> {
     hostcalls::set_property(vec![key], Some(value))
 }
 
+/// The cluster Envoy picked for the request's route.
+pub(super) fn route_cluster() -> Option<String> {
+    property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok())
+}
+
 /// A property by its path already serialized (segments joined by NUL, e.g.
 /// `b"xds\0cluster_name"`): what the SDK's `get_property` does without building the path
 /// on every call. `None` when the host has no value (or refuses).

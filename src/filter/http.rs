@@ -149,8 +149,6 @@ impl HttpContext for LambdaHttp {
             request.headers = host::map(MapType::HttpRequestHeaders);
             request.request_id = request.header("x-request-id").map(str::to_string);
         }
-        let route_cluster =
-            host::property(b"xds\0cluster_name").and_then(|bytes| String::from_utf8(bytes).ok());
         // The route's whole metadata in one read; its name only to name it in an error.
         let route_metadata = host::property(ROUTE_METADATA_PROPERTY).unwrap_or_default();
         let route = vm
@@ -176,7 +174,7 @@ impl HttpContext for LambdaHttp {
         };
         let step = self.request.borrow_mut().flow.on_request_headers(
             route,
-            route_cluster,
+            host::route_cluster,
             content_length,
             end_of_stream,
             placement,

@@ -204,7 +204,7 @@ impl RootContext for LambdaRoot {
         );
         credentials.init_shared(&HostStore);
         let needs_ticks = credentials.needs_ticks();
-        let stats = Stats::define(credentials.names());
+        let stats = Stats::define(credentials.names(), config.invoke_histograms);
         self.vm = Some(Rc::new(Vm {
             config: Rc::new(config),
             routes: RefCell::new(RouteCache::default()),

@@ -47,9 +47,17 @@ impl FunctionIds {
 }
 
 impl Stats {
-    pub(super) fn define<'a>(profiles: impl Iterator<Item = (ProfileId, &'a str)>) -> Self {
+    /// Defines every metric; the opt-in invoke histograms only with `invoke_histograms`
+    /// (undefined, they are never recorded).
+    pub(super) fn define<'a>(
+        profiles: impl Iterator<Item = (ProfileId, &'a str)>,
+        invoke_histograms: bool,
+    ) -> Self {
         let mut stats = Stats::default();
         for metric in Metric::ALL {
+            if metric.is_opt_in_histogram() && !invoke_histograms {
+                continue;
+            }
             let kind = match metric.kind() {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,

@@ -4,12 +4,14 @@
 use super::*;
 
 impl RequestFlow {
-    /// Request headers arrived. `route` is the route's resolved target, `route_cluster` the
-    /// cluster Envoy picked for the route (None for routes without one).
+    /// Request headers arrived. `route` is the route's resolved target, `route_cluster` reads
+    /// the cluster Envoy picked for the route (None for routes without one): called only
+    /// when the decision needs it, and at most once (a host call saved on the common
+    /// upstream case, where the Invoke goes where the router already sends it).
     pub(crate) fn on_request_headers(
         &mut self,
         route: Result<RouteTarget, ConfigError>,
-        route_cluster: Option<String>,
+        route_cluster: impl FnOnce() -> Option<String>,
         content_length: Option<u64>,
         end_of_stream: bool,
         placement: Placement,
@@ -37,7 +39,14 @@ impl RequestFlow {
         }
         // In place only to the cluster the router already picked, and only with somewhere to
         // put the payload: a passthrough body, or an event that replaces the request's body.
-        let can_go_in_place = (target.cluster.is_none() || target.cluster == route_cluster)
+        let mut read_cluster = Some(route_cluster);
+        let mut route_cluster_read = None;
+        let mut route_cluster = || {
+            route_cluster_read
+                .get_or_insert_with(|| read_cluster.take().and_then(|read| read()))
+                .clone()
+        };
+        let can_go_in_place = (target.cluster.is_none() || target.cluster == route_cluster())
             && (!end_of_stream || target.payload == PayloadFormat::Passthrough);
         if placement == Placement::DownstreamSplit && can_go_in_place {
             self.phase = Phase::Finished;
@@ -52,14 +61,20 @@ impl RequestFlow {
         if !in_place && target.stream_path.is_some() {
             self.stream_fallback = Some(if can_go_in_place {
                 "the filter is not in the router's upstream_http_filters"
-            } else if target.cluster.is_some() && target.cluster != route_cluster {
+            } else if target.cluster.is_some() && target.cluster != route_cluster() {
                 "the Invoke goes to another cluster than the route's"
             } else {
                 "a request without a body cannot carry the event payload"
             });
         }
-        let Some(cluster) = target.cluster.clone().or(route_cluster) else {
-            return self.fail(RequestError::NoCluster);
+        // In place the name only reports a failure to rewrite: the shell reads it then.
+        let cluster = match (&target.cluster, in_place) {
+            (Some(cluster), _) => cluster.clone(),
+            (None, true) => String::new(),
+            (None, false) => match route_cluster() {
+                Some(cluster) => cluster,
+                None => return self.fail(RequestError::NoCluster),
+            },
         };
         let limit = target.invocation_type.payload_limit();
         if content_length.is_some_and(|length| length > limit) {

@@ -33,7 +33,7 @@ fn dispatched(config: &FilterConfig) -> RequestFlow {
     assert_eq!(
         flow.on_request_headers(
             route(config),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             Some(2),
             false,
             Placement::Downstream
@@ -121,7 +121,7 @@ fn dispatch_failure_way_out() {
     assert_eq!(
         flow.on_request_headers(
             route(&config),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             None,
             true,
             Placement::Downstream
@@ -158,7 +158,7 @@ fn content_length_over_the_limit_fails_before_buffering() {
     let mut flow = RequestFlow::default();
     let step = flow.on_request_headers(
         route(&sync),
-        Some("c".into()),
+        || Some("c".into()),
         Some(7_000_000),
         false,
         Placement::Downstream,
@@ -171,7 +171,7 @@ fn content_length_over_the_limit_fails_before_buffering() {
     let mut flow = RequestFlow::default();
     let step = flow.on_request_headers(
         route(&event),
-        Some("c".into()),
+        || Some("c".into()),
         Some(1_100_000),
         false,
         Placement::Downstream,
@@ -189,7 +189,7 @@ fn chunked_body_over_the_limit_fails_while_buffering() {
     assert_eq!(
         flow.on_request_headers(
             route(&config),
-            Some("c".into()),
+            || Some("c".into()),
             None,
             false,
             Placement::Downstream
@@ -210,7 +210,7 @@ fn disabled_route_and_invalid_route() {
     assert_eq!(
         flow.on_request_headers(
             Ok(RouteTarget::Disabled),
-            None,
+            || None,
             None,
             true,
             Placement::Downstream
@@ -220,7 +220,7 @@ fn disabled_route_and_invalid_route() {
     let mut flow = RequestFlow::default();
     let step = flow.on_request_headers(
         Err(ConfigError::new("invocation_type", "bad")),
-        Some("c".into()),
+        || Some("c".into()),
         None,
         true,
         Placement::Downstream,
@@ -236,7 +236,7 @@ fn no_cluster_fails_unless_configured() {
     let plain = config("");
     let mut flow = RequestFlow::default();
     assert_eq!(
-        flow.on_request_headers(route(&plain), None, None, true, Placement::Downstream),
+        flow.on_request_headers(route(&plain), || None, None, true, Placement::Downstream),
         Step::Fail(RequestError::NoCluster)
     );
     let with_cluster = config(r#","cluster":"lambda_api""#);
@@ -244,7 +244,7 @@ fn no_cluster_fails_unless_configured() {
     assert_eq!(
         flow.on_request_headers(
             route(&with_cluster),
-            None,
+            || None,
             None,
             true,
             Placement::Downstream
@@ -263,7 +263,7 @@ fn trailers_complete_the_body() {
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
         route(&config),
-        Some("c".into()),
+        || Some("c".into()),
         None,
         false,
         Placement::Downstream,
@@ -276,7 +276,7 @@ fn waiting(config: &FilterConfig) -> RequestFlow {
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
         route(config),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         Some(2),
         false,
         Placement::Downstream,
@@ -330,7 +330,7 @@ fn forwarded(config: &FilterConfig, end_of_stream: bool) -> (RequestFlow, Outbou
     let mut flow = RequestFlow::default();
     let first = flow.on_request_headers(
         route(config),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         None,
         end_of_stream,
         Placement::Upstream,
@@ -411,7 +411,7 @@ fn event_without_body_is_dispatched_even_upstream() {
     assert_eq!(
         flow.on_request_headers(
             route(&config),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             None,
             true,
             Placement::Upstream
@@ -430,7 +430,7 @@ fn a_configured_cluster_other_than_the_routes_is_dispatched() {
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
         route(&config),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         None,
         true,
         Placement::Upstream,
@@ -447,7 +447,7 @@ fn trailers_switch_an_in_place_request_to_dispatch() {
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
         route(&config),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         None,
         false,
         Placement::Upstream,
@@ -645,7 +645,7 @@ fn in_place_request_waits_for_credentials_then_is_forwarded() {
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
         route(&config),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         Some(2),
         false,
         Placement::Upstream,
@@ -1107,7 +1107,7 @@ mod streaming {
         let mut flow = RequestFlow::default();
         flow.on_request_headers(
             route(&config),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             None,
             true,
             Placement::Downstream,
@@ -1132,7 +1132,7 @@ mod streaming {
         let mut flow = RequestFlow::default();
         flow.on_request_headers(
             route(&event),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             None,
             true,
             Placement::Upstream,
@@ -1151,7 +1151,7 @@ mod streaming {
         let mut flow = RequestFlow::default();
         flow.on_request_headers(
             route(&config),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             None,
             false,
             Placement::Upstream,
@@ -1171,7 +1171,7 @@ mod streaming {
         let mut flow = RequestFlow::default();
         flow.on_request_headers(
             route(&buffered),
-            Some("lambda".into()),
+            || Some("lambda".into()),
             None,
             true,
             Placement::Downstream,
@@ -1216,7 +1216,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let mut get = RequestFlow::default();
     let step = get.on_request_headers(
         route(&v2),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         None,
         true,
         Placement::DownstreamSplit,
@@ -1229,7 +1229,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let mut post = RequestFlow::default();
     let step = post.on_request_headers(
         route(&v2),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         Some(2),
         false,
         Placement::DownstreamSplit,
@@ -1240,7 +1240,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let mut get = RequestFlow::default();
     let step = get.on_request_headers(
         route(&passthrough),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         None,
         true,
         Placement::DownstreamSplit,
@@ -1250,7 +1250,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let mut post = RequestFlow::default();
     let step = post.on_request_headers(
         route(&elsewhere),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         Some(2),
         false,
         Placement::DownstreamSplit,
@@ -1292,7 +1292,7 @@ fn dispatched_with_trace(config: &FilterConfig, traceparent: Option<&str>) -> Ou
     let mut flow = RequestFlow::default();
     flow.on_request_headers(
         route(config),
-        Some("lambda".into()),
+        || Some("lambda".into()),
         Some(2),
         false,
         Placement::Downstream,
@@ -1325,4 +1325,77 @@ fn the_invoke_carries_the_clients_trace_unsigned() {
     // Without a trace, no header.
     let request = dispatched_with_trace(&config, None);
     assert_eq!(request.header("x-amzn-trace-id"), None);
+}
+
+/// The route's cluster is a host call: asked only when the decision needs it, at most once.
+#[test]
+fn the_route_cluster_is_read_only_when_needed() {
+    let reads = std::cell::Cell::new(0);
+    let read = || {
+        reads.set(reads.get() + 1);
+        Some("lambda".to_string())
+    };
+    let plain = config("");
+    let with_cluster = config(r#","cluster":"lambda""#);
+    let other_cluster = config(r#","cluster":"other""#);
+    let cases = [
+        // Upstream, in place to where the router already goes: never read.
+        (&plain, Placement::Upstream, false, 0, "", Delivery::InPlace),
+        // A named cluster is compared with the route's: read once.
+        (
+            &with_cluster,
+            Placement::Upstream,
+            false,
+            1,
+            "lambda",
+            Delivery::InPlace,
+        ),
+        (
+            &other_cluster,
+            Placement::Upstream,
+            false,
+            1,
+            "other",
+            Delivery::Dispatch,
+        ),
+        // Dispatched without a named cluster: the route's is where it goes.
+        (
+            &plain,
+            Placement::Downstream,
+            false,
+            1,
+            "lambda",
+            Delivery::Dispatch,
+        ),
+        // A GET with an event cannot go in place: dispatched to the route's cluster.
+        (
+            &plain,
+            Placement::Upstream,
+            true,
+            1,
+            "lambda",
+            Delivery::Dispatch,
+        ),
+    ];
+    for (config, placement, get_with_event, expected_reads, cluster, delivery) in cases {
+        let mut config = config.clone();
+        if get_with_event {
+            config.target.payload = PayloadFormat::parse("apigw_v2").unwrap();
+        }
+        reads.set(0);
+        let mut flow = RequestFlow::default();
+        flow.on_request_headers(route(&config), read, None, get_with_event, placement);
+        assert_eq!(reads.get(), expected_reads, "{placement:?} {cluster}");
+        match &flow.phase {
+            Phase::ReceivingBody {
+                cluster: c,
+                delivery: d,
+                ..
+            } => {
+                assert_eq!(c, cluster);
+                assert_eq!(*d, delivery, "{placement:?} {cluster}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
