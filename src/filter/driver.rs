@@ -603,7 +603,7 @@ impl Vm {
     pub(super) fn watch_body(&self, request: &SharedRequest) {
         let context_id = request.borrow().context_id;
         let mut watch = self.body_watch.borrow_mut();
-        watch.paused(context_id, epoch_ms(now()));
+        watch.paused(context_id, || epoch_ms(now()));
         if !watch.is_idle() {
             self.awaiting_body
                 .borrow_mut()

@@ -160,6 +160,15 @@ pub(super) fn random_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// 32 bytes of the host's entropy, once per VM: the secret of the attempt keys.
+pub(super) fn random_seed() -> [u8; 32] {
+    let mut seed = [0u8; 32];
+    for (chunk, word) in seed.chunks_mut(8).zip(std::iter::repeat_with(random_u64)) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    seed
+}
+
 /// A WASI call std would have unwrapped failed: the VM stops, logged as std's panic was.
 fn stop(call: &str, errno: u32) -> ! {
     let _ = hostcalls::log(

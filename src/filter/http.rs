@@ -8,7 +8,6 @@ use proxy_wasm::types::{Action, MapType};
 
 use super::driver::{Actor, Vm};
 use super::host;
-use super::host::random_u64;
 use super::request::{header_in, Request, SharedRequest};
 use super::timing::{self, Phase as Timed};
 use crate::flow::attempts::ATTEMPT_HEADER;
@@ -105,9 +104,7 @@ impl LambdaHttp {
             None => {
                 let meta = request_meta(request.request_id.clone(), headers);
                 if in_place {
-                    let key = format!("{:016x}{:016x}", random_u64(), random_u64());
-                    vm.attempts.borrow_mut().keep(key.clone(), meta.clone());
-                    request.attempt_key = Some(key);
+                    request.attempt_key = Some(vm.attempts.borrow_mut().keep(meta.clone()));
                 }
                 request.flow.set_request_meta(meta);
                 step

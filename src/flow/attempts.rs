@@ -4,9 +4,12 @@
 //! there instead. An event built from that map would carry the signature to the function.
 //! So the client's request, as an event needs it, is kept for retries under a random key that
 //! travels on the rewritten request in [`ATTEMPT_HEADER`] (unsigned; Lambda ignores it).
-//! Random keys, not request ids: a client cannot pick another request's key.
+//! Unguessable keys, not request ids: a client cannot pick another request's key.
 
 use std::collections::VecDeque;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
 
 use crate::flow::RequestMeta;
 
@@ -18,17 +21,29 @@ pub(crate) const ATTEMPT_HEADER: &str = "x-proxy-wasm-lambda-attempt";
 pub(crate) const KEPT_REQUESTS: usize = 256;
 
 /// The last [`KEPT_REQUESTS`] client requests with event payloads, oldest first out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AttemptStash {
     entries: VecDeque<(String, RequestMeta)>,
+    keys: AttemptKeys,
 }
 
 impl AttemptStash {
-    pub(crate) fn keep(&mut self, key: String, meta: RequestMeta) {
+    /// `seed`: random bytes from the host, once per VM (the keys' secret).
+    pub(crate) fn new(seed: [u8; 32]) -> Self {
+        AttemptStash {
+            entries: VecDeque::new(),
+            keys: AttemptKeys { seed, issued: 0 },
+        }
+    }
+
+    /// Keeps the request under a new key, and returns the key.
+    pub(crate) fn keep(&mut self, meta: RequestMeta) -> String {
+        let key = self.keys.next();
         if self.entries.len() >= KEPT_REQUESTS {
             self.entries.pop_front();
         }
-        self.entries.push_back((key, meta));
+        self.entries.push_back((key.clone(), meta));
+        key
     }
 
     /// The request kept under `key` (it stays: a request can be retried more than once).
@@ -38,6 +53,41 @@ impl AttemptStash {
             .rev()
             .find(|(kept, _)| kept == key)
             .map(|(_, meta)| meta.clone())
+    }
+}
+
+/// The first 128 bits of SHA-256(seed ‖ counter), in hex: as hard to guess as random keys
+/// while the seed stays in the VM, at one hash block per key instead of host calls for
+/// randomness on every request.
+struct AttemptKeys {
+    seed: [u8; 32],
+    issued: u64,
+}
+
+impl AttemptKeys {
+    fn next(&mut self) -> String {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        self.issued = self.issued.wrapping_add(1);
+        let digest = Sha256::new()
+            .chain_update(self.seed)
+            .chain_update(self.issued.to_le_bytes())
+            .finalize();
+        let mut key = String::with_capacity(32);
+        for byte in digest.iter().take(16) {
+            key.push(char::from(DIGITS[usize::from(byte >> 4)]));
+            key.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        }
+        key
+    }
+}
+
+/// The seed is the keys' secret: never printed.
+impl fmt::Debug for AttemptKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptKeys")
+            .field("seed", &"<redacted>")
+            .field("issued", &self.issued)
+            .finish()
     }
 }
 
@@ -55,23 +105,48 @@ mod tests {
 
     #[test]
     fn kept_requests_are_found_by_key_and_stay_for_further_retries() {
-        let mut stash = AttemptStash::default();
-        stash.keep("k1".into(), meta("/a"));
-        stash.keep("k2".into(), meta("/b"));
-        assert_eq!(stash.get("k1").map(|m| m.path), Some("/a".to_string()));
-        assert_eq!(stash.get("k1").map(|m| m.path), Some("/a".to_string()));
-        assert_eq!(stash.get("k2").map(|m| m.path), Some("/b".to_string()));
+        let mut stash = AttemptStash::new([7; 32]);
+        let k1 = stash.keep(meta("/a"));
+        let k2 = stash.keep(meta("/b"));
+        assert_ne!(k1, k2);
+        assert_eq!(stash.get(&k1).map(|m| m.path), Some("/a".to_string()));
+        assert_eq!(stash.get(&k1).map(|m| m.path), Some("/a".to_string()));
+        assert_eq!(stash.get(&k2).map(|m| m.path), Some("/b".to_string()));
         assert_eq!(stash.get("unknown"), None);
     }
 
     #[test]
     fn the_oldest_request_goes_first() {
-        let mut stash = AttemptStash::default();
-        for n in 0..=KEPT_REQUESTS {
-            stash.keep(format!("k{n}"), meta(&format!("/{n}")));
+        let mut stash = AttemptStash::new([7; 32]);
+        let keys: Vec<String> = (0..=KEPT_REQUESTS)
+            .map(|n| stash.keep(meta(&format!("/{n}"))))
+            .collect();
+        assert_eq!(stash.get(&keys[0]), None);
+        assert!(stash.get(&keys[1]).is_some());
+        assert!(stash.get(&keys[KEPT_REQUESTS]).is_some());
+    }
+
+    /// 128-bit hex keys, all different, that depend on the seed (another VM's keys, or keys
+    /// from a known seed, do not find this VM's requests), and a seed never printed.
+    #[test]
+    fn keys_are_distinct_128_bit_hex_from_the_seed() {
+        let mut stash = AttemptStash::new([1; 32]);
+        let mut other = AttemptStash::new([2; 32]);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..10_000 {
+            let key = stash.keep(RequestMeta::default());
+            assert_eq!(key.len(), 32);
+            assert!(key
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+            assert!(seen.insert(key));
         }
-        assert_eq!(stash.get("k0"), None);
-        assert!(stash.get("k1").is_some());
-        assert!(stash.get(&format!("k{KEPT_REQUESTS}")).is_some());
+        let theirs = other.keep(RequestMeta::default());
+        assert!(!seen.contains(&theirs));
+        let printed = format!("{stash:?}");
+        assert!(
+            printed.contains("<redacted>") && !printed.contains("[1, 1"),
+            "{printed}"
+        );
     }
 }

@@ -26,10 +26,11 @@ pub(crate) struct BodyWatch {
 }
 
 impl BodyWatch {
-    /// A request paused in its headers, waiting for its body.
-    pub(crate) fn paused(&mut self, context_id: u32, now_ms: u64) {
+    /// A request paused in its headers, waiting for its body. `now_ms` reads the clock: only
+    /// while the setting is not yet confirmed (a host call saved on every later request).
+    pub(crate) fn paused(&mut self, context_id: u32, now_ms: impl FnOnce() -> u64) {
         if !self.confirmed {
-            let due = now_ms.saturating_add(crate::time::ms(BODY_WAIT));
+            let due = now_ms().saturating_add(crate::time::ms(BODY_WAIT));
             self.waiting.add(context_id, due);
         }
     }
@@ -71,8 +72,8 @@ mod tests {
     #[test]
     fn a_body_that_never_comes_is_overdue_after_the_wait() {
         let mut watch = BodyWatch::default();
-        watch.paused(1, 0);
-        watch.paused(2, 1000);
+        watch.paused(1, || 0);
+        watch.paused(2, || 1000);
         assert_eq!(watch.overdue(WAIT - 1), (vec![], false));
         assert_eq!(watch.overdue(WAIT), (vec![1], true));
         assert_eq!(watch.overdue(WAIT + 1000), (vec![2], false));
@@ -82,10 +83,11 @@ mod tests {
     #[test]
     fn one_body_shows_the_setting_is_on_for_good() {
         let mut watch = BodyWatch::default();
-        watch.paused(1, 0);
+        watch.paused(1, || 0);
         watch.body_arrived();
         assert!(watch.is_idle());
-        watch.paused(2, 0);
+        // Confirmed: the clock is not read any more.
+        watch.paused(2, || unreachable!("the clock is read after the setting was confirmed"));
         assert!(watch.is_idle());
         assert_eq!(watch.overdue(10 * WAIT), (vec![], false));
     }
@@ -93,8 +95,8 @@ mod tests {
     #[test]
     fn ended_requests_are_not_answered_again() {
         let mut watch = BodyWatch::default();
-        watch.paused(1, 0);
-        watch.paused(2, 0);
+        watch.paused(1, || 0);
+        watch.paused(2, || 0);
         watch.forget(1);
         assert_eq!(watch.overdue(WAIT), (vec![2], true));
     }
