@@ -38,7 +38,7 @@ impl LambdaHttp {
 }
 
 /// The client's request as an event needs it, from its header map.
-fn request_meta(request_id: Option<String>, headers: Vec<(String, String)>) -> RequestMeta {
+fn request_meta(request_id: Option<String>, headers: &[(String, String)]) -> RequestMeta {
     let mut meta = RequestMeta {
         request_id,
         protocol: host::property(b"request\0protocol")
@@ -51,17 +51,19 @@ fn request_meta(request_id: Option<String>, headers: Vec<(String, String)>) -> R
     };
     for (name, value) in headers {
         match name.as_str() {
-            ":method" => meta.method = value,
+            ":method" => meta.method = value.clone(),
             ":path" => match value.split_once('?') {
                 Some((path, query)) => {
                     meta.path = path.to_string();
                     meta.raw_query = query.to_string();
                 }
-                None => meta.path = value,
+                None => meta.path = value.clone(),
             },
-            ":authority" => meta.host = Some(value),
+            ":authority" => meta.host = Some(value.clone()),
             _ if name.starts_with(':') => {}
-            _ => meta.headers.push((name.to_ascii_lowercase(), value)),
+            _ => meta
+                .headers
+                .push((name.to_ascii_lowercase(), value.clone())),
         }
     }
     meta
@@ -85,12 +87,12 @@ impl LambdaHttp {
     /// rewritten in place is kept for the router's retries, which see the rewritten map: a
     /// retry finds the client's request by the key the first attempt sent along.
     fn capture_request(&self, vm: &Vm, step: Step) -> Step {
-        let headers = self.request.borrow().headers.clone();
         let in_place = self.request.borrow().flow.forwards_in_place();
-        let attempt = headers
-            .iter()
-            .find(|(name, _)| name == ATTEMPT_HEADER)
-            .map(|(_, key)| key.clone());
+        let attempt = self
+            .request
+            .borrow()
+            .header(ATTEMPT_HEADER)
+            .map(str::to_string);
         let mut request = self.request.borrow_mut();
         match attempt.filter(|_| in_place) {
             Some(key) => match vm.attempts.borrow().get(&key) {
@@ -102,9 +104,9 @@ impl LambdaHttp {
                 None => request.flow.on_unknown_retry(),
             },
             None => {
-                let meta = request_meta(request.request_id.clone(), headers);
+                let meta = Rc::new(request_meta(request.request_id.clone(), &request.headers));
                 if in_place {
-                    request.attempt_key = Some(vm.attempts.borrow_mut().keep(meta.clone()));
+                    request.attempt_key = Some(vm.attempts.borrow_mut().keep(Rc::clone(&meta)));
                 }
                 request.flow.set_request_meta(meta);
                 step
@@ -141,11 +143,6 @@ impl HttpContext for LambdaHttp {
             return Action::Continue;
         };
         let started = timing::start();
-        {
-            let mut request = self.request.borrow_mut();
-            request.headers = host::map(MapType::HttpRequestHeaders);
-            request.request_id = request.header("x-request-id").map(str::to_string);
-        }
         // The route's whole metadata in one read; its name only to name it in an error.
         let route_metadata = host::property(ROUTE_METADATA_PROPERTY).unwrap_or_default();
         let route = vm
@@ -153,13 +150,16 @@ impl HttpContext for LambdaHttp {
             .borrow_mut()
             .resolve_metadata(&vm.config, &route_metadata)
             .map_err(|error| on_route(error, host::property(ROUTE_NAME_PROPERTY)));
-        let content_length = if end_of_stream {
-            None
-        } else {
-            self.request
-                .borrow()
-                .header("content-length")
-                .and_then(|v| v.trim().parse::<u64>().ok())
+        // The header map is read once, and only for a request the filter takes (not for one
+        // on a disabled route, nor in the HCM twin of `split_placement` going in place).
+        let mut headers = None;
+        let read_length = || {
+            let map = host::map(MapType::HttpRequestHeaders);
+            let length = header_in(&map, "content-length")
+                .filter(|_| !end_of_stream)
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            headers = Some(map);
+            length
         };
         // Only an upstream filter sees its upstream host while the request's headers pass.
         let placement = if host::property(b"upstream\0address").is_some() {
@@ -172,10 +172,19 @@ impl HttpContext for LambdaHttp {
         let step = self.request.borrow_mut().flow.on_request_headers(
             route,
             host::route_cluster,
-            content_length,
+            read_length,
             end_of_stream,
             placement,
         );
+        if step == Step::Continue {
+            vm.timing.record(Timed::Headers, started);
+            return Action::Continue;
+        }
+        {
+            let mut request = self.request.borrow_mut();
+            request.headers = headers.unwrap_or_else(|| host::map(MapType::HttpRequestHeaders));
+            request.request_id = request.header("x-request-id").map(str::to_string);
+        }
         let step = if self.request.borrow().flow.wants_request_meta() {
             self.capture_request(&vm, step)
         } else {

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
@@ -23,7 +24,7 @@ pub(crate) const KEPT_REQUESTS: usize = 256;
 /// The last [`KEPT_REQUESTS`] client requests with event payloads, oldest first out.
 #[derive(Debug)]
 pub(crate) struct AttemptStash {
-    entries: VecDeque<(String, RequestMeta)>,
+    entries: VecDeque<(String, Rc<RequestMeta>)>,
     keys: AttemptKeys,
 }
 
@@ -37,7 +38,7 @@ impl AttemptStash {
     }
 
     /// Keeps the request under a new key, and returns the key.
-    pub(crate) fn keep(&mut self, meta: RequestMeta) -> String {
+    pub(crate) fn keep(&mut self, meta: Rc<RequestMeta>) -> String {
         let key = self.keys.next();
         if self.entries.len() >= KEPT_REQUESTS {
             self.entries.pop_front();
@@ -47,12 +48,12 @@ impl AttemptStash {
     }
 
     /// The request kept under `key` (it stays: a request can be retried more than once).
-    pub(crate) fn get(&self, key: &str) -> Option<RequestMeta> {
+    pub(crate) fn get(&self, key: &str) -> Option<Rc<RequestMeta>> {
         self.entries
             .iter()
             .rev()
             .find(|(kept, _)| kept == key)
-            .map(|(_, meta)| meta.clone())
+            .map(|(_, meta)| Rc::clone(meta))
     }
 }
 
@@ -95,12 +96,12 @@ impl fmt::Debug for AttemptKeys {
 mod tests {
     use super::*;
 
-    fn meta(path: &str) -> RequestMeta {
-        RequestMeta {
+    fn meta(path: &str) -> Rc<RequestMeta> {
+        Rc::new(RequestMeta {
             method: "POST".into(),
             path: path.into(),
             ..RequestMeta::default()
-        }
+        })
     }
 
     #[test]
@@ -109,9 +110,18 @@ mod tests {
         let k1 = stash.keep(meta("/a"));
         let k2 = stash.keep(meta("/b"));
         assert_ne!(k1, k2);
-        assert_eq!(stash.get(&k1).map(|m| m.path), Some("/a".to_string()));
-        assert_eq!(stash.get(&k1).map(|m| m.path), Some("/a".to_string()));
-        assert_eq!(stash.get(&k2).map(|m| m.path), Some("/b".to_string()));
+        assert_eq!(
+            stash.get(&k1).map(|m| m.path.clone()),
+            Some("/a".to_string())
+        );
+        assert_eq!(
+            stash.get(&k1).map(|m| m.path.clone()),
+            Some("/a".to_string())
+        );
+        assert_eq!(
+            stash.get(&k2).map(|m| m.path.clone()),
+            Some("/b".to_string())
+        );
         assert_eq!(stash.get("unknown"), None);
     }
 
@@ -134,14 +144,14 @@ mod tests {
         let mut other = AttemptStash::new([2; 32]);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
-            let key = stash.keep(RequestMeta::default());
+            let key = stash.keep(Rc::default());
             assert_eq!(key.len(), 32);
             assert!(key
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
             assert!(seen.insert(key));
         }
-        let theirs = other.keep(RequestMeta::default());
+        let theirs = other.keep(Rc::default());
         assert!(!seen.contains(&theirs));
         let printed = format!("{stash:?}");
         assert!(

@@ -87,7 +87,9 @@ mod tests {
         watch.body_arrived();
         assert!(watch.is_idle());
         // Confirmed: the clock is not read any more.
-        watch.paused(2, || unreachable!("the clock is read after the setting was confirmed"));
+        watch.paused(2, || {
+            unreachable!("the clock is read after the setting was confirmed")
+        });
         assert!(watch.is_idle());
         assert_eq!(watch.overdue(10 * WAIT), (vec![], false));
     }

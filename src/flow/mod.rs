@@ -199,7 +199,8 @@ pub(crate) struct RequestMeta {
 #[derive(Debug)]
 pub(crate) struct RequestFlow {
     phase: Phase,
-    meta: Option<RequestMeta>,
+    /// Shared with the VM's [`attempts::AttemptStash`] when kept for retries (no copy).
+    meta: Option<Rc<RequestMeta>>,
     /// Why a `response_stream` route's request cannot stream, when it cannot.
     stream_fallback: Option<&'static str>,
     /// The decoders of a streamed answer ([`Phase::StreamingAnswer`]).
@@ -278,7 +279,7 @@ impl RequestFlow {
             if matches!(target.payload, PayloadFormat::Event(_)))
     }
 
-    pub(crate) fn set_request_meta(&mut self, meta: RequestMeta) {
+    pub(crate) fn set_request_meta(&mut self, meta: Rc<RequestMeta>) {
         self.meta = Some(meta);
     }
 

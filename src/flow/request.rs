@@ -8,11 +8,13 @@ impl RequestFlow {
     /// the cluster Envoy picked for the route (None for routes without one): called only
     /// when the decision needs it, and at most once (a host call saved on the common
     /// upstream case, where the Invoke goes where the router already sends it).
+    /// `content_length` reads the request's announced length (None without a body): called
+    /// only for a request this filter takes, so that one it leaves alone costs no header read.
     pub(crate) fn on_request_headers(
         &mut self,
         route: Result<RouteTarget, ConfigError>,
         route_cluster: impl FnOnce() -> Option<String>,
-        content_length: Option<u64>,
+        content_length: impl FnOnce() -> Option<u64>,
         end_of_stream: bool,
         placement: Placement,
     ) -> Step {
@@ -77,7 +79,7 @@ impl RequestFlow {
             },
         };
         let limit = target.invocation_type.payload_limit();
-        if content_length.is_some_and(|length| length > limit) {
+        if content_length().is_some_and(|length| length > limit) {
             return self.fail(RequestError::PayloadTooLarge { limit });
         }
         self.phase = Phase::ReceivingBody {

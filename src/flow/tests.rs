@@ -34,7 +34,7 @@ fn dispatched(config: &FilterConfig) -> RequestFlow {
         flow.on_request_headers(
             route(config),
             || Some("lambda".into()),
-            Some(2),
+            || Some(2),
             false,
             Placement::Downstream
         ),
@@ -122,7 +122,7 @@ fn dispatch_failure_way_out() {
         flow.on_request_headers(
             route(&config),
             || Some("lambda".into()),
-            None,
+            || None,
             true,
             Placement::Downstream
         ),
@@ -159,7 +159,7 @@ fn content_length_over_the_limit_fails_before_buffering() {
     let step = flow.on_request_headers(
         route(&sync),
         || Some("c".into()),
-        Some(7_000_000),
+        || Some(7_000_000),
         false,
         Placement::Downstream,
     );
@@ -172,7 +172,7 @@ fn content_length_over_the_limit_fails_before_buffering() {
     let step = flow.on_request_headers(
         route(&event),
         || Some("c".into()),
-        Some(1_100_000),
+        || Some(1_100_000),
         false,
         Placement::Downstream,
     );
@@ -190,7 +190,7 @@ fn chunked_body_over_the_limit_fails_while_buffering() {
         flow.on_request_headers(
             route(&config),
             || Some("c".into()),
-            None,
+            || None,
             false,
             Placement::Downstream
         ),
@@ -211,7 +211,7 @@ fn disabled_route_and_invalid_route() {
         flow.on_request_headers(
             Ok(RouteTarget::Disabled),
             || None,
-            None,
+            || None,
             true,
             Placement::Downstream
         ),
@@ -221,7 +221,7 @@ fn disabled_route_and_invalid_route() {
     let step = flow.on_request_headers(
         Err(ConfigError::new("invocation_type", "bad")),
         || Some("c".into()),
-        None,
+        || None,
         true,
         Placement::Downstream,
     );
@@ -236,7 +236,7 @@ fn no_cluster_fails_unless_configured() {
     let plain = config("");
     let mut flow = RequestFlow::default();
     assert_eq!(
-        flow.on_request_headers(route(&plain), || None, None, true, Placement::Downstream),
+        flow.on_request_headers(route(&plain), || None, || None, true, Placement::Downstream),
         Step::Fail(RequestError::NoCluster)
     );
     let with_cluster = config(r#","cluster":"lambda_api""#);
@@ -245,7 +245,7 @@ fn no_cluster_fails_unless_configured() {
         flow.on_request_headers(
             route(&with_cluster),
             || None,
-            None,
+            || None,
             true,
             Placement::Downstream
         ),
@@ -264,7 +264,7 @@ fn trailers_complete_the_body() {
     flow.on_request_headers(
         route(&config),
         || Some("c".into()),
-        None,
+        || None,
         false,
         Placement::Downstream,
     );
@@ -277,7 +277,7 @@ fn waiting(config: &FilterConfig) -> RequestFlow {
     flow.on_request_headers(
         route(config),
         || Some("lambda".into()),
-        Some(2),
+        || Some(2),
         false,
         Placement::Downstream,
     );
@@ -331,7 +331,7 @@ fn forwarded(config: &FilterConfig, end_of_stream: bool) -> (RequestFlow, Outbou
     let first = flow.on_request_headers(
         route(config),
         || Some("lambda".into()),
-        None,
+        || None,
         end_of_stream,
         Placement::Upstream,
     );
@@ -412,7 +412,7 @@ fn event_without_body_is_dispatched_even_upstream() {
         flow.on_request_headers(
             route(&config),
             || Some("lambda".into()),
-            None,
+            || None,
             true,
             Placement::Upstream
         ),
@@ -431,7 +431,7 @@ fn a_configured_cluster_other_than_the_routes_is_dispatched() {
     flow.on_request_headers(
         route(&config),
         || Some("lambda".into()),
-        None,
+        || None,
         true,
         Placement::Upstream,
     );
@@ -448,7 +448,7 @@ fn trailers_switch_an_in_place_request_to_dispatch() {
     flow.on_request_headers(
         route(&config),
         || Some("lambda".into()),
-        None,
+        || None,
         false,
         Placement::Upstream,
     );
@@ -646,7 +646,7 @@ fn in_place_request_waits_for_credentials_then_is_forwarded() {
     flow.on_request_headers(
         route(&config),
         || Some("lambda".into()),
-        Some(2),
+        || Some(2),
         false,
         Placement::Upstream,
     );
@@ -1108,7 +1108,7 @@ mod streaming {
         flow.on_request_headers(
             route(&config),
             || Some("lambda".into()),
-            None,
+            || None,
             true,
             Placement::Downstream,
         );
@@ -1133,7 +1133,7 @@ mod streaming {
         flow.on_request_headers(
             route(&event),
             || Some("lambda".into()),
-            None,
+            || None,
             true,
             Placement::Upstream,
         );
@@ -1152,7 +1152,7 @@ mod streaming {
         flow.on_request_headers(
             route(&config),
             || Some("lambda".into()),
-            None,
+            || None,
             false,
             Placement::Upstream,
         );
@@ -1172,7 +1172,7 @@ mod streaming {
         flow.on_request_headers(
             route(&buffered),
             || Some("lambda".into()),
-            None,
+            || None,
             true,
             Placement::Downstream,
         );
@@ -1217,7 +1217,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let step = get.on_request_headers(
         route(&v2),
         || Some("lambda".into()),
-        None,
+        || None,
         true,
         Placement::DownstreamSplit,
     );
@@ -1230,7 +1230,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let step = post.on_request_headers(
         route(&v2),
         || Some("lambda".into()),
-        Some(2),
+        || Some(2),
         false,
         Placement::DownstreamSplit,
     );
@@ -1241,7 +1241,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let step = get.on_request_headers(
         route(&passthrough),
         || Some("lambda".into()),
-        None,
+        || None,
         true,
         Placement::DownstreamSplit,
     );
@@ -1251,7 +1251,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
     let step = post.on_request_headers(
         route(&elsewhere),
         || Some("lambda".into()),
-        Some(2),
+        || Some(2),
         false,
         Placement::DownstreamSplit,
     );
@@ -1293,7 +1293,7 @@ fn dispatched_with_trace(config: &FilterConfig, traceparent: Option<&str>) -> Ou
     flow.on_request_headers(
         route(config),
         || Some("lambda".into()),
-        Some(2),
+        || Some(2),
         false,
         Placement::Downstream,
     );
@@ -1384,7 +1384,7 @@ fn the_route_cluster_is_read_only_when_needed() {
         }
         reads.set(0);
         let mut flow = RequestFlow::default();
-        flow.on_request_headers(route(&config), read, None, get_with_event, placement);
+        flow.on_request_headers(route(&config), read, || None, get_with_event, placement);
         assert_eq!(reads.get(), expected_reads, "{placement:?} {cluster}");
         match &flow.phase {
             Phase::ReceivingBody {
