@@ -63,7 +63,7 @@ pub(super) fn v2_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u
         .route_key
         .as_deref()
         .unwrap_or(DEFAULT_V2_ROUTE_KEY);
-    let (body, is_base64_encoded) = encode_body(request);
+    let body = encode_body(request);
     let domain = request.host.map(domain_name).unwrap_or("");
     let mut json = JsonWriter::with_capacity(event_capacity(request));
     json.begin_object();
@@ -117,9 +117,9 @@ pub(super) fn v2_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u
         stage_variables(&mut json, settings);
     }
     if !request.body.is_empty() {
-        json.str("body", &body);
+        json.body("body", &body);
     }
-    json.bool("isBase64Encoded", is_base64_encoded);
+    json.bool("isBase64Encoded", body.is_base64_encoded());
     json.end_object();
     json.finish()
 }
@@ -155,7 +155,7 @@ pub(super) fn v1_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u
     let headers = request.grouped_headers(None);
     let query_pairs = decoded_query(request.raw_query);
     let query = group(as_strs(&query_pairs));
-    let (body, is_base64_encoded) = encode_body(request);
+    let body = encode_body(request);
     let domain = request.host.map(domain_name).unwrap_or("");
     let mut json = JsonWriter::with_capacity(event_capacity(request));
     json.begin_object();
@@ -213,8 +213,12 @@ pub(super) fn v1_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u
     json.str("resourcePath", resource);
     json.str("stage", &settings.stage);
     json.end_object();
-    json.opt_str("body", (!request.body.is_empty()).then_some(&*body));
-    json.bool("isBase64Encoded", is_base64_encoded);
+    if request.body.is_empty() {
+        json.null("body");
+    } else {
+        json.body("body", &body);
+    }
+    json.bool("isBase64Encoded", body.is_base64_encoded());
     json.end_object();
     json.finish()
 }

@@ -9,7 +9,6 @@ use crate::string_map::StringMap;
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use base64::Engine;
 use percent_encoding::percent_decode_str;
 
 use crate::time::{civil_from_days, epoch_ms};
@@ -198,24 +197,33 @@ pub(crate) fn is_textual_content_type(content_type: &str) -> bool {
     textual && utf8_charset
 }
 
-/// The body as the event carries it: the text when the content type is textual and the bytes
-/// are UTF-8, else base64 (`true`).
-fn encode_body<'a>(request: &RequestInfo<'a>) -> (Cow<'a, str>, bool) {
+/// The body as the event carries it.
+pub(super) enum EventBody<'a> {
+    /// The text, when the content type is textual and the bytes are UTF-8 (or no body).
+    Text(&'a str),
+    /// Any other bytes, written in base64.
+    Base64(&'a [u8]),
+}
+
+impl EventBody<'_> {
+    fn is_base64_encoded(&self) -> bool {
+        matches!(self, EventBody::Base64(_))
+    }
+}
+
+fn encode_body<'a>(request: &RequestInfo<'a>) -> EventBody<'a> {
     if request.body.is_empty() {
-        return (Cow::Borrowed(""), false);
+        return EventBody::Text("");
     }
     if request
         .first_header("content-type")
         .is_some_and(is_textual_content_type)
     {
         if let Ok(text) = std::str::from_utf8(request.body) {
-            return (Cow::Borrowed(text), false);
+            return EventBody::Text(text);
         }
     }
-    (
-        Cow::Owned(base64::engine::general_purpose::STANDARD.encode(request.body)),
-        true,
-    )
+    EventBody::Base64(request.body)
 }
 
 fn join<'a>(values: &[&'a str], separator: &str) -> Cow<'a, str> {
@@ -327,7 +335,7 @@ fn path_parameters(json: &mut JsonWriter, template: &str, path: &str, null_when_
 fn alb_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
     let headers = request.grouped_headers(None);
     let query = raw_query(request.raw_query);
-    let (body, is_base64_encoded) = encode_body(request);
+    let body = encode_body(request);
     let mut json = JsonWriter::with_capacity(event_capacity(request));
     json.begin_object();
     json.object("requestContext");
@@ -353,8 +361,8 @@ fn alb_event(settings: &EventSettings, request: &RequestInfo) -> Vec<u8> {
         );
         json.str_map("headers", headers.iter().map(|(n, v)| (*n, last(v))));
     }
-    json.str("body", &body);
-    json.bool("isBase64Encoded", is_base64_encoded);
+    json.body("body", &body);
+    json.bool("isBase64Encoded", body.is_base64_encoded());
     json.end_object();
     json.finish()
 }
@@ -368,7 +376,7 @@ fn envoy_event(request: &RequestInfo) -> Vec<u8> {
             .iter()
             .map(|(name, value)| (name.as_str(), value.as_str())),
     );
-    let (body, is_base64_encoded) = encode_body(request);
+    let body = encode_body(request);
     let mut json = JsonWriter::with_capacity(event_capacity(request));
     json.begin_object();
     if request.raw_query.is_empty() {
@@ -391,8 +399,8 @@ fn envoy_event(request: &RequestInfo) -> Vec<u8> {
             .iter()
             .map(|(k, v)| (*k, last(v))),
     );
-    json.str("body", &body);
-    json.bool("is_base64_encoded", is_base64_encoded);
+    json.body("body", &body);
+    json.bool("is_base64_encoded", body.is_base64_encoded());
     json.end_object();
     json.finish()
 }

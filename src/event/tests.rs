@@ -1,6 +1,7 @@
 use super::*;
 use aws_lambda_events::alb::AlbTargetGroupRequest;
 use aws_lambda_events::apigw::{ApiGatewayProxyRequest, ApiGatewayV2httpRequest};
+use base64::Engine;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -291,6 +292,31 @@ fn v2_binary_body_round_trips() {
         .decode(event.body.unwrap())
         .unwrap();
     assert_eq!(decoded, PNG);
+}
+
+/// Binary bodies of every length modulo 3 (each padding case) come out of every format as
+/// the standard base64 of the bytes, in a payload that parses as JSON.
+#[test]
+fn binary_bodies_are_standard_base64_in_every_format() {
+    let engine = base64::engine::general_purpose::STANDARD;
+    for length in 1..=7usize {
+        let bytes: Vec<u8> = (0..length).map(|i| (i * 97 + 200) as u8).collect();
+        let request = req("POST", "/b", "").body(&bytes);
+        for (format, body_key, flag_key) in [
+            (EventFormat::ApigwV1, "body", "isBase64Encoded"),
+            (EventFormat::ApigwV2, "body", "isBase64Encoded"),
+            (EventFormat::Alb, "body", "isBase64Encoded"),
+            (EventFormat::Envoy, "body", "is_base64_encoded"),
+        ] {
+            let event = request.build(format, &settings());
+            assert_eq!(
+                event[body_key],
+                Value::from(engine.encode(&bytes)),
+                "{format:?}"
+            );
+            assert_eq!(event[flag_key], Value::from(true), "{format:?}");
+        }
+    }
 }
 
 #[test]
