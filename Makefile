@@ -180,12 +180,14 @@ bench: wasm venv
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y wrk nghttp2-client)
 	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
-# ns per request of the filter in node's V8 under a JS proxy-wasm host (bench/v8-harness/):
-# the CPU inside the VM alone, quick and quiet enough to compare builds.
+# Host calls and ns per request of the filter in node's V8 under a JS proxy-wasm host
+# (bench/v8-harness/): the CPU inside the VM alone, quick and quiet enough to compare builds.
+# BENCH_VM_ARGS: e.g. "--body 1024 --payload apigw_v2".
 bench-vm: wasm
 	@command -v node >/dev/null || $(SUDO) apt-get install -y nodejs || \
 		($(SUDO) apt-get update && $(SUDO) apt-get install -y nodejs)
-	node --no-liftoff bench/v8-harness/harness.cjs $(WASM)
+	@node --no-liftoff bench/v8-harness/harness.cjs --count $(BENCH_VM_ARGS) $(WASM) | tail -n 1
+	node --no-liftoff bench/v8-harness/harness.cjs $(BENCH_VM_ARGS) $(WASM)
 
 # SHA-256 of a 256 KiB body in V8's Wasm vs native code: the bound at large bodies.
 bench-sha256: toolchain
