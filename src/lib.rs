@@ -18,6 +18,7 @@ mod credentials;
 mod error;
 mod event;
 mod flow;
+mod hex;
 mod http;
 mod invoke;
 mod log_limit;

@@ -84,15 +84,10 @@ impl CacheKey {
         key.push('/');
         key.push_str(self.kind);
         key.push('/');
-        for byte in hash.iter() {
-            key.push(char::from(HEX[usize::from(byte >> 4)]));
-            key.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
+        crate::hex::push_hex(&mut key, &hash);
         key
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The key of the instance role's credentials: which IMDS is asked.
 pub(crate) fn imds_key(settings: &ImdsSettings) -> String {

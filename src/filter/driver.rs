@@ -24,7 +24,7 @@ use crate::credentials::profiles::CredentialProfiles;
 use crate::error::{RequestError, BODY_NOT_RECEIVED};
 use crate::flow::attempts::AttemptStash;
 use crate::flow::body_watch::{BodyWatch, BODY_WAIT};
-use crate::flow::{Step, StreamFallback};
+use crate::flow::{Step, StreamFallback, UNREAD_ROUTE_CLUSTER};
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::log_limit::{summary_line, Admit, LogLimiter};
@@ -297,10 +297,10 @@ impl Vm {
         if let Err(status) = forward(invoke, replace_body, &request, &self.retry_tag) {
             // Rewriting failed half-way: never let it continue unsigned.
             error!("#{context_id} could not rewrite the request into the Invoke: {status:?}");
-            // In place to the route's own cluster, the flow did not ask its name.
-            let cluster = match invoke.cluster.as_str() {
-                "" => host::route_cluster().unwrap_or_default(),
-                named => named.to_string(),
+            let cluster = if invoke.cluster == UNREAD_ROUTE_CLUSTER {
+                host::route_cluster().unwrap_or_default()
+            } else {
+                invoke.cluster.clone()
             };
             let failure = RequestError::DispatchFailed { cluster };
             self.count_failure(&request, &failure);

@@ -148,25 +148,21 @@ fn wasi_now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos)
 }
 
-/// 8 bytes of the host's entropy (attempt keys and the retry tag must not be guessable):
-/// WASI `random_get`, what std seeds `RandomState` from (which links 4.5 KB of .wasm).
-pub(super) fn random_u64() -> u64 {
-    let mut bytes = [0u8; 8];
+/// `N` bytes of the host's entropy (the retry tag and the attempt keys' seed must not be
+/// guessable): WASI `random_get`, what std seeds `RandomState` from (which links 4.5 KB of
+/// .wasm).
+pub(super) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
     // SAFETY: the host writes `bytes.len()` bytes to `bytes`, which outlives the call.
     let errno = unsafe { random_get(bytes.as_mut_ptr(), bytes.len()) };
     if errno != 0 {
         stop("random_get", errno);
     }
-    u64::from_le_bytes(bytes)
+    bytes
 }
 
-/// 32 bytes of the host's entropy, once per VM: the secret of the attempt keys.
-pub(super) fn random_seed() -> [u8; 32] {
-    let mut seed = [0u8; 32];
-    for (chunk, word) in seed.chunks_mut(8).zip(std::iter::repeat_with(random_u64)) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    seed
+pub(super) fn random_u64() -> u64 {
+    u64::from_le_bytes(random_bytes())
 }
 
 /// A WASI call std would have unwrapped failed: the VM stops, logged as std's panic was.

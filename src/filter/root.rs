@@ -13,7 +13,7 @@ use proxy_wasm::types::{BufferType, ContextType};
 use super::credentials::{log_line, log_once, refusal, HostStore};
 use super::driver::{Actor, Vm};
 use super::host::now;
-use super::host::{random_seed, random_u64};
+use super::host::{random_bytes, random_u64};
 use super::http::LambdaHttp;
 use super::io::{dispatch, read_call_answer};
 use super::logger;
@@ -209,7 +209,7 @@ impl RootContext for LambdaRoot {
         self.vm = Some(Rc::new(Vm {
             config: Rc::new(config),
             routes: RefCell::new(RouteCache::default()),
-            attempts: RefCell::new(AttemptStash::new(random_seed())),
+            attempts: RefCell::new(AttemptStash::new(random_bytes())),
             credentials: RefCell::new(credentials),
             parked: RefCell::default(),
             body_watch: RefCell::default(),

@@ -1,6 +1,7 @@
 //! Defines the metrics with the host once per VM and moves them: the moves are kept in the
-//! VM ([`MetricBuffer`]) and handed to the host on the root's tick, so a request makes no host
-//! call per counter or histogram value. Host errors are ignored (a stat must never fail a
+//! VM ([`MetricBuffer`]) and handed to the host on the root's tick, so a request's path makes
+//! no host call for its stats. Counter moves are summed there; each histogram value still
+//! costs one host call at the flush. Host errors are ignored (a stat must never fail a
 //! request).
 
 use std::cell::RefCell;

@@ -67,17 +67,13 @@ struct AttemptKeys {
 
 impl AttemptKeys {
     fn next(&mut self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         self.issued = self.issued.wrapping_add(1);
         let digest = Sha256::new()
             .chain_update(self.seed)
             .chain_update(self.issued.to_le_bytes())
             .finalize();
         let mut key = String::with_capacity(32);
-        for byte in digest.iter().take(16) {
-            key.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            key.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
+        crate::hex::push_hex(&mut key, digest.get(..16).unwrap_or_default());
         key
     }
 }

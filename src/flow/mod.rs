@@ -196,6 +196,11 @@ pub(crate) struct RequestMeta {
     pub host: Option<String>,
 }
 
+/// The cluster of an Invoke forwarded in place to the route's own cluster: the flow does not
+/// read its name (a host call on every such request); the shell reads it only to report a
+/// failed rewrite.
+pub(crate) const UNREAD_ROUTE_CLUSTER: &str = "";
+
 #[derive(Debug)]
 pub(crate) struct RequestFlow {
     phase: Phase,

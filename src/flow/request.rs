@@ -69,10 +69,9 @@ impl RequestFlow {
                 "a request without a body cannot carry the event payload"
             });
         }
-        // In place the name only reports a failure to rewrite: the shell reads it then.
         let cluster = match (&target.cluster, in_place) {
             (Some(cluster), _) => cluster.clone(),
-            (None, true) => String::new(),
+            (None, true) => UNREAD_ROUTE_CLUSTER.to_string(),
             (None, false) => match route_cluster() {
                 Some(cluster) => cluster,
                 None => return self.fail(RequestError::NoCluster),

@@ -1340,7 +1340,14 @@ fn the_route_cluster_is_read_only_when_needed() {
     let other_cluster = config(r#","cluster":"other""#);
     let cases = [
         // Upstream, in place to where the router already goes: never read.
-        (&plain, Placement::Upstream, false, 0, "", Delivery::InPlace),
+        (
+            &plain,
+            Placement::Upstream,
+            false,
+            0,
+            UNREAD_ROUTE_CLUSTER,
+            Delivery::InPlace,
+        ),
         // A named cluster is compared with the route's: read once.
         (
             &with_cluster,
