@@ -140,7 +140,7 @@ pub(super) fn parse_full_uri(uri: &str) -> Result<(String, String), String> {
         }
     };
     if let Some(port) = port.strip_prefix(':') {
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
+        if !super::fields::is_port(port) {
             return Err("has a bad port".to_string());
         }
     } else if !port.is_empty() {
@@ -266,6 +266,7 @@ mod tests {
             "http://user@127.0.0.1/",
             "http://127.0.0.1:0/",
             "http://127.0.0.1:99999/",
+            "http://127.0.0.1:+80/",
             "http://127.0.0.1/a b",
             "http://127.1.1/",
             "http://[::1/",

@@ -238,6 +238,14 @@ pub(super) fn without_position(message: &str) -> String {
     }
 }
 
+/// A TCP port as a URL or Host header writes it: 1 to 65535, in digits only (`str::parse`
+/// alone would take `+443`).
+pub(crate) fn is_port(port: &str) -> bool {
+    !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
 /// A DNS name with an optional port: the Host header, not a URL. `field` names the key in
 /// errors and `example` shows a good value.
 pub(crate) fn validate_host(
@@ -251,7 +259,7 @@ pub(crate) fn validate_host(
         None => (endpoint, None),
     };
     if let Some(port) = port {
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
+        if !is_port(port) {
             return Err(bad(format!(
                 "has a bad port; give a host name like {example}"
             )));

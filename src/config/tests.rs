@@ -176,6 +176,11 @@ fn each_error_names_its_field() {
             r#""function":"f","region":"us-east-1","endpoint":"host:0""#,
             "endpoint",
         ),
+        // A port is digits only (Rust's integer parser alone accepts a leading '+').
+        (
+            r#""function":"f","region":"us-east-1","endpoint":"host:+443""#,
+            "endpoint",
+        ),
         (
             r#""function":"f","region":"us-east-1","cluster":"""#,
             "cluster",
