@@ -16,6 +16,10 @@ Two Envoy 1.40 processes on 127.0.0.1:
     f-v2    proxy_wasm_lambda in both chains with "split_placement", apigw_v2
     g-floor the baseline filter's `floor` mode upstream (bench/noop-filter): the host calls and
             buffering of an in-place Invoke with nothing computed (no hash, no signature)
+    p-NAME  the floor plus one host call NAME repeated BENCH_PROBE_REPS times per request
+            (bench/noop-filter `PROBES`, e.g. p-ansmapset): with g-floor in the same run, the
+            table prints (p-NAME − g-floor) ÷ reps, the price of one such call. Not in the
+            default set; name them with --listeners.
 - the *fake Lambda* Envoy answers a fixed API-Gateway-style proxy response with
   `direct_response`, after reading the whole request body (buffer filter). Its `invoke`
   listener (used by c/d/e/f) answers 200 only to a SigV4-signed `POST /2015-03-31/functions/…/invocations`
@@ -29,7 +33,7 @@ latency are reported beside it. Figures are medians over rounds.
 
 Options: --listeners a,d-v2  --cases get,post1k  --json FILE  --rss-soak N  --keep (workdir).
 Environment: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_WARMUP (1 s per listener and case),
-BENCH_CONNECTIONS (16), BENCH_THREADS (1), BENCH_PIN (0: no pinning; 1: measuring Envoy alone
+BENCH_CONNECTIONS (16), BENCH_THREADS (1), BENCH_PROBE_REPS (20), BENCH_PIN (0: no pinning; 1: measuring Envoy alone
 on the last CPU, wrk and the fake Lambda on the others — on a shared 2-CPU machine it did not
 reduce the spread of CPU/req, and it lowers rps), ENVOY_BIN, LAMBDA_WASM.
 Extra arguments through make: `make bench BENCH_ARGS="--listeners a,d-v2 --cases get"`.
@@ -86,7 +90,7 @@ HCM_TYPE = T + "filters.network.http_connection_manager.v3.HttpConnectionManager
 class Listener:
     key: str
     title: str
-    kind: str  # plain | noop | floor | native | ours
+    kind: str  # plain | noop | floor | probe | native | ours
     mode: str  # payload mode for native/ours: passthrough | json | apigw_v2
     expect: dict  # decoded JSON body a GET must get
     upstream: bool = False  # the Wasm filter in the router's upstream_http_filters
@@ -96,7 +100,13 @@ class Listener:
     def vm_id(self) -> str | None:
         where = "_split" if self.split else "_up" if self.upstream else ""
         return {"noop": f"bench_noop{where}", "floor": f"bench_floor{where}",
+                "probe": f"bench_{self.key.replace('-', '_')}",
                 "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
+
+    @property
+    def on_fake_lambda(self) -> bool:
+        """Sends a signed-looking Invoke, so routed to the fake Lambda's invoke listener."""
+        return self.kind in ("native", "ours", "floor", "probe")
 
 
 LISTENERS = [
@@ -114,6 +124,14 @@ LISTENERS = [
     Listener("g-floor", "floor of an in-place Invoke (nothing computed), upstream", "floor",
              "passthrough", RAW, upstream=True),
 ]
+# The host calls bench/noop-filter can price (its `PROBES`), each a listener of its own.
+PROBES = ["reqmapget", "reqmapset", "reqhdrget", "reqhdrset", "ansmapget", "ansmapset",
+          "anshdrset", "anshdrdel", "routemd", "upstream", "cluster", "state", "clock",
+          "counter", "histogram"]
+PROBE_REPS = int(os.environ.get("BENCH_PROBE_REPS", 20))
+DEFAULT_KEYS = [lst.key for lst in LISTENERS]
+LISTENERS += [Listener(f"p-{name}", f"floor + {name} × {PROBE_REPS}", "probe", "passthrough",
+                       RAW, upstream=True) for name in PROBES]
 BY_KEY = {lst.key: lst for lst in LISTENERS}
 # Native listener -> ours in the same payload mode, for the "native ÷ ours" CPU ratio.
 PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json", "f-v2": "c-json",
@@ -248,6 +266,8 @@ def filters_for(lst: Listener, ours_wasm: Path) -> list:
         return [wasm_filter(lst.vm_id, NOOP_WASM)]
     if lst.kind == "floor":
         return [wasm_filter(lst.vm_id, NOOP_WASM, "floor")]
+    if lst.kind == "probe":
+        return [wasm_filter(lst.vm_id, NOOP_WASM, f"floor+{lst.key[2:]}x{PROBE_REPS}")]
     if lst.kind == "native":
         return [{"name": "envoy.filters.http.aws_lambda",
                  "typed_config": typed(
@@ -268,7 +288,7 @@ def measuring_config(admin_port: int, ports: dict[str, int], ours_wasm: Path,
     listeners = []
     for key, port in ports.items():
         lst = BY_KEY[key]
-        target = "fake_lambda" if lst.kind in ("native", "ours", "floor") else "fake_any"
+        target = "fake_lambda" if lst.on_fake_lambda else "fake_any"
         route = [{"match": {"prefix": "/"}, "route": {"cluster": target, "timeout": "15s"}}]
         filters = filters_for(lst, ours_wasm)
         listeners.append(listener(f"l_{key.replace('-', '_')}", port, route,
@@ -457,7 +477,7 @@ def large_body_checks(urls: dict[str, str], fake: Envoy) -> list[dict]:
     results = []
     for key, size, expected in probes:
         stat = "http.fake_{}.downstream_cx_rx_bytes_total".format(
-            "invoke" if BY_KEY[key].kind in ("native", "ours", "floor") else "any")
+            "invoke" if BY_KEY[key].on_fake_lambda else "any")
         rx0 = fake.counter(stat)
         t0 = time.monotonic()
         try:
@@ -518,19 +538,25 @@ def print_tables(summary: dict, rounds: int, seconds: float) -> None:
         print(f"  {'listener':40} {'µs CPU/req':>10} {'Δ vs a':>8} {'rps':>9} {'p99 ms':>8}"
               f"  native÷ours CPU")
         base = rows.get("a", {}).get("cpu_us_per_req")
+        floor = rows.get("g-floor", {}).get("cpu_us_per_req")
         for key, m in rows.items():
             lst = BY_KEY[key]
             delta = m["cpu_us_per_req"] - base if base is not None and key != "a" else None
             r = ratio(rows, key)
+            if lst.kind == "probe" and floor is not None:
+                per_call = (m["cpu_us_per_req"] - floor) / PROBE_REPS
+                last = f"  {per_call:+.2f} µs per call"
+            else:
+                last = f"  {fmt_num(r, '.2f') if r else ''}"
             print(f"  {key + '  ' + lst.title:40} {m['cpu_us_per_req']:10.1f} "
-                  f"{fmt_num(delta, '+8.1f'):>8} {m['rps']:9.0f} {m['p99_ms']:8.2f}"
-                  f"  {fmt_num(r, '.2f') if r else ''}")
+                  f"{fmt_num(delta, '+8.1f'):>8} {m['rps']:9.0f} {m['p99_ms']:8.2f}{last}")
     print("\n  native÷ours CPU: CPU/req of c-pt ÷ ours in passthrough (d-pt, e-pt) and of "
           "c-json ÷ ours in apigw_v2 (d-v2, e-v2); ≥ 1 means ours is cheaper. Δ vs a: CPU/req "
           "above the plain hop. d-*: filter in the HCM (dispatches the Invoke); e-*, b-up: "
           "filter in the router's upstream_http_filters (rewrites the request in place); f-v2: in "
           "both chains with split_placement; g-floor: c-pt ÷ the floor of any in-place Invoke "
-          "filter without hashing or signing.")
+          "filter without hashing or signing; p-NAME: (p-NAME − g-floor) ÷ "
+          f"{PROBE_REPS}, the price of one such host call.")
 
 
 def print_large(results: list[dict]) -> None:
@@ -588,7 +614,7 @@ def parse_args() -> argparse.Namespace:
     opts = p.parse_args()
     opts.connections = int(os.environ.get("BENCH_CONNECTIONS", 16))
     opts.threads = int(os.environ.get("BENCH_THREADS", 1))
-    opts.listener_keys = [k for k in (opts.listeners or ",".join(BY_KEY)).split(",") if k]
+    opts.listener_keys = [k for k in (opts.listeners or ",".join(DEFAULT_KEYS)).split(",") if k]
     opts.case_names = [c for c in opts.cases.split(",") if c]
     if opts.rss_soak:
         opts.listener_keys = opts.listener_keys[:1] if opts.listeners else ["d-v2"]
@@ -616,7 +642,7 @@ def run(opts: argparse.Namespace, workdir: Path) -> int:
             raise BenchError(f"{tool} not found (apt-get install -y wrk)")
     if not ours_wasm.exists():
         raise BenchError(f"{ours_wasm} missing: run `make wasm`")
-    if {"b", "b-up"} & set(opts.listener_keys):
+    if any(BY_KEY[k].kind in ("noop", "floor", "probe") for k in opts.listener_keys):
         build_noop_filter()
 
     fake_ports = {"admin": free_port(), "any": free_port(), "invoke": free_port()}

@@ -6,25 +6,101 @@
 //!   is buffered and read into the VM (a signer must hash it), the header map is replaced by
 //!   a fixed Invoke header set in one call, and the answer's `x-amz-function-error` is read.
 //!   No hashing, no signing, no event: the cost floor of such a filter in this runtime.
+//! - configuration `floor+<probe>x<n>`: the floor, plus one host call repeated `n` times per
+//!   request where the filter makes it (`PROBES`): (probe − floor) ÷ n is what one such call
+//!   costs Envoy and the VM together.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BaselineRoot { floor: false }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BaselineRoot { floor: false, probe: None }) });
 }}
 
 struct BaselineRoot {
     floor: bool,
+    probe: Option<(Probe, u32)>,
+}
+
+/// A host call the filter makes per request, to be priced one at a time.
+#[derive(Clone, Copy, PartialEq)]
+enum Probe {
+    /// The request's whole header map read (`proxy_get_header_map_pairs`).
+    RequestMapGet,
+    /// The request's header map replaced by the Invoke set.
+    RequestMapSet,
+    /// One request header read.
+    RequestHeaderGet,
+    /// One request header replaced.
+    RequestHeaderSet,
+    /// The answer's whole header map read.
+    AnswerMapGet,
+    /// The answer's header map replaced by a success set.
+    AnswerMapSet,
+    /// One answer header replaced.
+    AnswerHeaderSet,
+    /// One answer header removed.
+    AnswerHeaderRemove,
+    /// `xds.route_metadata` (the whole serialized Metadata).
+    RouteMetadata,
+    /// `upstream.address`.
+    UpstreamAddress,
+    /// `xds.cluster_name`.
+    ClusterName,
+    /// A filter-state value set (`wasm.<key>`, as the access log reads it).
+    FilterState,
+    /// The host's clock.
+    Clock,
+    /// A counter incremented.
+    Counter,
+    /// A histogram value recorded.
+    Histogram,
+}
+
+const PROBES: [(&str, Probe); 15] = [
+    ("reqmapget", Probe::RequestMapGet),
+    ("reqmapset", Probe::RequestMapSet),
+    ("reqhdrget", Probe::RequestHeaderGet),
+    ("reqhdrset", Probe::RequestHeaderSet),
+    ("ansmapget", Probe::AnswerMapGet),
+    ("ansmapset", Probe::AnswerMapSet),
+    ("anshdrset", Probe::AnswerHeaderSet),
+    ("anshdrdel", Probe::AnswerHeaderRemove),
+    ("routemd", Probe::RouteMetadata),
+    ("upstream", Probe::UpstreamAddress),
+    ("cluster", Probe::ClusterName),
+    ("state", Probe::FilterState),
+    ("clock", Probe::Clock),
+    ("counter", Probe::Counter),
+    ("histogram", Probe::Histogram),
+];
+
+/// `floor+<probe>x<n>` → the probe and its count.
+fn parse_probe(config: &[u8]) -> Option<(Probe, u32)> {
+    let spec = std::str::from_utf8(config).ok()?.strip_prefix("floor+")?;
+    let (name, count) = spec.rsplit_once('x')?;
+    let probe = PROBES.iter().find(|(n, _)| *n == name)?.1;
+    Some((probe, count.parse().ok()?))
 }
 
 impl Context for BaselineRoot {}
 
 impl RootContext for BaselineRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        self.floor = self.get_plugin_configuration().as_deref() == Some(b"floor".as_slice());
+        let config = self.get_plugin_configuration().unwrap_or_default();
+        self.probe = parse_probe(&config);
+        self.floor = config == b"floor" || self.probe.is_some();
+        if let Some((probe, _)) = self.probe {
+            let kind = match probe {
+                Probe::Histogram => MetricType::Histogram,
+                _ => MetricType::Counter,
+            };
+            if let Ok(id) = hostcalls::define_metric(kind, "bench_probe") {
+                METRIC.with(|m| m.set(id));
+            }
+        }
         true
     }
 
@@ -34,7 +110,7 @@ impl RootContext for BaselineRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         if self.floor {
-            Some(Box::new(Floor))
+            Some(Box::new(Floor { probe: self.probe }))
         } else {
             Some(Box::new(Noop))
         }
@@ -47,7 +123,20 @@ impl Context for Noop {}
 
 impl HttpContext for Noop {}
 
-struct Floor;
+struct Floor {
+    probe: Option<(Probe, u32)>,
+}
+
+thread_local! {
+    static METRIC: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// The answer's headers of a successful passthrough Invoke, as a filter would set them.
+const ANSWER_HEADERS: [(&str, &str); 3] = [
+    (":status", "200"),
+    ("content-type", "application/json"),
+    ("content-length", "87"), // the bench fake Lambda's answer
+];
 
 /// The header set of a signed Invoke with static credentials, at realistic sizes.
 const INVOKE_HEADERS: [(&str, &str); 7] = [
@@ -61,6 +150,72 @@ const INVOKE_HEADERS: [(&str, &str); 7] = [
 ];
 
 impl Floor {
+    /// The probe's call, `n` times, if it belongs at this point of the request.
+    fn probe(&self, at_request: bool) {
+        let Some((probe, n)) = self.probe else { return };
+        let answer_side = matches!(
+            probe,
+            Probe::AnswerMapGet
+                | Probe::AnswerMapSet
+                | Probe::AnswerHeaderSet
+                | Probe::AnswerHeaderRemove
+        );
+        if answer_side == at_request {
+            return;
+        }
+        let metric = METRIC.with(|m| m.get());
+        for _ in 0..n {
+            let _ = match probe {
+                Probe::RequestMapGet => {
+                    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).map(drop)
+                }
+                Probe::RequestMapSet => {
+                    self.rewrite(0);
+                    Ok(())
+                }
+                Probe::RequestHeaderGet => {
+                    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, "x-request-id")
+                        .map(drop)
+                }
+                Probe::RequestHeaderSet => hostcalls::set_map_value(
+                    MapType::HttpRequestHeaders,
+                    "x-amz-date",
+                    Some("20261130T080000Z"),
+                ),
+                Probe::AnswerMapGet => {
+                    hostcalls::get_map_bytes(MapType::HttpResponseHeaders).map(drop)
+                }
+                Probe::AnswerMapSet => {
+                    hostcalls::set_map(MapType::HttpResponseHeaders, ANSWER_HEADERS.to_vec())
+                }
+                Probe::AnswerHeaderSet => hostcalls::set_map_value(
+                    MapType::HttpResponseHeaders,
+                    "content-type",
+                    Some("application/json"),
+                ),
+                Probe::AnswerHeaderRemove => {
+                    hostcalls::set_map_value(MapType::HttpResponseHeaders, "x-amzn-requestid", None)
+                }
+                Probe::RouteMetadata => {
+                    hostcalls::get_property(vec!["xds", "route_metadata"]).map(drop)
+                }
+                Probe::UpstreamAddress => {
+                    hostcalls::get_property(vec!["upstream", "address"]).map(drop)
+                }
+                Probe::ClusterName => {
+                    hostcalls::get_property(vec!["xds", "cluster_name"]).map(drop)
+                }
+                Probe::FilterState => hostcalls::set_property(
+                    vec!["bench_probe"],
+                    Some(b"function=bench outcome=success"),
+                ),
+                Probe::Clock => hostcalls::get_current_time().map(drop),
+                Probe::Counter => hostcalls::increment_metric(metric, 1),
+                Probe::Histogram => hostcalls::record_metric(metric, 7),
+            };
+        }
+    }
+
     fn rewrite(&self, content_length: usize) {
         let length = content_length.to_string();
         let mut headers = INVOKE_HEADERS.to_vec();
@@ -73,6 +228,7 @@ impl Context for Floor {}
 
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.probe(true);
         if end_of_stream {
             self.rewrite(0);
             Action::Continue
@@ -95,6 +251,7 @@ impl HttpContext for Floor {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let _ = hostcalls::get_map_value(MapType::HttpResponseHeaders, "x-amz-function-error");
+        self.probe(false);
         Action::Continue
     }
 }
