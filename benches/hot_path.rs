@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use proxy_wasm_lambda::{
     build_event, build_invoke, decode_invoke_answer, sign_request, CallAnswer, Credentials,
-    FilterConfig, InvokeTarget, PayloadFormat, RequestInfo, RequestToSign, RouteOverride, Secret,
-    SigningKeyCache,
+    FilterConfig, HeaderList, InvokeTarget, PayloadFormat, RequestInfo, RequestToSign,
+    RouteOverride, Secret, SigningKeyCache,
 };
 
 const ANSWER: &[u8] =
@@ -147,13 +147,10 @@ fn one_request_cached(
 fn decode(target: &InvokeTarget) -> u16 {
     let answer = CallAnswer {
         status: Some(200),
-        headers: vec![
-            (
-                "x-amzn-requestid".into(),
-                "7f1c0e9a-0000-4000-8000-000000000000".into(),
-            ),
-            ("content-type".into(), "application/json".into()),
-        ],
+        headers: HeaderList::from(vec![
+            ("x-amzn-requestid", "7f1c0e9a-0000-4000-8000-000000000000"),
+            ("content-type", "application/json"),
+        ]),
         body: ANSWER.to_vec(),
         unread_body_bytes: None,
     };

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use crate::aws::sigv4::{RequestToSign, SigningError, SigningKeyCache};
 use crate::config::{InvocationType, InvokeTarget};
 use crate::credentials::Credentials;
-use crate::http::OutboundRequest;
+use crate::http::{HeaderList, OutboundRequest};
 
 thread_local! {
     /// The Invoke's SigV4 signing key, derived once per day, credentials and region rather
@@ -16,6 +16,11 @@ thread_local! {
 }
 
 pub(crate) const INVOKE_CONTENT_TYPE: &str = "application/json";
+
+/// Room for an Invoke's headers (pseudo-headers, signed headers, the trace id), so that the
+/// list is allocated once; a session token (up to ~1 KB) grows the text once.
+const INVOKE_HEADER_PAIRS: usize = 14;
+const INVOKE_HEADER_TEXT: usize = 768;
 
 pub fn build_invoke(
     target: &InvokeTarget,
@@ -79,16 +84,16 @@ fn build(
     };
     let signature_headers = INVOKE_SIGNER
         .with(|signer| signer.sign(&request, credentials, &target.region, "lambda", now))?;
-    let mut headers = Vec::with_capacity(6 + signature_headers.len());
-    headers.push((":method".to_string(), "POST".to_string()));
-    headers.push((":path".to_string(), path.to_string()));
-    headers.push((":authority".to_string(), target.endpoint.clone()));
+    let mut headers = HeaderList::with_capacity(INVOKE_HEADER_PAIRS, INVOKE_HEADER_TEXT);
+    headers.push(":method", "POST");
+    headers.push(":path", path);
+    headers.push(":authority", &target.endpoint);
     for (name, value) in &to_sign {
-        headers.push((name.to_string(), value.to_string()));
+        headers.push(name, value);
     }
-    headers.push(("content-length".to_string(), payload.len().to_string()));
-    for (name, value) in signature_headers {
-        headers.push((name.to_string(), value));
+    headers.push("content-length", &payload.len().to_string());
+    for (name, value) in &signature_headers {
+        headers.push(name, value);
     }
     Ok(OutboundRequest {
         cluster: cluster.to_string(),

@@ -67,7 +67,7 @@ pub use event::{build_event, merge_custom_parameters, EventFormat, EventSettings
 pub use http::header_map::{
     deserialize as deserialize_header_map, serialize as serialize_header_map,
 };
-pub use http::{CallAnswer, ClientReply, OutboundRequest};
+pub use http::{CallAnswer, ClientReply, HeaderList, OutboundRequest};
 pub use invoke::build_invoke;
 pub use route::metadata::{
     decode_struct as decode_metadata_struct, namespace as metadata_namespace,

@@ -51,7 +51,7 @@ pub(crate) fn build_request(settings: &ContainerSettings) -> OutboundRequest {
     }
     OutboundRequest {
         cluster: settings.cluster.clone(),
-        headers,
+        headers: headers.into(),
         body: Vec::new(),
         timeout: settings.timeout,
     }

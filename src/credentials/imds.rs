@@ -180,7 +180,8 @@ impl ImdsClient {
                     self.settings.token_ttl_seconds.to_string(),
                 ),
                 ("content-length".to_string(), "0".to_string()),
-            ],
+            ]
+            .into(),
             body: Vec::new(),
             timeout: self.settings.timeout,
         }
@@ -194,7 +195,8 @@ impl ImdsClient {
                 (":path".to_string(), path),
                 (":authority".to_string(), self.settings.endpoint.clone()),
                 (TOKEN_HEADER.to_string(), token.expose().to_string()),
-            ],
+            ]
+            .into(),
             body: Vec::new(),
             timeout: self.settings.timeout,
         }

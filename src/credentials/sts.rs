@@ -94,7 +94,7 @@ pub fn build_assume_role_request(
     }
     Ok(OutboundRequest {
         cluster: settings.sts_cluster.clone(),
-        headers,
+        headers: headers.into(),
         body,
         timeout: settings.timeout,
     })

@@ -45,7 +45,8 @@ pub(crate) fn build_request(settings: &WebIdentitySettings) -> OutboundRequest {
             (":method".to_string(), "GET".to_string()),
             (":path".to_string(), query),
             (":authority".to_string(), settings.endpoint.clone()),
-        ],
+        ]
+        .into(),
         body: Vec::new(),
         timeout: settings.timeout,
     }

@@ -24,7 +24,7 @@ use crate::credentials::profiles::CredentialProfiles;
 use crate::error::{RequestError, BODY_NOT_RECEIVED};
 use crate::flow::attempts::AttemptStash;
 use crate::flow::body_watch::{BodyWatch, BODY_WAIT};
-use crate::flow::{Step, StreamFallback, UNREAD_ROUTE_CLUSTER};
+use crate::flow::{PlacementLatch, Step, StreamFallback, UNREAD_ROUTE_CLUSTER};
 use crate::http::ClientReply;
 use crate::http::OutboundRequest;
 use crate::log_limit::{summary_line, Admit, LogLimiter};
@@ -36,6 +36,8 @@ use crate::time::epoch_ms;
 pub(super) struct Vm {
     pub config: Rc<FilterConfig>,
     pub routes: RefCell<RouteCache>,
+    /// This plugin's placement, remembered once a request showed it upstream.
+    pub placement: PlacementLatch,
     /// Client requests kept for the router's retries of requests rewritten in place.
     pub attempts: RefCell<AttemptStash>,
     pub credentials: RefCell<CredentialProfiles>,
@@ -561,7 +563,7 @@ impl Vm {
         let tail = headers
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-log-result"));
-        log_function_tail(request.borrow().context_id, tail.map(|(_, v)| v.as_str()));
+        log_function_tail(request.borrow().context_id, tail.map(|(_, v)| v));
         self.record_latency(&request.borrow(), now());
         let step = request
             .borrow_mut()

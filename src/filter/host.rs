@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, Status, StreamType};
 
-use crate::http::header_map;
+use crate::http::{header_map, HeaderList};
 
 #[allow(clashing_extern_declarations)]
 #[link(wasm_import_module = "env")]
@@ -89,7 +89,7 @@ pub(super) fn property(path: &[u8]) -> Option<Vec<u8>> {
 /// The whole header map, in order (empty when the host refuses). The SDK's `get_map` panics
 /// on a value that is not UTF-8 (bytes 0x80-0xFF are valid in an HTTP header value): here
 /// such a value is taken with U+FFFD in place of the invalid bytes.
-pub(super) fn map(map: MapType) -> Vec<(String, String)> {
+pub(super) fn map(map: MapType) -> HeaderList {
     let mut data: *mut u8 = null_mut();
     let mut size: usize = 0;
     // SAFETY: as above.
@@ -97,7 +97,7 @@ pub(super) fn map(map: MapType) -> Vec<(String, String)> {
         if proxy_get_header_map_pairs(map, &mut data, &mut size) != Status::Ok as u32
             || data.is_null()
         {
-            return Vec::new();
+            return HeaderList::default();
         }
         Vec::from_raw_parts(data, size, size)
     };
@@ -105,7 +105,11 @@ pub(super) fn map(map: MapType) -> Vec<(String, String)> {
 }
 
 /// Replaces the whole header map.
-pub(super) fn set_map(map: MapType, pairs: &[(&str, &str)]) -> Result<(), u32> {
+pub(super) fn set_map<'a, I>(map: MapType, pairs: I) -> Result<(), u32>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+    I::IntoIter: Clone,
+{
     let serialized = header_map::serialize(pairs);
     // SAFETY: as above, `serialized` outlives the call.
     status(unsafe { proxy_set_header_map_pairs(map, serialized.as_ptr(), serialized.len()) })

@@ -11,7 +11,8 @@ use super::host;
 use super::request::{header_in, Request, SharedRequest};
 use super::timing::{self, Phase as Timed};
 use crate::flow::attempts::ATTEMPT_HEADER;
-use crate::flow::{Placement, RequestFlow, RequestMeta, Step};
+use crate::flow::{RequestFlow, RequestMeta, Step};
+use crate::http::HeaderList;
 use crate::route::{on_route, ROUTE_METADATA_PROPERTY, ROUTE_NAME_PROPERTY};
 
 pub(super) struct LambdaHttp {
@@ -31,14 +32,14 @@ impl LambdaHttp {
                 answer_size: 0,
                 attempt_key: None,
                 parked_at: None,
-                headers: Vec::new(),
+                headers: HeaderList::default(),
             })),
         }
     }
 }
 
 /// The client's request as an event needs it, from its header map.
-fn request_meta(request_id: Option<String>, headers: &[(String, String)]) -> RequestMeta {
+fn request_meta(request_id: Option<String>, headers: &HeaderList) -> RequestMeta {
     let mut meta = RequestMeta {
         request_id,
         protocol: host::property(b"request\0protocol")
@@ -49,21 +50,21 @@ fn request_meta(request_id: Option<String>, headers: &[(String, String)]) -> Req
             .map(|address| strip_port(&address)),
         ..RequestMeta::default()
     };
-    for (name, value) in headers {
-        match name.as_str() {
-            ":method" => meta.method = value.clone(),
+    for (name, value) in headers.iter() {
+        match name {
+            ":method" => meta.method = value.to_string(),
             ":path" => match value.split_once('?') {
                 Some((path, query)) => {
                     meta.path = path.to_string();
                     meta.raw_query = query.to_string();
                 }
-                None => meta.path = value.clone(),
+                None => meta.path = value.to_string(),
             },
-            ":authority" => meta.host = Some(value.clone()),
+            ":authority" => meta.host = Some(value.to_string()),
             _ if name.starts_with(':') => {}
             _ => meta
                 .headers
-                .push((name.to_ascii_lowercase(), value.clone())),
+                .push((name.to_ascii_lowercase(), value.to_string())),
         }
     }
     meta
@@ -161,13 +162,11 @@ impl HttpContext for LambdaHttp {
             headers = Some(map);
             length
         };
-        // Only an upstream filter sees its upstream host while the request's headers pass.
-        let placement = if host::property(b"upstream\0address").is_some() {
-            Placement::Upstream
-        } else if vm.config.split_placement {
-            Placement::DownstreamSplit
-        } else {
-            Placement::Downstream
+        let placement = || {
+            vm.placement.placement(
+                || host::property(b"upstream\0address").is_some(),
+                vm.config.split_placement,
+            )
         };
         let step = self.request.borrow_mut().flow.on_request_headers(
             route,

@@ -17,11 +17,7 @@ use crate::http::OutboundRequest;
 
 /// Sends a built request to its cluster; the answer comes to `on_http_call_response`.
 pub(super) fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
-    let headers: Vec<(&str, &str)> = outbound
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers: Vec<(&str, &str)> = outbound.headers.iter().collect();
     hostcalls::dispatch_http_call(
         &outbound.cluster,
         headers,
@@ -37,9 +33,8 @@ pub(super) fn dispatch(outbound: &OutboundRequest) -> Result<u32, Status> {
 pub(super) fn read_call_answer(body_size: usize, max_body: usize) -> CallAnswer {
     let headers = host::map(MapType::HttpCallResponseHeaders);
     let status = headers
-        .iter()
-        .find(|(name, _)| name == ":status")
-        .and_then(|(_, value)| value.parse::<u16>().ok());
+        .get(":status")
+        .and_then(|value| value.parse::<u16>().ok());
     let oversized = body_size > max_body;
     let body = if body_size == 0 || oversized {
         Vec::new()
@@ -137,19 +132,14 @@ pub(super) fn forward(
         }
         path => path,
     };
-    let mut headers: Vec<(&str, &str)> = Vec::with_capacity(invoke.headers.len() + 4);
-    headers.extend(invoke.headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    if let Some(scheme) = scheme {
-        headers.push((":scheme", scheme));
-    }
-    if let Some(request_id) = &request.request_id {
-        headers.push(("x-request-id", request_id));
-    }
-    if let Some(path) = client_path {
-        headers.push((ORIGINAL_PATH_HEADER, path));
-    }
-    headers.push((ATTEMPT_HEADER, attempt));
-    host::set_map(MapType::HttpRequestHeaders, &headers)?;
+    let kept = [
+        scheme.map(|scheme| (":scheme", scheme)),
+        request.request_id.as_deref().map(|id| ("x-request-id", id)),
+        client_path.map(|path| (ORIGINAL_PATH_HEADER, path)),
+        Some((ATTEMPT_HEADER, attempt)),
+    ];
+    let headers = invoke.headers.iter().chain(kept.into_iter().flatten());
+    host::set_map(MapType::HttpRequestHeaders, headers)?;
     if replace_body {
         host::set_buffer(
             BufferType::HttpRequestBody,
@@ -176,11 +166,8 @@ pub(super) fn rewrite_answer_headers(reply: &ClientReply) -> Result<(), u32> {
 }
 
 pub(super) fn set_response_headers(headers: &[(String, String)]) -> Result<(), u32> {
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    host::set_map(MapType::HttpResponseHeaders, &headers)
+    let headers = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+    host::set_map(MapType::HttpResponseHeaders, headers)
 }
 
 /// Replaces the answer with `reply`: status and headers, and the body read so far

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use crate::flow::RequestFlow;
+use crate::http::HeaderList;
 
 /// One HTTP request's state, shared by its context and (while it waits) the root.
 pub(super) struct Request {
@@ -20,7 +21,7 @@ pub(super) struct Request {
     pub parked_at: Option<SystemTime>,
     /// The request's header map as the filter first saw it (one host call), which the rest
     /// of the request reads instead of asking the host header by header.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
 }
 
 impl Request {
@@ -31,11 +32,8 @@ impl Request {
 }
 
 /// A header of a map as the host gives it (names lower case).
-pub(super) fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+pub(super) fn header_in<'a>(headers: &'a HeaderList, name: &str) -> Option<&'a str> {
+    headers.get(name)
 }
 
 pub(super) type SharedRequest = Rc<RefCell<Request>>;

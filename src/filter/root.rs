@@ -24,6 +24,7 @@ use crate::credentials::failure::FailureClass;
 use crate::credentials::profiles::CredentialProfiles;
 use crate::error::RequestError;
 use crate::flow::attempts::AttemptStash;
+use crate::flow::PlacementLatch;
 use crate::metrics::Metric;
 use crate::route::RouteCache;
 
@@ -209,6 +210,7 @@ impl RootContext for LambdaRoot {
         self.vm = Some(Rc::new(Vm {
             config: Rc::new(config),
             routes: RefCell::new(RouteCache::default()),
+            placement: PlacementLatch::default(),
             attempts: RefCell::new(AttemptStash::new(random_bytes())),
             credentials: RefCell::new(credentials),
             parked: RefCell::default(),

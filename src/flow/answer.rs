@@ -93,11 +93,7 @@ impl RequestFlow {
     /// The answer's headers, for a request forwarded in place. Successful passthrough
     /// answers stream through with their headers rewritten; everything else is read whole
     /// and decoded like a dispatched Invoke's answer.
-    pub(crate) fn on_answer_headers(
-        &mut self,
-        headers: Vec<(String, String)>,
-        end_of_stream: bool,
-    ) -> Step {
+    pub(crate) fn on_answer_headers(&mut self, headers: HeaderList, end_of_stream: bool) -> Step {
         let Phase::Forwarded {
             target, streaming, ..
         } = &self.phase
@@ -107,9 +103,8 @@ impl RequestFlow {
         let target = Rc::clone(target);
         let streaming = *streaming;
         let status = headers
-            .iter()
-            .find(|(name, _)| name == ":status")
-            .and_then(|(_, value)| value.parse::<u16>().ok());
+            .get(":status")
+            .and_then(|value| value.parse::<u16>().ok());
         let answer = CallAnswer {
             status,
             headers,

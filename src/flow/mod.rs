@@ -21,7 +21,7 @@ use crate::error::RequestError;
 use crate::event::{build_event, merge_custom_parameters, RequestInfo};
 use crate::http::CallAnswer;
 use crate::http::ClientReply;
-use crate::http::OutboundRequest;
+use crate::http::{HeaderList, OutboundRequest};
 use crate::invoke::{build_invoke, build_stream_invoke};
 use crate::route::RouteTarget;
 use crate::trace::invoke_trace_id;
@@ -29,31 +29,18 @@ use crate::trace::invoke_trace_id;
 mod answer;
 pub(crate) mod attempts;
 pub(crate) mod body_watch;
+mod placement;
 mod request;
 #[cfg(test)]
 mod tests;
 
 use answer::AnswerStream;
+pub(crate) use placement::Placement;
+#[cfg_attr(not(target_arch = "wasm32"), allow(unused_imports))] // used by the shell only
+pub(crate) use placement::PlacementLatch;
 
 /// Slack for timer granularity when deciding whether an empty answer was the timeout.
 const TIMEOUT_SLACK: Duration = Duration::from_millis(20);
-
-/// Where the filter sits in Envoy's filter chains.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Placement {
-    /// In the HTTP connection manager's `http_filters`: the Invoke is a call the filter
-    /// dispatches, and the client gets a local reply.
-    Downstream,
-    /// In the router's `upstream_http_filters`: the request itself is rewritten into the
-    /// Invoke and the answer comes back through the router, so the route's timeout, retry
-    /// policy and connection pool apply and no second stream is opened.
-    Upstream,
-    /// In the HCM with the same filter also upstream (`split_placement`): takes only the
-    /// requests that cannot be rewritten in place, so that the upstream twin never has to
-    /// dispatch (a local reply there ends the upstream request, and Envoy closes its
-    /// HTTP/1 connection).
-    DownstreamSplit,
-}
 
 /// How one request's Invoke is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

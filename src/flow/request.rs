@@ -10,13 +10,14 @@ impl RequestFlow {
     /// upstream case, where the Invoke goes where the router already sends it).
     /// `content_length` reads the request's announced length (None without a body): called
     /// only for a request this filter takes, so that one it leaves alone costs no header read.
+    /// `placement` tells where the filter sits, asked likewise only for a request it takes.
     pub(crate) fn on_request_headers(
         &mut self,
         route: Result<RouteTarget, ConfigError>,
         route_cluster: impl FnOnce() -> Option<String>,
         content_length: impl FnOnce() -> Option<u64>,
         end_of_stream: bool,
-        placement: Placement,
+        placement: impl FnOnce() -> Placement,
     ) -> Step {
         if !matches!(self.phase, Phase::Start) {
             return Step::Continue;
@@ -48,6 +49,7 @@ impl RequestFlow {
                 .get_or_insert_with(|| read_cluster.take().and_then(|read| read()))
                 .clone()
         };
+        let placement = placement();
         let can_go_in_place = (target.cluster.is_none() || target.cluster == route_cluster())
             && (!end_of_stream || target.payload == PayloadFormat::Passthrough);
         if placement == Placement::DownstreamSplit && can_go_in_place {
@@ -272,9 +274,7 @@ impl RequestFlow {
         };
         if let Some(trace_id) = &self.trace_id {
             // Unsigned, as the AWS SDKs send it.
-            invoke
-                .headers
-                .push(("x-amzn-trace-id".to_string(), trace_id.clone()));
+            invoke.headers.push("x-amzn-trace-id", trace_id);
         }
         match delivery {
             Delivery::Dispatch => Step::Dispatch(invoke),

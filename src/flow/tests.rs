@@ -36,7 +36,7 @@ fn dispatched(config: &FilterConfig) -> RequestFlow {
             || Some("lambda".into()),
             || Some(2),
             false,
-            Placement::Downstream
+            || Placement::Downstream
         ),
         Step::Pause
     );
@@ -124,7 +124,7 @@ fn dispatch_failure_way_out() {
             || Some("lambda".into()),
             || None,
             true,
-            Placement::Downstream
+            || Placement::Downstream
         ),
         Step::ReadBody
     );
@@ -161,7 +161,7 @@ fn content_length_over_the_limit_fails_before_buffering() {
         || Some("c".into()),
         || Some(7_000_000),
         false,
-        Placement::Downstream,
+        || Placement::Downstream,
     );
     assert_eq!(
         step,
@@ -174,7 +174,7 @@ fn content_length_over_the_limit_fails_before_buffering() {
         || Some("c".into()),
         || Some(1_100_000),
         false,
-        Placement::Downstream,
+        || Placement::Downstream,
     );
     assert_eq!(
         step,
@@ -192,7 +192,7 @@ fn chunked_body_over_the_limit_fails_while_buffering() {
             || Some("c".into()),
             || None,
             false,
-            Placement::Downstream
+            || Placement::Downstream
         ),
         Step::Pause
     );
@@ -213,7 +213,7 @@ fn disabled_route_and_invalid_route() {
             || None,
             || None,
             true,
-            Placement::Downstream
+            || Placement::Downstream
         ),
         Step::Continue
     );
@@ -223,7 +223,7 @@ fn disabled_route_and_invalid_route() {
         || Some("c".into()),
         || None,
         true,
-        Placement::Downstream,
+        || Placement::Downstream,
     );
     assert!(matches!(
         step,
@@ -236,7 +236,13 @@ fn no_cluster_fails_unless_configured() {
     let plain = config("");
     let mut flow = RequestFlow::default();
     assert_eq!(
-        flow.on_request_headers(route(&plain), || None, || None, true, Placement::Downstream),
+        flow.on_request_headers(
+            route(&plain),
+            || None,
+            || None,
+            true,
+            || Placement::Downstream
+        ),
         Step::Fail(RequestError::NoCluster)
     );
     let with_cluster = config(r#","cluster":"lambda_api""#);
@@ -247,7 +253,7 @@ fn no_cluster_fails_unless_configured() {
             || None,
             || None,
             true,
-            Placement::Downstream
+            || Placement::Downstream
         ),
         Step::ReadBody
     );
@@ -266,7 +272,7 @@ fn trailers_complete_the_body() {
         || Some("c".into()),
         || None,
         false,
-        Placement::Downstream,
+        || Placement::Downstream,
     );
     assert_eq!(flow.on_request_body(3, false), Step::Pause);
     assert_eq!(flow.on_request_trailers(), Step::ReadBody);
@@ -279,7 +285,7 @@ fn waiting(config: &FilterConfig) -> RequestFlow {
         || Some("lambda".into()),
         || Some(2),
         false,
-        Placement::Downstream,
+        || Placement::Downstream,
     );
     flow.on_request_body(2, true);
     assert_eq!(
@@ -333,7 +339,7 @@ fn forwarded(config: &FilterConfig, end_of_stream: bool) -> (RequestFlow, Outbou
         || Some("lambda".into()),
         || None,
         end_of_stream,
-        Placement::Upstream,
+        || Placement::Upstream,
     );
     let body = if end_of_stream {
         assert_eq!(first, Step::ReadBody);
@@ -357,9 +363,12 @@ fn forwarded(config: &FilterConfig, end_of_stream: bool) -> (RequestFlow, Outbou
     }
 }
 
-fn answer_headers(status: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut headers = vec![(":status".to_string(), status.to_string())];
-    headers.extend(extra.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+fn answer_headers(status: &str, extra: &[(&str, &str)]) -> HeaderList {
+    let mut headers = HeaderList::default();
+    headers.push(":status", status);
+    for (name, value) in extra {
+        headers.push(name, value);
+    }
     headers
 }
 
@@ -414,7 +423,7 @@ fn event_without_body_is_dispatched_even_upstream() {
             || Some("lambda".into()),
             || None,
             true,
-            Placement::Upstream
+            || Placement::Upstream
         ),
         Step::ReadBody
     );
@@ -433,7 +442,7 @@ fn a_configured_cluster_other_than_the_routes_is_dispatched() {
         || Some("lambda".into()),
         || None,
         true,
-        Placement::Upstream,
+        || Placement::Upstream,
     );
     match flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT) {
         Step::Dispatch(invoke) => assert_eq!(invoke.cluster, "elsewhere"),
@@ -450,7 +459,7 @@ fn trailers_switch_an_in_place_request_to_dispatch() {
         || Some("lambda".into()),
         || None,
         false,
-        Placement::Upstream,
+        || Placement::Upstream,
     );
     assert_eq!(flow.on_request_trailers(), Step::ReadBody);
     assert!(matches!(
@@ -648,7 +657,7 @@ fn in_place_request_waits_for_credentials_then_is_forwarded() {
         || Some("lambda".into()),
         || Some(2),
         false,
-        Placement::Upstream,
+        || Placement::Upstream,
     );
     flow.on_request_body(2, true);
     assert_eq!(
@@ -1110,7 +1119,7 @@ mod streaming {
             || Some("lambda".into()),
             || None,
             true,
-            Placement::Downstream,
+            || Placement::Downstream,
         );
         match flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT) {
             Step::Dispatch(invoke) => assert_eq!(
@@ -1135,7 +1144,7 @@ mod streaming {
             || Some("lambda".into()),
             || None,
             true,
-            Placement::Upstream,
+            || Placement::Upstream,
         );
         assert!(matches!(
             flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT),
@@ -1154,7 +1163,7 @@ mod streaming {
             || Some("lambda".into()),
             || None,
             false,
-            Placement::Upstream,
+            || Placement::Upstream,
         );
         flow.on_request_trailers();
         assert!(matches!(
@@ -1174,7 +1183,7 @@ mod streaming {
             || Some("lambda".into()),
             || None,
             true,
-            Placement::Downstream,
+            || Placement::Downstream,
         );
         flow.on_body_complete(Vec::new(), Some(&creds()), t(0), WAIT);
         assert_eq!(flow.take_stream_fallback(), None);
@@ -1219,7 +1228,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
         || Some("lambda".into()),
         || None,
         true,
-        Placement::DownstreamSplit,
+        || Placement::DownstreamSplit,
     );
     assert_eq!(step, Step::ReadBody);
     assert!(matches!(
@@ -1232,7 +1241,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
         || Some("lambda".into()),
         || Some(2),
         false,
-        Placement::DownstreamSplit,
+        || Placement::DownstreamSplit,
     );
     assert_eq!(step, Step::Continue);
     assert_eq!(post.phase(), &Phase::Finished);
@@ -1243,7 +1252,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
         || Some("lambda".into()),
         || None,
         true,
-        Placement::DownstreamSplit,
+        || Placement::DownstreamSplit,
     );
     assert_eq!(step, Step::Continue);
     let elsewhere = config(r#","cluster":"other""#);
@@ -1253,7 +1262,7 @@ fn split_placement_downstream_takes_only_what_cannot_go_in_place() {
         || Some("lambda".into()),
         || Some(2),
         false,
-        Placement::DownstreamSplit,
+        || Placement::DownstreamSplit,
     );
     assert_eq!(step, Step::Pause);
 }
@@ -1295,7 +1304,7 @@ fn dispatched_with_trace(config: &FilterConfig, traceparent: Option<&str>) -> Ou
         || Some("lambda".into()),
         || Some(2),
         false,
-        Placement::Downstream,
+        || Placement::Downstream,
     );
     assert!(flow.wants_trace_context());
     flow.set_trace_context(None, traceparent);
@@ -1391,7 +1400,13 @@ fn the_route_cluster_is_read_only_when_needed() {
         }
         reads.set(0);
         let mut flow = RequestFlow::default();
-        flow.on_request_headers(route(&config), read, || None, get_with_event, placement);
+        flow.on_request_headers(
+            route(&config),
+            read,
+            || None,
+            get_with_event,
+            move || placement,
+        );
         assert_eq!(reads.get(), expected_reads, "{placement:?} {cluster}");
         match &flow.phase {
             Phase::ReceivingBody {

@@ -3,24 +3,24 @@
 
 use std::time::Duration;
 
+mod header_list;
 pub(crate) mod header_map;
+
+pub use header_list::HeaderList;
 
 /// A request for the host to dispatch to an Envoy cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRequest {
     pub cluster: String,
     /// Pseudo-headers (`:method`, `:path`, `:authority`) first, then the signed headers.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     pub body: Vec<u8>,
     pub timeout: Duration,
 }
 
 impl OutboundRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(name)
     }
 }
 
@@ -30,7 +30,7 @@ impl OutboundRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallAnswer {
     pub status: Option<u16>,
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     pub body: Vec<u8>,
     /// The body's size when it was larger than the reader's bound and left unread (`body`
     /// is then empty).
@@ -39,10 +39,7 @@ pub struct CallAnswer {
 
 impl CallAnswer {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.get_ignore_case(name)
     }
 }
 

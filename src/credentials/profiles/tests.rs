@@ -11,7 +11,7 @@ use crate::credentials::cache::{Refresh, StoreError};
 use crate::credentials::container::ContainerSettings;
 use crate::credentials::provider::CredentialFetcher;
 use crate::credentials::sts::AssumeRoleSettings;
-use crate::http::OutboundRequest;
+use crate::http::{HeaderList, OutboundRequest};
 use crate::secret::Secret;
 
 /// Envoy's shared data: `cas` is a per-key version that every write bumps; a write with a
@@ -124,7 +124,7 @@ fn sts_answer(access_key_id: &str, expiration: &str) -> CallAnswer {
 fn answer(status: u16, body: Vec<u8>) -> CallAnswer {
     CallAnswer {
         status: Some(status),
-        headers: Vec::new(),
+        headers: HeaderList::default(),
         body,
         unread_body_bytes: None,
     }
@@ -167,11 +167,7 @@ fn dispatch_all(
 }
 
 fn header<'a>(request: &'a OutboundRequest, name: &str) -> Option<&'a str> {
-    request
-        .headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+    request.headers.get(name)
 }
 
 #[test]
