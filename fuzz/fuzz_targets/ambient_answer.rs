@@ -15,14 +15,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{AmbientError, FilterConfig, InvokeTarget, parse_container_answer as parse_answer, ImdsClient, ImdsProgress, ImdsSettings, MAX_CALLS_PER_FETCH, ROLE_PATH, TOKEN_HEADER, TOKEN_PATH, OutboundRequest, build_invoke, Secret, TemporaryCredentials};
-
-
-
-
-
-
-
+use proxy_wasm_lambda::{
+    build_invoke, parse_container_answer as parse_answer, AmbientError, FilterConfig, ImdsClient,
+    ImdsProgress, ImdsSettings, InvokeTarget, OutboundRequest, Secret, TemporaryCredentials,
+    MAX_CALLS_PER_FETCH, ROLE_PATH, TOKEN_HEADER, TOKEN_PATH,
+};
 
 const CLASSES: [&str; 6] = [
     "sts_unavailable",

@@ -6,9 +6,10 @@
 use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{is_valid_region, CredentialSource, FilterConfig, RouteOverride, CLIENT_CONTEXT_LIMIT, build_invoke, build_assume_role_request};
-
-
+use proxy_wasm_lambda::{
+    build_assume_role_request, build_invoke, is_valid_region, CredentialSource, FilterConfig,
+    RouteOverride, CLIENT_CONTEXT_LIMIT,
+};
 
 use serde_json::Value;
 

@@ -6,10 +6,9 @@
 //! `custom_parameters`), a 0xFF byte, then the body.
 #![no_main]
 
-use proxy_wasm_lambda::{StringMap, CUSTOM_PARAMETERS_FIELD, merge_custom_parameters};
+use proxy_wasm_lambda::{merge_custom_parameters, StringMap, CUSTOM_PARAMETERS_FIELD};
 
 use libfuzzer_sys::fuzz_target;
-
 
 use serde_json::Value;
 

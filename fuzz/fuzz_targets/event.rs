@@ -3,7 +3,7 @@
 //! the event is a JSON object that carries the request's method, path and body intact.
 #![no_main]
 
-use proxy_wasm_lambda::{StringMap, build_event, EventFormat, EventSettings, RequestInfo};
+use proxy_wasm_lambda::{build_event, EventFormat, EventSettings, RequestInfo, StringMap};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 

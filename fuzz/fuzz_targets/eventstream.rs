@@ -5,8 +5,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{PreludeMode, PreludeSplitter, Split, StreamDecoder, StreamError, StreamEvent};
-
+use proxy_wasm_lambda::{
+    PreludeMode, PreludeSplitter, Split, StreamDecoder, StreamError, StreamEvent,
+};
 
 const MAX_FRAME: usize = 4096;
 const MAX_PRELUDE: usize = 512;

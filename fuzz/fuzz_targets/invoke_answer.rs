@@ -11,10 +11,10 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{FilterConfig, InvocationType, InvokeTarget, PayloadFormat, RequestError, EventFormat, decode_invoke_answer, CallAnswer};
-
-
-
+use proxy_wasm_lambda::{
+    decode_invoke_answer, CallAnswer, EventFormat, FilterConfig, InvocationType, InvokeTarget,
+    PayloadFormat, RequestError,
+};
 
 use serde_json::Value;
 
@@ -82,7 +82,7 @@ fuzz_target!(|data: &[u8]| {
     let headers_clean = headers.iter().all(|(_, v)| is_clean_value(v));
     let answer = CallAnswer {
         status,
-        headers,
+        headers: headers.into(),
         body: body.to_vec(),
         ..CallAnswer::default()
     };

@@ -7,9 +7,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{EventFormat, ClientReply, decode_proxy_response, is_bodyless_status, MAX_RESPONSE_HEADERS, MAX_RESPONSE_HEADER_BYTES};
-
-
+use proxy_wasm_lambda::{
+    decode_proxy_response, is_bodyless_status, ClientReply, EventFormat, MAX_RESPONSE_HEADERS,
+    MAX_RESPONSE_HEADER_BYTES,
+};
 
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
@@ -111,7 +112,10 @@ fn one_response_on_the_wire(reply: &ClientReply) {
         + 4;
     let head = std::str::from_utf8(&wire[..head_end]).expect("a text head");
     let lines: Vec<&str> = head.trim_end().split("\r\n").collect();
-    assert_eq!(lines.len(), 1 + reply.headers.len() + usize::from(!is_bodyless_status(reply.status)));
+    assert_eq!(
+        lines.len(),
+        1 + reply.headers.len() + usize::from(!is_bodyless_status(reply.status))
+    );
     let length = lines
         .iter()
         .find_map(|l| l.strip_prefix("content-length: "))

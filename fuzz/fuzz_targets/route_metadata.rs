@@ -9,9 +9,11 @@ mod protobuf_struct;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{FilterConfig, decode_metadata_struct as decode_struct, metadata_namespace as namespace, MAX_METADATA_DEPTH as MAX_DEPTH, MAX_METADATA_NAMESPACE_BYTES as MAX_NAMESPACE_BYTES, ROUTE_KEYS, decode_route_override, RouteCache, METADATA_NAMESPACE};
-
-
+use proxy_wasm_lambda::{
+    decode_metadata_struct as decode_struct, decode_route_override,
+    metadata_namespace as namespace, FilterConfig, RouteCache, MAX_METADATA_DEPTH as MAX_DEPTH,
+    MAX_METADATA_NAMESPACE_BYTES as MAX_NAMESPACE_BYTES, METADATA_NAMESPACE, ROUTE_KEYS,
+};
 
 use serde_json::Value;
 

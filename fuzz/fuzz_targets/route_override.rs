@@ -17,8 +17,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{FilterConfig, ROUTE_KEYS, decode_route_override, RouteCache, RouteTarget, METADATA_NAMESPACE};
-
+use proxy_wasm_lambda::{
+    decode_route_override, FilterConfig, RouteCache, RouteTarget, METADATA_NAMESPACE, ROUTE_KEYS,
+};
 
 use serde_json::{json, Map, Value};
 

@@ -7,8 +7,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{holds_lease, lease_is_live, record_failure, refresh_at_ms, should_fetch, take_lease, usable_credentials, RefreshPolicy, SharedRecord, StsError};
-
+use proxy_wasm_lambda::{
+    holds_lease, lease_is_live, record_failure, refresh_at_ms, should_fetch, take_lease,
+    usable_credentials, RefreshPolicy, SharedRecord, StsError,
+};
 
 fuzz_target!(|data: &[u8]| {
     let (now_ms, jitter, bytes) = if data.len() < 16 {

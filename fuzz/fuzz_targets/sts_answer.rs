@@ -13,11 +13,10 @@ use std::time::{Duration, SystemTime};
 
 use aws_smithy_types::date_time::{DateTime, Format};
 use libfuzzer_sys::fuzz_target;
-use proxy_wasm_lambda::{FilterConfig, InvokeTarget, epoch_ms, record_success, RefreshPolicy, SharedRecord, build_invoke, Secret, parse_assume_role_answer, StsError};
-
-
-
-
+use proxy_wasm_lambda::{
+    build_invoke, epoch_ms, parse_assume_role_answer, record_success, FilterConfig, InvokeTarget,
+    RefreshPolicy, Secret, SharedRecord, StsError,
+};
 
 const CLASSES: [&str; 8] = [
     "sts_access_denied",

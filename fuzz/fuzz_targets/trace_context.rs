@@ -31,8 +31,16 @@ fuzz_target!(|data: &[u8]| {
     if Some(trace_id.as_str()) != amzn {
         // Mapped from the traceparent: its ids, in X-Ray's shape.
         let mut fields = traceparent.trim().split('-');
-        let (_, id, parent) = (fields.next(), fields.next().unwrap(), fields.next().unwrap());
-        assert!(trace_id.starts_with(&format!("Root=1-{}-{};Parent={parent};Sampled=", &id[..8], &id[8..])));
+        let (_, id, parent) = (
+            fields.next(),
+            fields.next().unwrap(),
+            fields.next().unwrap(),
+        );
+        assert!(trace_id.starts_with(&format!(
+            "Root=1-{}-{};Parent={parent};Sampled=",
+            &id[..8],
+            &id[8..]
+        )));
         assert_eq!(
             invoke_trace_id(None, Some(traceparent)).as_deref(),
             Some(trace_id.as_str())
