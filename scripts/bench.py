@@ -20,6 +20,11 @@ Two Envoy 1.40 processes on 127.0.0.1:
             (bench/noop-filter `PROBES`, e.g. p-ansmapset): with g-floor in the same run, the
             table prints (p-NAME − g-floor) ÷ reps, the price of one such call. Not in the
             default set; name them with --listeners.
+    g-mimic the baseline filter's `mimic` mode upstream: the host calls e-pt makes on a GET, in
+            its order and with its data, nothing computed. e-pt − g-mimic is ours' work in the
+            VM; g-mimic − g-floor its extra host calls in place. g-mimic-del: the same with the
+            answer's headers edited one by one instead of replaced. GET only (--cases get); not
+            in the default set.
 - the *fake Lambda* Envoy answers a fixed API-Gateway-style proxy response with
   `direct_response`, after reading the whole request body (buffer filter). Its `invoke`
   listener (used by c/d/e/f) answers 200 only to a SigV4-signed `POST /2015-03-31/functions/…/invocations`
@@ -90,7 +95,7 @@ HCM_TYPE = T + "filters.network.http_connection_manager.v3.HttpConnectionManager
 class Listener:
     key: str
     title: str
-    kind: str  # plain | noop | floor | probe | native | ours
+    kind: str  # plain | noop | floor | mimic | probe | native | ours
     mode: str  # payload mode for native/ours: passthrough | json | apigw_v2
     expect: dict  # decoded JSON body a GET must get
     upstream: bool = False  # the Wasm filter in the router's upstream_http_filters
@@ -100,13 +105,14 @@ class Listener:
     def vm_id(self) -> str | None:
         where = "_split" if self.split else "_up" if self.upstream else ""
         return {"noop": f"bench_noop{where}", "floor": f"bench_floor{where}",
+                "mimic": f"bench_{self.key.replace('-', '_')}",
                 "probe": f"bench_{self.key.replace('-', '_')}",
                 "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
 
     @property
     def on_fake_lambda(self) -> bool:
         """Sends a signed-looking Invoke, so routed to the fake Lambda's invoke listener."""
-        return self.kind in ("native", "ours", "floor", "probe")
+        return self.kind in ("native", "ours", "floor", "mimic", "probe")
 
 
 LISTENERS = [
@@ -124,18 +130,25 @@ LISTENERS = [
     Listener("g-floor", "floor of an in-place Invoke (nothing computed), upstream", "floor",
              "passthrough", RAW, upstream=True),
 ]
+# Ours' host calls on an upstream passthrough GET, nothing computed (bench/noop-filter `mimic`).
+# Not in the default set: with e-pt and g-floor it splits ours − floor into host calls and VM.
+MIMIC = [Listener("g-mimic", "ours' host calls, nothing computed, upstream", "mimic",
+                  "passthrough", RAW, upstream=True),
+         Listener("g-mimic-del", "g-mimic, answer headers edited one by one", "mimic",
+                  "passthrough", RAW, upstream=True)]
 # The host calls bench/noop-filter can price (its `PROBES`), each a listener of its own.
 PROBES = ["reqmapget", "reqmapset", "reqhdrget", "reqhdrset", "ansmapget", "ansmapset",
           "anshdrset", "anshdrdel", "routemd", "upstream", "cluster", "state", "clock",
           "counter", "histogram"]
 PROBE_REPS = int(os.environ.get("BENCH_PROBE_REPS", 20))
 DEFAULT_KEYS = [lst.key for lst in LISTENERS]
+LISTENERS += MIMIC
 LISTENERS += [Listener(f"p-{name}", f"floor + {name} × {PROBE_REPS}", "probe", "passthrough",
                        RAW, upstream=True) for name in PROBES]
 BY_KEY = {lst.key: lst for lst in LISTENERS}
 # Native listener -> ours in the same payload mode, for the "native ÷ ours" CPU ratio.
 PAIRS = {"d-pt": "c-pt", "d-v2": "c-json", "e-pt": "c-pt", "e-v2": "c-json", "f-v2": "c-json",
-         "g-floor": "c-pt"}
+         "g-floor": "c-pt", "g-mimic": "c-pt", "g-mimic-del": "c-pt"}
 
 
 class BenchError(Exception):
@@ -266,6 +279,9 @@ def filters_for(lst: Listener, ours_wasm: Path) -> list:
         return [wasm_filter(lst.vm_id, NOOP_WASM)]
     if lst.kind == "floor":
         return [wasm_filter(lst.vm_id, NOOP_WASM, "floor")]
+    if lst.kind == "mimic":
+        mode = "mimic+del" if lst.key.endswith("-del") else "mimic"
+        return [wasm_filter(lst.vm_id, NOOP_WASM, mode)]
     if lst.kind == "probe":
         return [wasm_filter(lst.vm_id, NOOP_WASM, f"floor+{lst.key[2:]}x{PROBE_REPS}")]
     if lst.kind == "native":
@@ -624,6 +640,10 @@ def parse_args() -> argparse.Namespace:
     for c in opts.case_names:
         if c not in CASES:
             p.error(f"unknown case {c!r} (known: {', '.join(CASES)})")
+    # The mimic sets the GET's Invoke headers (content-length 0) whatever the request carries.
+    mimics = [k for k in opts.listener_keys if BY_KEY[k].kind == "mimic"]
+    if mimics and opts.case_names != ["get"]:
+        p.error(f"{', '.join(mimics)}: each replays a GET's host calls; measure with --cases get")
     # Pinning: the measuring Envoy alone on the last CPU; wrk and the fake Lambda on the rest.
     cpus = sorted(os.sched_getaffinity(0))
     if os.environ.get("BENCH_PIN", "0") == "1" and len(cpus) >= 2:
@@ -642,7 +662,7 @@ def run(opts: argparse.Namespace, workdir: Path) -> int:
             raise BenchError(f"{tool} not found (apt-get install -y wrk)")
     if not ours_wasm.exists():
         raise BenchError(f"{ours_wasm} missing: run `make wasm`")
-    if any(BY_KEY[k].kind in ("noop", "floor", "probe") for k in opts.listener_keys):
+    if any(BY_KEY[k].kind in ("noop", "floor", "mimic", "probe") for k in opts.listener_keys):
         build_noop_filter()
 
     fake_ports = {"admin": free_port(), "any": free_port(), "invoke": free_port()}

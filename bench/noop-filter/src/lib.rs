@@ -9,6 +9,11 @@
 //! - configuration `floor+<probe>x<n>`: the floor, plus one host call repeated `n` times per
 //!   request where the filter makes it (`PROBES`): (probe − floor) ÷ n is what one such call
 //!   costs Envoy and the VM together.
+//! - configuration `mimic` (upstream placement): the host calls the filter makes on an
+//!   upstream passthrough GET, in its order and with its data (`MIMIC_INVOKE_HEADERS`),
+//!   nothing computed: ours − mimic is the filter's own work in the VM, mimic − floor what
+//!   its host calls cost in place. `mimic+del` edits the answer's headers one by one (the
+//!   fake Lambda's extras removed, content-type set) instead of replacing the map.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -16,11 +21,12 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BaselineRoot { floor: false, probe: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BaselineRoot { floor: false, mimic: None, probe: None }) });
 }}
 
 struct BaselineRoot {
     floor: bool,
+    mimic: Option<Mimic>,
     probe: Option<(Probe, u32)>,
 }
 
@@ -92,6 +98,20 @@ impl RootContext for BaselineRoot {
         let config = self.get_plugin_configuration().unwrap_or_default();
         self.probe = parse_probe(&config);
         self.floor = config == b"floor" || self.probe.is_some();
+        self.mimic = match &config[..] {
+            b"mimic" => Some(Mimic {
+                answer_one_by_one: false,
+            }),
+            b"mimic+del" => Some(Mimic {
+                answer_one_by_one: true,
+            }),
+            _ => None,
+        };
+        if self.mimic.is_some() {
+            if let Ok(id) = hostcalls::define_metric(MetricType::Histogram, "bench_mimic") {
+                METRIC.with(|m| m.set(id));
+            }
+        }
         if let Some((probe, _)) = self.probe {
             let kind = match probe {
                 Probe::Histogram => MetricType::Histogram,
@@ -109,7 +129,9 @@ impl RootContext for BaselineRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if self.floor {
+        if let Some(mimic) = self.mimic {
+            Some(Box::new(mimic))
+        } else if self.floor {
             Some(Box::new(Floor { probe: self.probe }))
         } else {
             Some(Box::new(Noop))
@@ -252,6 +274,74 @@ impl HttpContext for Floor {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let _ = hostcalls::get_map_value(MapType::HttpResponseHeaders, "x-amz-function-error");
         self.probe(false);
+        Action::Continue
+    }
+}
+
+/// The host calls of the filter on an upstream passthrough GET (bench/v8-harness `--count`:
+/// route metadata, the request's map read and replaced, two clock reads, the answer's map
+/// read and replaced, the access log's filter state, one histogram value), nothing computed.
+#[derive(Clone, Copy)]
+struct Mimic {
+    answer_one_by_one: bool,
+}
+
+/// What the bench's fake Lambda answers beside the headers a success keeps.
+const FAKE_LAMBDA_EXTRA_HEADERS: [&str; 4] = [
+    "x-amzn-requestid",
+    "x-amz-executed-version",
+    "date",
+    "server",
+];
+
+/// The Invoke the filter makes of the bench's GET (bench/v8-harness prints it).
+const MIMIC_INVOKE_HEADERS: [(&str, &str); 13] = [
+    (":method", "POST"),
+    (":path", "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Abench/invocations"),
+    (":authority", "lambda.us-east-1.amazonaws.com"),
+    ("content-type", "application/json"),
+    ("x-amz-invocation-type", "RequestResponse"),
+    ("content-length", "0"),
+    ("x-amz-date", "20261207T110106Z"),
+    ("authorization", "AWS4-HMAC-SHA256 Credential=AKIDBENCHEXAMPLE/20261207/us-east-1/lambda/aws4_request, SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date;x-amz-invocation-type, Signature=ed2f9f7bbcfc6de674ab996ae1e3b5df0c782cab4eb63c3ef0d71712d148b050"),
+    ("x-amz-content-sha256", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+    (":scheme", "http"),
+    ("x-request-id", "4b1c3e0a-8f2d-4c55-9d0e-6a7b8c9d0e1f"),
+    ("x-envoy-original-path", "/"),
+    ("x-proxy-wasm-lambda-attempt", "83d22592c8e52776891e6a8f09b34c2b"),
+];
+
+impl Context for Mimic {}
+
+impl HttpContext for Mimic {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let _ = hostcalls::get_property(vec!["xds", "route_metadata"]);
+        let _ = hostcalls::get_map_bytes(MapType::HttpRequestHeaders);
+        let _ = hostcalls::get_current_time();
+        let _ = hostcalls::set_map(MapType::HttpRequestHeaders, MIMIC_INVOKE_HEADERS.to_vec());
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let _ = hostcalls::get_map_bytes(MapType::HttpResponseHeaders);
+        let _ = hostcalls::get_current_time();
+        if self.answer_one_by_one {
+            for name in FAKE_LAMBDA_EXTRA_HEADERS {
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None);
+            }
+            let _ = hostcalls::set_map_value(
+                MapType::HttpResponseHeaders,
+                "content-type",
+                Some("application/json"),
+            );
+        } else {
+            let _ = hostcalls::set_map(MapType::HttpResponseHeaders, ANSWER_HEADERS.to_vec());
+        }
+        let _ = hostcalls::set_property(
+            vec!["proxy_wasm_lambda"],
+            Some(b"function=bench class=success lambda_request_id=00000000-bench"),
+        );
+        let _ = hostcalls::record_metric(METRIC.with(|m| m.get()), 7);
         Action::Continue
     }
 }
