@@ -104,9 +104,9 @@ class Listener:
     @property
     def vm_id(self) -> str | None:
         where = "_split" if self.split else "_up" if self.upstream else ""
+        if self.kind in ("mimic", "probe"):
+            return f"bench_{self.key.replace('-', '_')}"
         return {"noop": f"bench_noop{where}", "floor": f"bench_floor{where}",
-                "mimic": f"bench_{self.key.replace('-', '_')}",
-                "probe": f"bench_{self.key.replace('-', '_')}",
                 "ours": f"bench_ours_{self.mode}{where}"}.get(self.kind)
 
     @property
@@ -132,6 +132,8 @@ LISTENERS = [
 ]
 # Ours' host calls on an upstream passthrough GET, nothing computed (bench/noop-filter `mimic`).
 # Not in the default set: with e-pt and g-floor it splits ours − floor into host calls and VM.
+# Listener -> the baseline filter's configuration.
+MIMIC_MODES = {"g-mimic": "mimic", "g-mimic-del": "mimic+del"}
 MIMIC = [Listener("g-mimic", "ours' host calls, nothing computed, upstream", "mimic",
                   "passthrough", RAW, upstream=True),
          Listener("g-mimic-del", "g-mimic, answer headers edited one by one", "mimic",
@@ -280,8 +282,7 @@ def filters_for(lst: Listener, ours_wasm: Path) -> list:
     if lst.kind == "floor":
         return [wasm_filter(lst.vm_id, NOOP_WASM, "floor")]
     if lst.kind == "mimic":
-        mode = "mimic+del" if lst.key.endswith("-del") else "mimic"
-        return [wasm_filter(lst.vm_id, NOOP_WASM, mode)]
+        return [wasm_filter(lst.vm_id, NOOP_WASM, MIMIC_MODES[lst.key])]
     if lst.kind == "probe":
         return [wasm_filter(lst.vm_id, NOOP_WASM, f"floor+{lst.key[2:]}x{PROBE_REPS}")]
     if lst.kind == "native":

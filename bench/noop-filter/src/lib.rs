@@ -21,13 +21,46 @@ use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, Metr
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Warn);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BaselineRoot { floor: false, mimic: None, probe: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(BaselineRoot { mode: Mode::Noop }) });
 }}
 
 struct BaselineRoot {
-    floor: bool,
-    mimic: Option<Mimic>,
-    probe: Option<(Probe, u32)>,
+    mode: Mode,
+}
+
+/// What the plugin configuration asks each request's context to do.
+#[derive(Clone, Copy)]
+enum Mode {
+    Noop,
+    /// The floor, with a probe's call `n` times per request if one is named.
+    Floor(Option<(Probe, u32)>),
+    Mimic(Mimic),
+}
+
+impl Mode {
+    fn parse(config: &[u8]) -> Mode {
+        match config {
+            b"floor" => Mode::Floor(None),
+            b"mimic" => Mode::Mimic(Mimic {
+                answer_one_by_one: false,
+            }),
+            b"mimic+del" => Mode::Mimic(Mimic {
+                answer_one_by_one: true,
+            }),
+            _ => parse_probe(config).map_or(Mode::Noop, |probe| Mode::Floor(Some(probe))),
+        }
+    }
+
+    /// The metric its requests record into, if any.
+    fn metric(self) -> Option<MetricType> {
+        match self {
+            Mode::Floor(Some((Probe::Histogram, _))) | Mode::Mimic(_) => {
+                Some(MetricType::Histogram)
+            }
+            Mode::Floor(Some(_)) => Some(MetricType::Counter),
+            Mode::Noop | Mode::Floor(None) => None,
+        }
+    }
 }
 
 /// A host call the filter makes per request, to be priced one at a time.
@@ -96,27 +129,8 @@ impl Context for BaselineRoot {}
 impl RootContext for BaselineRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
         let config = self.get_plugin_configuration().unwrap_or_default();
-        self.probe = parse_probe(&config);
-        self.floor = config == b"floor" || self.probe.is_some();
-        self.mimic = match &config[..] {
-            b"mimic" => Some(Mimic {
-                answer_one_by_one: false,
-            }),
-            b"mimic+del" => Some(Mimic {
-                answer_one_by_one: true,
-            }),
-            _ => None,
-        };
-        if self.mimic.is_some() {
-            if let Ok(id) = hostcalls::define_metric(MetricType::Histogram, "bench_mimic") {
-                METRIC.with(|m| m.set(id));
-            }
-        }
-        if let Some((probe, _)) = self.probe {
-            let kind = match probe {
-                Probe::Histogram => MetricType::Histogram,
-                _ => MetricType::Counter,
-            };
+        self.mode = Mode::parse(&config);
+        if let Some(kind) = self.mode.metric() {
             if let Ok(id) = hostcalls::define_metric(kind, "bench_probe") {
                 METRIC.with(|m| m.set(id));
             }
@@ -129,13 +143,11 @@ impl RootContext for BaselineRoot {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        if let Some(mimic) = self.mimic {
-            Some(Box::new(mimic))
-        } else if self.floor {
-            Some(Box::new(Floor { probe: self.probe }))
-        } else {
-            Some(Box::new(Noop))
-        }
+        Some(match self.mode {
+            Mode::Noop => Box::new(Noop),
+            Mode::Floor(probe) => Box::new(Floor { probe }),
+            Mode::Mimic(mimic) => Box::new(mimic),
+        })
     }
 }
 
